@@ -1,0 +1,1 @@
+"""The ``aios`` command line: a client of the kernel like any other."""

@@ -1,0 +1,88 @@
+"""Entry point of the ``aios`` command.
+
+Command groups live in their own modules under :mod:`aios.cli`; any module there
+that defines ``app`` (a :class:`typer.Typer`) and ``NAME`` is mounted as
+``aios NAME ...``.  Modules must import heavy dependencies inside their
+commands, so ``aios --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+
+import typer
+
+import aios.cli as _cli_pkg
+from aios import bench as _bench
+
+app = typer.Typer(
+    name="aios",
+    help="AIOS: an operating system for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _mount_groups() -> None:
+    for mod in pkgutil.iter_modules(_cli_pkg.__path__):
+        if mod.name in ("main",) or mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"aios.cli.{mod.name}")
+        sub = getattr(module, "app", None)
+        name = getattr(module, "NAME", None)
+        if isinstance(sub, typer.Typer) and name:
+            app.add_typer(sub, name=name)
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(app)
+
+
+@app.command(
+    "bench",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def bench_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument("", help="benchmark name (see --list)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    list_: bool = typer.Option(False, "--list", help="list the benchmarks"),
+) -> None:
+    """Run a benchmark; it measures against a baseline in the same run."""
+    if list_ or not name:
+        for n in _bench.names():
+            typer.echo(n)
+        return
+    try:
+        fn = _bench.load(name)
+    except KeyError:
+        typer.echo(f"no such benchmark: {name} (have: {', '.join(_bench.names())})", err=True)
+        raise typer.Exit(2) from None
+    result = fn(list(ctx.args))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"bench {name}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in result.items():
+            table.add_row(k, f"{v:,.4g}" if isinstance(v, float) else str(v))
+        Console().print(table)
+
+
+def main() -> None:
+    _mount_groups()
+    try:
+        import uvloop  # noqa: F401  (installed policy is chosen where loops are made)
+    except ImportError:
+        pass
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()
