@@ -1,0 +1,49 @@
+"""Boot: one ordered list of steps (xv6 ``main.c``).
+
+``boot()`` builds a kernel by running :data:`STEPS` in order; each step is a
+function of the kernel under construction and the configuration.  The list
+is the place to read what starts, and in what order; later issues add
+measured-boot records and services as further steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aios.kernel import params
+from aios.kernel.clock import Clock, MonotonicClock
+from aios.kernel.kernel import Kernel
+
+
+@dataclass
+class BootConfig:
+    clock: Clock = field(default_factory=MonotonicClock)
+    arena_bytes: int = params.ARENA_BYTES
+    scheduler: Any = None  # a scheduler factory taking the clock; None: the default
+    loader: Callable[[str], Any] | None = None
+    extra_steps: list[Callable[[Kernel, BootConfig], None]] = field(default_factory=list)
+
+
+def _core(cfg: BootConfig) -> Kernel:
+    sched = cfg.scheduler(cfg.clock) if cfg.scheduler is not None else None
+    return Kernel(clock=cfg.clock, arena_bytes=cfg.arena_bytes, scheduler=sched, loader=cfg.loader)
+
+
+def _announce(k: Kernel, cfg: BootConfig) -> None:
+    k.publish("kernel.booted", 0, syscalls=sum(1 for h in k.table if h is not None))
+
+
+STEPS: list[Callable[[Kernel, BootConfig], None]] = [
+    _announce,
+]
+
+
+def boot(cfg: BootConfig | None = None) -> Kernel:
+    """Clock, arena and tables (the core), then every step in order."""
+    cfg = cfg or BootConfig()
+    k = _core(cfg)
+    for step in STEPS + cfg.extra_steps:
+        step(k, cfg)
+    return k

@@ -1,0 +1,555 @@
+"""Capability spaces, seL4-style.
+
+Authority in AIOS is held, never looked up.  Each agent owns a
+:class:`CapabilitySpace`: a vector of slots, each empty or holding a
+:class:`Capability` that names one kernel object (:class:`KObject`: an agent,
+a mailbox endpoint, a memory region, a pool, an event topic, a device, a
+service, the name directory, or an *authority*, the quota-bearing object
+from which agents and memory are made) together with rights and a badge.
+Every syscall names the slot it uses; :meth:`CapabilitySpace.lookup` is an
+index, a validity test and a mask test: O(1), no search, no policy.
+
+Derivation.  Capabilities form a derivation tree (seL4's CDT).  ``mint`` and
+``copy`` make a child of the source in the caller's space; ``grant`` makes a
+child in another agent's space.  The rules are the ones seL4 gives:
+
+* minting only narrows: the child's rights are ``requested & source``, so
+  asking for more silently yields the intersection;
+* a badge is set once: minting an unbadged capability may badge it, a badged
+  one keeps its badge (asking for a different one is an error);
+* revoking a capability invalidates every descendant, in every agent, before
+  the call returns, and leaves the capability itself valid;
+* deleting the last capability to an object destroys the object.
+
+Quotas.  An authority capability carries a :class:`Quota` (memory bytes,
+number of agents, IPC messages per second, maximum CPU weight).  A child
+authority is minted with at most its parent's limits.  Consumption (bytes,
+agents) is charged to the capability that paid and to every ancestor, so a
+subtree never uses more than its root allows; IPC rate is a token bucket at
+each level of the chain; CPU weight is a ceiling, not a sum.  What was built
+with a capability is recorded on it (``charges``), so revoking refunds the
+ancestors and destroys what the revoked subtree built, as revoking an
+Untyped does in seL4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import Any
+
+from aios.errors import (
+    InvalidArgument,
+    InvalidCapability,
+    KernelPanic,
+    PermissionDenied,
+    QuotaExceeded,
+)
+from aios.kernel import params
+
+
+class Rights(IntFlag):
+    """Rights a capability can carry.  READ/WRITE/GRANT apply to any object;
+    the rest are the whitepaper's authority rights (section 3.3)."""
+
+    NONE = 0
+    READ = 1 << 0
+    WRITE = 1 << 1
+    GRANT = 1 << 2
+    SPAWN_AGENT = 1 << 3
+    KILL_AGENT = 1 << 4
+    ALLOC_MEMORY = 1 << 5
+    ACCESS_FS = 1 << 6
+    ACCESS_NET = 1 << 7
+    ACCESS_GPU = 1 << 8
+    ACCESS_TPU = 1 << 9
+    ACCESS_NPU = 1 << 10
+    SUPERVISOR = 1 << 11
+    ADMIN = 1 << 12
+    SEMANTIC_SEND = 1 << 13
+
+
+ALL_RIGHTS = Rights((1 << 14) - 1)
+RW = Rights.READ | Rights.WRITE
+
+
+def rights_from_names(names: Any) -> Rights:
+    """``["READ", "WRITE"]`` (or an int) to :class:`Rights`; unknown names are an error."""
+    if isinstance(names, bool):
+        raise InvalidArgument("rights must be an int or a list of names")
+    if isinstance(names, int):
+        if names < 0 or names & ~int(ALL_RIGHTS):
+            raise InvalidArgument(f"unknown rights bits in {names:#x}")
+        return Rights(names)
+    if isinstance(names, (list, tuple, set, frozenset)):
+        out = Rights.NONE
+        for n in names:
+            if not isinstance(n, str) or n not in Rights.__members__:
+                raise InvalidArgument(f"unknown right {n!r}")
+            out |= Rights[n]
+        return out
+    raise InvalidArgument("rights must be an int or a list of names")
+
+
+def rights_names(r: Rights) -> list[str]:
+    return [m.name for m in Rights if m.value and (r & m) == m and m.name is not None]
+
+
+class ObjKind(IntEnum):
+    AUTHORITY = 1
+    AGENT = 2
+    ENDPOINT = 3
+    MEMORY = 4
+    POOL = 5
+    TOPIC = 6
+    DEVICE = 7
+    SERVICE = 8
+    DIRECTORY = 9
+    SYNC = 10
+
+
+class Resource(IntEnum):
+    MEMORY = 0  # bytes, consumed while allocated
+    AGENTS = 1  # live agents, consumed while alive
+    IPC_RATE = 2  # messages per second, token bucket per level
+    CPU_WEIGHT = 3  # ceiling on an agent's scheduling weight
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits of an authority capability; ``None`` means "as much as the parent"."""
+
+    memory: int | None = None
+    agents: int | None = None
+    ipc_rate: int | None = None
+    cpu_weight: int | None = None
+
+    @staticmethod
+    def from_dict(d: Any) -> Quota:
+        if d is None:
+            return Quota()
+        if not isinstance(d, dict):
+            raise InvalidArgument("quota must be a dict")
+        allowed = {"memory", "agents", "ipc_rate", "cpu_weight"}
+        for k, v in d.items():
+            if k not in allowed:
+                raise InvalidArgument(f"unknown quota field {k!r}")
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise InvalidArgument(f"quota {k} must be a non-negative int")
+        return Quota(**d)
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {
+            "memory": self.memory,
+            "agents": self.agents,
+            "ipc_rate": self.ipc_rate,
+            "cpu_weight": self.cpu_weight,
+        }
+
+
+class Charge:
+    """A record that ``amount`` of ``res`` is held on behalf of ``what`` and paid by ``cap``."""
+
+    __slots__ = ("amount", "cap", "res", "what")
+
+    def __init__(self, res: Resource, amount: int, what: Any, cap: Capability | None) -> None:
+        self.res = res
+        self.amount = amount
+        self.what = what
+        self.cap = cap
+
+
+class KObject:
+    """A kernel object that capabilities name.  ``refs`` counts capabilities."""
+
+    __slots__ = ("destroyed", "kind", "oid", "on_destroy", "payload", "refs")
+
+    def __init__(
+        self,
+        kind: ObjKind,
+        oid: int,
+        payload: Any = None,
+        on_destroy: Callable[[KObject], None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.oid = oid
+        self.payload = payload
+        self.refs = 0
+        self.on_destroy = on_destroy
+        self.destroyed = False
+
+
+class Capability:
+    """One slot's contents: an object, rights, a badge, and its place in the CDT."""
+
+    __slots__ = (
+        "badge",
+        "bucket",
+        "bucket_t",
+        "charges",
+        "children",
+        "holder",
+        "limits",
+        "obj",
+        "parent",
+        "rights",
+        "slot",
+        "used",
+        "valid",
+    )
+
+    def __init__(self, obj: KObject, rights: Rights, badge: int, parent: Capability | None) -> None:
+        self.obj = obj
+        self.rights = rights
+        self.badge = badge
+        self.parent = parent
+        self.children: list[Capability] = []
+        self.holder = 0  # agent id holding it
+        self.slot = -1
+        self.valid = True
+        # authority capabilities only:
+        self.limits: list[int | None] | None = None
+        self.used: list[int] | None = None
+        self.bucket = 0.0
+        self.bucket_t = 0
+        self.charges: set[Charge] | None = None
+
+    def depth(self) -> int:
+        d, c = 0, self.parent
+        while c is not None:
+            d += 1
+            c = c.parent
+        return d
+
+    def ancestors(self) -> Iterator[Capability]:
+        c = self.parent
+        while c is not None:
+            yield c
+            c = c.parent
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "slot": self.slot,
+            "kind": self.obj.kind.name,
+            "object": self.obj.oid,
+            "rights": rights_names(self.rights),
+            "badge": self.badge,
+            "depth": self.depth(),
+        }
+        if self.limits is not None and self.used is not None:
+            d["quota"] = {r.name.lower(): self.limits[r] for r in Resource}
+            d["used"] = {r.name.lower(): self.used[r] for r in Resource}
+        return d
+
+
+class CapabilityDerivationTree:
+    """Operations that span capability spaces: derive, revoke, delete, charge.
+
+    ``release`` is called with every capability that stops being valid, so the
+    kernel can destroy what it built; ``clock`` gives nanoseconds for buckets.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], int],
+        release: Callable[[Capability, list[Charge]], None],
+    ) -> None:
+        self._clock = clock
+        self._release = release
+        self._spaces: dict[int, CapabilitySpace] = {}
+        self._next_oid = 1
+
+    # -- objects and spaces ------------------------------------------------
+
+    def new_object(
+        self, kind: ObjKind, payload: Any = None, on_destroy: Callable[[KObject], None] | None = None
+    ) -> KObject:
+        oid = self._next_oid
+        self._next_oid += 1
+        return KObject(kind, oid, payload, on_destroy)
+
+    def new_space(self, holder: int) -> CapabilitySpace:
+        cs = CapabilitySpace(holder, self)
+        self._spaces[holder] = cs
+        return cs
+
+    def space(self, holder: int) -> CapabilitySpace:
+        return self._spaces[holder]
+
+    def drop_space(self, holder: int) -> None:
+        cs = self._spaces.pop(holder, None)
+        if cs is None:
+            return
+        for cap in list(cs.caps()):
+            self.delete(cap)
+
+    # -- derivation ----------------------------------------------------------
+
+    def root(self, space: CapabilitySpace, obj: KObject, rights: Rights, badge: int = 0,
+             quota: Quota | None = None) -> Capability:
+        """A capability with no parent: only the kernel makes these (boot, new objects)."""
+        cap = Capability(obj, rights, badge, None)
+        if obj.kind is ObjKind.AUTHORITY:
+            q = quota or Quota()
+            cap.limits = [q.memory, q.agents, q.ipc_rate, q.cpu_weight]
+            cap.used = [0, 0, 0, 0]
+            cap.charges = set()
+            cap.bucket = float(q.ipc_rate or 0)
+            cap.bucket_t = self._clock()
+        space.install(cap)
+        return cap
+
+    def derive(
+        self,
+        src: Capability,
+        dest: CapabilitySpace,
+        rights: Rights,
+        badge: int | None = None,
+        quota: Quota | None = None,
+        slot: int | None = None,
+    ) -> Capability:
+        """Child of ``src`` in ``dest`` with ``rights & src.rights`` (mint only narrows)."""
+        if not src.valid:
+            raise InvalidCapability("source capability was revoked")
+        if src.depth() + 1 > params.CDT_MAX_DEPTH:
+            raise InvalidArgument("capability derivation chain too deep")
+        if badge is not None and badge != 0 and src.badge not in (0, badge):
+            raise InvalidArgument("a badge is set once: this capability is already badged")
+        new_badge = src.badge if src.badge else (badge or 0)
+        if not isinstance(new_badge, int) or new_badge < 0 or new_badge >= 1 << 63:
+            raise InvalidArgument("badge must be an int in [0, 2**63)")
+        cap = Capability(src.obj, Rights(rights & src.rights), new_badge, src)
+        if src.limits is not None:
+            q = quota or Quota()
+            lim: list[int | None] = []
+            for res, want in zip(Resource, (q.memory, q.agents, q.ipc_rate, q.cpu_weight), strict=True):
+                have = src.limits[res]
+                if want is None:
+                    lim.append(have)
+                elif have is None:
+                    lim.append(want)
+                else:
+                    lim.append(min(want, have))
+            cap.limits = lim
+            cap.used = [0, 0, 0, 0]
+            cap.charges = set()
+            cap.bucket = float(lim[Resource.IPC_RATE] or 0)
+            cap.bucket_t = self._clock()
+        dest.install(cap, slot)
+        src.children.append(cap)
+        return cap
+
+    def revoke(self, cap: Capability) -> int:
+        """Invalidate every descendant of ``cap`` everywhere; ``cap`` stays valid.
+
+        Returns how many capabilities were invalidated.  What the descendants
+        paid for is refunded up the chain and handed to ``release``.
+        """
+        if not cap.valid:
+            raise InvalidCapability("capability was revoked")
+        children, cap.children = cap.children, []
+        count = 0
+        for child in children:
+            count += self._invalidate_subtree(child)
+        return count
+
+    def _invalidate_subtree(self, top: Capability) -> int:
+        doomed: list[Capability] = []
+        stack = [top]
+        while stack:
+            c = stack.pop()
+            stack.extend(c.children)
+            doomed.append(c)
+        # refund while the parent links still reach the surviving ancestors
+        released: list[list[Charge]] = []
+        for c in doomed:
+            charges = list(c.charges) if c.charges else []
+            for ch in charges:
+                self.uncharge(ch)
+            released.append(charges)
+        for c, charges in zip(doomed, released, strict=True):
+            c.children = []
+            c.valid = False
+            c.parent = None
+            sp = self._spaces.get(c.holder)
+            if sp is not None:
+                sp.remove(c)
+            self._drop_ref(c.obj)
+            self._release(c, charges)
+        return len(doomed)
+
+    def delete(self, cap: Capability) -> None:
+        """Remove ``cap`` from its slot.  Its children and what it paid for are
+        adopted by its parent (seL4 delete semantics); a root's subtree is
+        revoked.  The last capability to an object destroys it."""
+        if not cap.valid:
+            return
+        sp = self._spaces.get(cap.holder)
+        if sp is not None:
+            sp.remove(cap)
+        parent = cap.parent
+        charges: list[Charge] = []
+        if parent is not None:
+            try:
+                parent.children.remove(cap)
+            except ValueError:
+                raise KernelPanic("CDT child missing from its parent") from None
+            for ch in cap.children:
+                ch.parent = parent
+                parent.children.append(ch)
+            if cap.charges:
+                if parent.charges is None:
+                    raise KernelPanic("authority capability derived from a non-authority")
+                for chg in cap.charges:
+                    chg.cap = parent
+                    parent.charges.add(chg)
+        else:
+            for ch in list(cap.children):
+                self._invalidate_subtree(ch)
+            charges = list(cap.charges) if cap.charges else []
+            for chg in charges:
+                self.uncharge(chg)
+        cap.children = []
+        cap.charges = set() if cap.charges is not None else None
+        cap.valid = False
+        self._drop_ref(cap.obj)
+        self._release(cap, charges)
+
+    def _drop_ref(self, obj: KObject) -> None:
+        obj.refs -= 1
+        if obj.refs == 0 and not obj.destroyed:
+            obj.destroyed = True
+            if obj.on_destroy is not None:
+                obj.on_destroy(obj)
+
+    # -- quotas ----------------------------------------------------------------
+
+    def charge(self, cap: Capability, res: Resource, amount: int, what: Any = None) -> Charge:
+        """Charge ``amount`` of ``res`` to ``cap`` and every ancestor, or nothing."""
+        if cap.used is None or cap.limits is None or cap.charges is None:
+            raise InvalidCapability("not an authority capability")
+        if not cap.valid:
+            raise InvalidCapability("capability was revoked")
+        if amount < 0:
+            raise InvalidArgument("negative charge")
+        c: Capability | None = cap
+        while c is not None:
+            lim = c.limits[res] if c.limits is not None else None
+            if lim is not None and c.used is not None and c.used[res] + amount > lim:
+                raise QuotaExceeded(
+                    f"{res.name.lower()} quota: {c.used[res]} + {amount} > {lim}", resource=res.name
+                )
+            c = c.parent
+        c = cap
+        while c is not None:
+            if c.used is not None:
+                c.used[res] += amount
+            c = c.parent
+        chg = Charge(res, amount, what, cap)
+        cap.charges.add(chg)
+        return chg
+
+    def uncharge(self, chg: Charge) -> None:
+        """Give back a charge (the resource was freed).  Idempotent."""
+        cap = chg.cap
+        if cap is None:
+            return
+        chg.cap = None
+        if cap.charges is not None:
+            cap.charges.discard(chg)
+        c: Capability | None = cap
+        while c is not None:
+            if c.used is not None:
+                c.used[chg.res] = max(0, c.used[chg.res] - chg.amount)
+            c = c.parent
+
+    def take_tokens(self, cap: Capability, n: int) -> None:
+        """IPC rate: take ``n`` tokens from the bucket at every level, or none."""
+        now = self._clock()
+        c: Capability | None = cap
+        while c is not None:
+            rate = c.limits[Resource.IPC_RATE] if c.limits is not None else None
+            if rate is not None:
+                dt = now - c.bucket_t
+                if dt > 0:
+                    c.bucket = min(float(rate), c.bucket + rate * dt / 1e9)
+                    c.bucket_t = now
+                if c.bucket < n:
+                    raise QuotaExceeded(f"IPC rate quota of {rate}/s exceeded", resource="IPC_RATE")
+            c = c.parent
+        c = cap
+        while c is not None:
+            if c.limits is not None and c.limits[Resource.IPC_RATE] is not None:
+                c.bucket -= n
+            c = c.parent
+
+    @staticmethod
+    def weight_ceiling(cap: Capability) -> int | None:
+        return cap.limits[Resource.CPU_WEIGHT] if cap.limits is not None else None
+
+
+class CapabilitySpace:
+    """One agent's slots.  ``lookup`` is the O(1) check every syscall makes."""
+
+    __slots__ = ("_free", "_slots", "cdt", "holder")
+
+    def __init__(self, holder: int, cdt: CapabilityDerivationTree) -> None:
+        self.holder = holder
+        self.cdt = cdt
+        self._slots: list[Capability | None] = []
+        self._free: list[int] = []
+
+    def install(self, cap: Capability, slot: int | None = None) -> int:
+        if slot is None:
+            if self._free:
+                slot = self._free.pop()
+            else:
+                if len(self._slots) >= params.CSPACE_SLOTS:
+                    raise QuotaExceeded("capability space is full")
+                slot = len(self._slots)
+                self._slots.append(None)
+        elif slot < len(self._slots) and self._slots[slot] is not None:
+            raise InvalidArgument(f"slot {slot} is occupied")
+        else:
+            while len(self._slots) <= slot:
+                self._free.append(len(self._slots))
+                self._slots.append(None)
+            self._free.remove(slot)
+        self._slots[slot] = cap
+        cap.holder = self.holder
+        cap.slot = slot
+        cap.obj.refs += 1
+        return slot
+
+    def remove(self, cap: Capability) -> None:
+        s = cap.slot
+        if 0 <= s < len(self._slots) and self._slots[s] is cap:
+            self._slots[s] = None
+            self._free.append(s)
+
+    def get(self, slot: Any) -> Capability:
+        if type(slot) is not int or slot < 0 or slot >= len(self._slots):
+            raise InvalidCapability(f"no capability in slot {slot!r}")
+        cap = self._slots[slot]
+        if cap is None:
+            raise InvalidCapability(f"no capability in slot {slot}")
+        return cap
+
+    def lookup(self, slot: Any, kind: ObjKind, need: Rights) -> Capability:
+        """The capability in ``slot`` if it names a ``kind`` object with ``need`` rights."""
+        cap = self.get(slot)
+        if cap.obj.kind is not kind:
+            raise InvalidCapability(f"slot {slot} holds a {cap.obj.kind.name}, not a {kind.name}")
+        if cap.rights & need != need:
+            missing = rights_names(Rights(need & ~cap.rights))
+            raise PermissionDenied(f"slot {slot} lacks {', '.join(missing)}")
+        return cap
+
+    def caps(self) -> Iterator[Capability]:
+        for c in self._slots:
+            if c is not None:
+                yield c
+
+    def __len__(self) -> int:
+        return len(self._slots) - len(self._free)

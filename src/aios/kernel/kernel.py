@@ -1,0 +1,796 @@
+"""The kernel object and the in-process executor.
+
+The kernel owns every table (agents, capability derivation tree, mailboxes,
+arena, event bus, scheduler, timers) and is the only code that changes them.
+Agents do not call it: they *trap*.  An in-process agent is a coroutine; its
+SDK call ``await trap(sysno, *args)`` yields the tuple ``(sysno, args)`` to
+whoever is driving the coroutine, which is this kernel (curio's design).
+The driver loop in :meth:`Kernel._run_agent`:
+
+1. ``send``s the result of the previous syscall into the coroutine (or
+   ``throw``s its error) and receives the next trap;
+2. looks the number up in the syscall table (a list: an index, no hashing)
+   and calls the handler with the agent and the arguments;
+3. keeps going with the same agent while its slice lasts: a syscall that
+   completes immediately costs a ``send`` and a call, which is why a null
+   syscall takes well under a microsecond;
+4. stops when the handler parked the agent (returned ``BLOCK``), the agent
+   exited, faulted or was preempted; time between traps is charged to the
+   agent's scheduling entity.
+
+A coroutine that awaits a plain asyncio future (a library doing I/O) yields
+that future instead of a trap; the kernel parks the agent until the future
+completes, then resumes it.  Whatever an agent raises, including
+``SystemExit``, ends that agent (a zombie with the exception recorded and an
+``agent.fault`` event), never the kernel.
+
+Handlers live in the ``sys_*`` modules; they validate their arguments and
+raise errors from :mod:`aios.errors`.  A handler that raises anything else
+has hit a kernel bug: the caller gets ``KernelPanic`` and a ``kernel.panic``
+event is published, and the kernel goes on serving everyone else.
+
+Blocking follows xv6: a handler parks the caller on a
+:class:`~aios.kernel.waits.WaitQueue` with an optional timeout and returns
+``BLOCK``; whoever makes the condition true calls :meth:`Kernel.wake`.  The
+kernel's clock is injectable, so timeouts run on virtual time in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aios.errors import (
+    AgentFault,
+    AgentGone,
+    AIOSError,
+    Cancelled,
+    InvalidArgument,
+    KernelPanic,
+    NoSuchObject,
+    NoSuchSyscall,
+    QuotaExceeded,
+    TimedOut,
+)
+from aios.kernel import params
+from aios.kernel.agents import Agent, AgentState, AgentTable
+from aios.kernel.capabilities import (
+    Capability,
+    CapabilityDerivationTree,
+    CapabilitySpace,
+    Charge,
+    KObject,
+    ObjKind,
+    Quota,
+    Resource,
+    Rights,
+)
+from aios.kernel.clock import Clock, MonotonicClock
+from aios.kernel.events import EventBus, Subscription
+from aios.kernel.memory import Arena, PageTable, Pool, Region
+from aios.kernel.runqueue import RunQueue
+from aios.kernel.waits import BLOCK, Wait, WaitQueue
+
+log = logging.getLogger("aios.kernel")
+
+RUNNING = AgentState.RUNNING
+BLOCKED = AgentState.BLOCKED
+SUSPENDED = AgentState.SUSPENDED
+CHARGE_QUANTUM_NS = 50_000  # charge the scheduler at most this often while an agent runs
+
+# well-known slots of every agent's capability space
+SLOT_SELF = 0  # AGENT: itself
+SLOT_MAILBOX = 1  # ENDPOINT: its own mailbox (READ | WRITE | GRANT)
+SLOT_AUTHORITY = 2  # AUTHORITY: rights and quotas it was spawned with
+SLOT_DIRECTORY = 3  # DIRECTORY: name service (READ lookup, WRITE register)
+SLOT_EVENTS = 4  # TOPIC: the event bus (READ subscribe, WRITE publish under app.)
+SLOT_PARENT = 5  # ENDPOINT: its parent's mailbox (WRITE), badged with its own id
+FIRST_FREE_SLOT = 6
+
+KERNEL_TOPIC_PREFIXES = ("agent.", "security.", "ipc.", "kernel.", "cap.", "perf.", "mem.", "policy.", "sched.")
+
+
+class AsyncOp:
+    """A pending result for GetAsyncResult (AgentSpawn, PQCOperation)."""
+
+    __slots__ = ("done", "error", "handle", "owner", "value", "waiters")
+
+    def __init__(self, handle: int, owner: int) -> None:
+        self.handle = handle
+        self.owner = owner
+        self.done = False
+        self.value: Any = None
+        self.error: AIOSError | None = None
+        self.waiters = WaitQueue()
+
+
+class LifecycleHooks:
+    """Pre-hooks may veto an operation by raising; post-hooks observe it."""
+
+    OPS = ("spawn", "clone", "merge", "split", "upgrade", "specialize", "kill")
+
+    def __init__(self) -> None:
+        self.pre: dict[str, list[Callable[..., None]]] = {op: [] for op in self.OPS}
+        self.post: dict[str, list[Callable[..., None]]] = {op: [] for op in self.OPS}
+
+    def add_pre(self, op: str, fn: Callable[..., None]) -> None:
+        self.pre[op].append(fn)
+
+    def add_post(self, op: str, fn: Callable[..., None]) -> None:
+        self.post[op].append(fn)
+
+
+class Kernel:
+    """All kernel state, the syscall dispatcher and the in-process executor."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        arena_bytes: int = params.ARENA_BYTES,
+        scheduler: Any = None,
+        loader: Callable[[str], Callable[[dict[str, Any]], Any]] | None = None,
+    ) -> None:
+        from aios.kernel.syscalls import build_table
+
+        self.clock: Clock = clock or MonotonicClock()
+        self.now: Callable[[], int] = self.clock.now_ns
+        self.agents = AgentTable()
+        self.cdt = CapabilityDerivationTree(self.now, self._release)
+        self.arena = Arena(arena_bytes)
+        self.bus = EventBus(self.now, on_queue=self._event_queued)
+        self.sched: Any = scheduler or RunQueue(self.clock)
+        self.hooks = LifecycleHooks()
+        self.loader = loader
+        self.table: list[Callable[..., Any] | None] = build_table()
+        self._timers: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._timer_seq = itertools.count()
+        self._msg_seq = itertools.count(1)
+        self._call_seq = itertools.count(1)
+        self._async_seq = itertools.count(1)
+        self.calls: dict[int, tuple[Wait, int]] = {}  # call id -> (caller's wait, receiver aid)
+        self.async_ops: dict[int, AsyncOp] = {}
+        self.external = 0  # agents parked on asyncio futures or threads
+        self.current: Agent | None = None
+        self.stopping = False
+        self._wakeup: asyncio.Event | None = None
+        self._executor: Any = None
+        self.stats = {"syscalls": 0, "dispatches": 0, "panics": 0, "faults": 0}
+        self._boot_kernel_space()
+
+    # -- boot ------------------------------------------------------------------
+
+    def _boot_kernel_space(self) -> None:
+        """The kernel's own capability space (holder 0) and init (agent 1)."""
+        self.kspace = self.cdt.new_space(0)
+        self.directory: dict[str, Capability] = {}
+        dir_obj = self.cdt.new_object(ObjKind.DIRECTORY, self.directory)
+        topic_obj = self.cdt.new_object(ObjKind.TOPIC, "")
+        auth_obj = self.cdt.new_object(ObjKind.AUTHORITY, None)
+        root_quota = Quota(
+            memory=params.ROOT_QUOTA_MEMORY,
+            agents=params.ROOT_QUOTA_AGENTS,
+            ipc_rate=None,
+            cpu_weight=params.ROOT_QUOTA_CPU_WEIGHT,
+        )
+        init = self.agents.create(0, "init")
+        init.cspace = self.cdt.new_space(init.aid)
+        init.pt = PageTable()
+        self._install_self_and_mailbox(init)
+        self.root_authority = self.cdt.root(init.cspace, auth_obj, Rights(-1 & ((1 << 14) - 1)), quota=root_quota)
+        self.cdt.root(init.cspace, dir_obj, Rights.READ | Rights.WRITE | Rights.GRANT)
+        self.cdt.root(init.cspace, topic_obj, Rights.READ | Rights.WRITE | Rights.GRANT | Rights.ADMIN)
+        init.supervisor = True
+        self.agents.transition(init, "start")
+        self.agents.transition(init, "dispatch")
+        self.agents.transition(init, "block")  # init never runs code; it adopts orphans
+        self.init = init
+
+    def _install_self_and_mailbox(self, a: Agent) -> None:
+        from aios.kernel.ipc import Mailbox
+
+        aobj = self.cdt.new_object(ObjKind.AGENT, a)
+        self.cdt.root(a.cspace, aobj, Rights.READ)  # slot 0
+        a.mailbox = Mailbox(a.aid)
+        mobj = self.cdt.new_object(ObjKind.ENDPOINT, a.mailbox, self._mailbox_destroyed)
+        self.cdt.root(a.cspace, mobj, Rights.READ | Rights.WRITE | Rights.GRANT)  # slot 1
+
+    # -- objects -------------------------------------------------------------
+
+    def cap_of(self, a: Agent, slot: int) -> Capability:
+        cs: CapabilitySpace = a.cspace
+        return cs.get(slot)
+
+    def agent_object(self, a: Agent) -> KObject:
+        obj: KObject = self.cap_of(a, SLOT_SELF).obj
+        return obj
+
+    def mailbox_object(self, a: Agent) -> KObject:
+        obj: KObject = self.cap_of(a, SLOT_MAILBOX).obj
+        return obj
+
+    def new_region(self, auth: Capability, nbytes: int) -> KObject:
+        from aios.kernel.memory import pages_for
+
+        if type(nbytes) is not int or nbytes <= 0:
+            raise InvalidArgument("size must be a positive int")
+        if nbytes > params.AGENT_MEM_ALLOC_MAX:
+            raise InvalidArgument(f"size exceeds the {params.AGENT_MEM_ALLOC_MAX}-byte limit")
+        nframes = pages_for(nbytes)
+        obj = self.cdt.new_object(ObjKind.MEMORY, None, self._region_destroyed)
+        chg = self.cdt.charge(auth, Resource.MEMORY, nframes * params.PAGE_SIZE, obj)
+        try:
+            frame = self.arena.frames.alloc(nframes)
+        except AIOSError:
+            self.cdt.uncharge(chg)
+            raise
+        obj.payload = (Region(obj.oid, frame, nframes, nbytes), chg)
+        return obj
+
+    def _region_destroyed(self, obj: KObject) -> None:
+        payload = obj.payload
+        if payload is None:
+            return
+        region, chg = payload
+        if isinstance(region, Pool):
+            region = region.region
+        for pt, vpn in list(region.mappings):
+            pt.unmap(vpn)
+        self.arena.zero(region.frame, region.nframes)
+        self.arena.frames.free(region.frame, region.nframes)
+        self.cdt.uncharge(chg)
+        obj.payload = None
+
+    def _mailbox_destroyed(self, obj: KObject) -> None:
+        mb = obj.payload
+        mb.closed = True
+        gone = AgentGone(f"mailbox of agent {mb.owner} is closed")
+        for w in mb.send_waiters.drain():
+            self.wake(w, exc=gone)
+        for w in mb.recv_waiters.drain():
+            self.wake(w, exc=gone)
+        mb.q.clear()
+
+    def _release(self, cap: Capability, charges: list[Charge]) -> None:
+        """The CDT invalidated ``cap``: undo what it paid for and its mappings."""
+        holder = self.agents._agents.get(cap.holder) if cap.holder else None
+        if holder is not None and holder.pt is not None and cap.obj.kind in (ObjKind.MEMORY, ObjKind.POOL):
+            holder.pt.unmap_cap(cap)
+        for chg in charges:
+            what = chg.what
+            if isinstance(what, KObject) and what.kind in (ObjKind.MEMORY, ObjKind.POOL):
+                if not what.destroyed:
+                    what.destroyed = True
+                    self._region_destroyed(what)
+            elif isinstance(what, Agent) and what.alive:
+                self.kill(what, reason="authority revoked")
+
+    # -- time and timers -------------------------------------------------------
+
+    def call_at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> list[Any]:
+        entry = [t_ns, next(self._timer_seq), fn, args]
+        heapq.heappush(self._timers, entry)  # type: ignore[arg-type]
+        return entry
+
+    @staticmethod
+    def cancel_timer(entry: list[Any] | None) -> None:
+        if entry is not None:
+            entry[2] = _noop
+
+    def _fire_timers(self) -> None:
+        timers = self._timers
+        if not timers:
+            return
+        now = self.now()
+        while timers and timers[0][0] <= now:
+            _, _, fn, args = heapq.heappop(timers)
+            fn(*args)
+
+    def next_timer_ns(self) -> int | None:
+        timers = self._timers
+        while timers and timers[0][2] is _noop:
+            heapq.heappop(timers)
+        nxt = timers[0][0] if timers else None
+        sched_next = self.sched.next_event_ns()
+        if sched_next is not None and (nxt is None or sched_next < nxt):
+            nxt = sched_next
+        return nxt
+
+    # -- blocking ------------------------------------------------------------
+
+    def park(self, a: Agent, queue: WaitQueue | None, timeout: Any = None, data: Any = None) -> Any:
+        """Block ``a`` (which is running) on ``queue``; returns ``BLOCK``."""
+        deadline = self.deadline(timeout)
+        w = Wait(a, queue, data)
+        if queue is not None:
+            queue.push(w)
+        if deadline is not None:
+            w.timer = self.call_at(deadline, self._timeout, w)
+        a.wait = w
+        self.agents.transition(a, "block")  # the executor loop takes it off the run queue
+        return BLOCK
+
+    def deadline(self, timeout: Any) -> int | None:
+        if timeout is None:
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise InvalidArgument("timeout must be a number of seconds or None")
+        if not 0 <= timeout <= params.MAX_TIMEOUT_S:
+            raise InvalidArgument(f"timeout must be in [0, {params.MAX_TIMEOUT_S}] seconds")
+        return self.now() + int(timeout * 1e9)
+
+    def _timeout(self, w: Wait) -> None:
+        if w.done:
+            return
+        self._end_wait(w)
+        self.deliver(w.agent, None, TimedOut("timed out"))
+
+    def _end_wait(self, w: Wait) -> None:
+        w.done = True
+        self.cancel_timer(w.timer)
+        if w.queue is not None:
+            w.queue.remove(w)
+        a = w.agent
+        if a.wait is w:
+            a.wait = None
+        d = w.data
+        if type(d) is tuple and d and d[0] == "call":
+            self.calls.pop(d[1], None)
+
+    def wake(self, w: Wait, value: Any = None, exc: AIOSError | None = None) -> None:
+        if w.done:
+            return
+        self._end_wait(w)
+        self.deliver(w.agent, value, exc)
+
+    def deliver(self, a: Agent, value: Any, exc: BaseException | None = None) -> None:
+        """Hand the result of a blocked syscall to its agent and make it runnable."""
+        if a.executor is not None:
+            a.executor.deliver(a, value, exc)
+            if a.status is BLOCKED:
+                self.agents.transition(a, "wake")
+                self.agents.transition(a, "dispatch")
+            return
+        a.pending = value
+        a.pending_exc = exc
+        if a.status is BLOCKED:
+            self.agents.transition(a, "wake")
+            self.sched.wake(a.sched)
+            self._kick()
+        elif a.status is SUSPENDED:
+            self.agents.transition(a, "wake")
+
+    def make_runnable(self, a: Agent) -> None:
+        self.sched.wake(a.sched)
+        self._kick()
+
+    def _kick(self) -> None:
+        w = self._wakeup
+        if w is not None and not w.is_set():
+            w.set()
+
+    # -- events ---------------------------------------------------------------
+
+    def publish(self, topic: str, source: int = 0, **data: Any) -> None:
+        self.bus.publish(topic, data, source)
+
+    def _event_queued(self, sub: Subscription) -> None:
+        q = sub.waiters
+        if q is not None:
+            w = q.pop()
+            if w is not None:
+                ev = sub.queue.popleft()
+                self.wake(w, ev.to_dict())
+
+    # -- async operations -----------------------------------------------------
+
+    def new_async(self, owner: Agent) -> AsyncOp:
+        mine = sum(1 for op in self.async_ops.values() if op.owner == owner.aid)
+        if mine >= params.ASYNC_OPS_PER_AGENT:
+            raise QuotaExceeded("too many outstanding async operations")
+        op = AsyncOp(next(self._async_seq), owner.aid)
+        self.async_ops[op.handle] = op
+        return op
+
+    def complete_async(self, op: AsyncOp, value: Any = None, error: AIOSError | None = None) -> None:
+        if op.done:
+            return
+        op.done = True
+        op.value = value
+        op.error = error
+        for w in op.waiters.drain():
+            self.async_ops.pop(op.handle, None)
+            self.wake(w, value, error)
+
+    def run_in_thread(self, a: Agent, fn: Callable[..., Any], *args: Any) -> int:
+        """Run ``fn`` off the kernel thread; its result completes an async op."""
+        op = self.new_async(a)
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(params.PQC_WORKERS, thread_name_prefix="aios-pqc")
+        fut = loop.run_in_executor(self._executor, fn, *args)
+        self.external += 1
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self.external -= 1
+            err = f.exception()
+            if err is None:
+                self.complete_async(op, f.result())
+            elif isinstance(err, AIOSError):
+                self.complete_async(op, error=err)
+            else:
+                self.complete_async(op, error=InvalidArgument(str(err)))
+            self._kick()
+
+        fut.add_done_callback(done)
+        return op.handle
+
+    # -- the executor ---------------------------------------------------------
+
+    def _run_agent(self, a: Agent) -> None:
+        agents = self.agents
+        agents.transition(a, "dispatch")
+        self.current = a
+        coro = a.coro
+        send = coro.send
+        table = self.table
+        ntable = len(table)
+        now = self.now
+        ent = a.sched
+        charge = self.sched.charge
+        val = a.pending
+        exc = a.pending_exc
+        a.pending = None
+        a.pending_exc = None
+        t_last = now()
+        n = 0
+        try:
+            while True:
+                try:
+                    trap = send(val) if exc is None else coro.throw(exc)
+                except StopIteration as stop:
+                    self.exit(a, stop.value)
+                    return
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as err:  # noqa: BLE001 - an agent's failure is its own
+                    self.fault(a, err)
+                    return
+                exc = None
+                val = None
+                n += 1
+                if type(trap) is tuple and len(trap) == 2:
+                    sysno, args = trap
+                    if type(sysno) is not int and isinstance(sysno, int) and not isinstance(sysno, bool):
+                        sysno = int(sysno)
+                    if type(sysno) is int and 0 <= sysno < ntable and type(args) is tuple:
+                        h = table[sysno]
+                        if h is None:
+                            exc = NoSuchSyscall(f"no syscall {sysno}")
+                        else:
+                            try:
+                                val = h(self, a, *args)
+                            except AIOSError as e:
+                                exc = e
+                                val = None
+                            except Exception as e:  # noqa: BLE001
+                                exc = self._handler_failure(h, a, args, e)
+                                val = None
+                    else:
+                        exc = (
+                            NoSuchSyscall(f"no syscall {sysno!r}")
+                            if type(args) is tuple
+                            else InvalidArgument("syscall arguments must be a tuple")
+                        )
+                    if val is BLOCK or a.status is not RUNNING:
+                        return
+                elif isinstance(trap, asyncio.Future):
+                    self._park_on_future(a, trap)
+                    return
+                else:
+                    exc = InvalidArgument("an agent may await only AIOS traps or asyncio futures")
+                t = now()
+                if t - t_last >= CHARGE_QUANTUM_NS:
+                    preempt = charge(ent, t - t_last)
+                    t_last = t
+                    if preempt:
+                        a.pending = val
+                        a.pending_exc = exc
+                        agents.transition(a, "preempt")
+                        return
+        finally:
+            # reconcile the scheduler with what the agent's state became
+            self.current = None
+            self.stats["syscalls"] += n
+            a.syscalls += n
+            self.stats["dispatches"] += 1
+            dt = now() - t_last
+            if dt > 0:
+                charge(ent, dt)
+            st = a.status
+            if st is AgentState.READY:
+                self.sched.put_prev(ent)
+            elif st is BLOCKED or st is SUSPENDED:
+                self.sched.block(ent)
+            elif not a.alive:
+                self.sched.remove(ent)
+
+    def _handler_failure(self, h: Callable[..., Any], a: Agent, args: tuple[Any, ...], e: Exception) -> AIOSError:
+        """A handler raised a non-taxonomy error: bad arity, or a kernel bug."""
+        if isinstance(e, TypeError):
+            try:
+                inspect.signature(h).bind(self, a, *args)
+            except TypeError:
+                return InvalidArgument(f"{h.__name__}: wrong number of arguments")
+        self.stats["panics"] += 1
+        log.error("kernel bug in %s called by agent %d: %r", h.__name__, a.aid, e, exc_info=e)
+        self.publish("kernel.panic", 0, agent=a.aid, handler=h.__name__, error=repr(e))
+        return KernelPanic(f"{h.__name__}: {e!r}")
+
+    def _park_on_future(self, a: Agent, fut: asyncio.Future[Any]) -> None:
+        fut._asyncio_future_blocking = False  # we are its awaiting task
+        w = Wait(a, None, fut)
+        a.wait = w
+        self.agents.transition(a, "block")
+        self.external += 1
+
+        def done(_f: asyncio.Future[Any]) -> None:
+            self.external -= 1
+            self.wake(w, None)
+
+        fut.add_done_callback(done)
+
+    def run_batch(self, budget: int = params.LOOP_BATCH) -> int:
+        """Dispatch up to ``budget`` agents; returns how many ran."""
+        self._fire_timers()
+        pick = self.sched.pick
+        n = 0
+        while n < budget:
+            ent = pick()
+            if ent is None:
+                break
+            a = ent.owner
+            if a.status is not AgentState.READY:
+                continue
+            self._run_agent(a)
+            n += 1
+            if self._timers and self._timers[0][0] <= self.now():
+                self._fire_timers()
+        return n
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Drive agents until stopped (or, with ``until_idle``, until nothing can happen)."""
+        self._wakeup = asyncio.Event()
+        try:
+            while not self.stopping:
+                if self.run_batch():
+                    await asyncio.sleep(0)
+                    continue
+                nxt = self.next_timer_ns()
+                if until_idle and nxt is None and self.external == 0 and len(self.sched) == 0:
+                    await asyncio.sleep(0)
+                    if len(self.sched) == 0 and self.external == 0:
+                        break
+                    continue
+                if self.clock.virtual and nxt is not None and self.external == 0:
+                    await asyncio.sleep(0)
+                    if len(self.sched) == 0:
+                        self.clock.jump_to(nxt)  # type: ignore[attr-defined]
+                    continue
+                timeout = None if nxt is None else max(0.0, (nxt - self.now()) / 1e9)
+                self._wakeup.clear()
+                if len(self.sched):
+                    continue
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            self._wakeup = None
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._kick()
+
+    def close(self) -> None:
+        """Kill every agent and release the arena (kernel shutdown)."""
+        for a in list(self.agents):
+            if a.alive and a is not self.init:
+                self.kill(a, reason="shutdown")
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self.arena.close()
+
+    # -- exits, faults, kills ----------------------------------------------------
+
+    def exit(self, a: Agent, status: Any) -> None:
+        a.exit_status = status
+        self._terminate(a, "exited")
+
+    def fault(self, a: Agent, err: BaseException) -> None:
+        a.fault = f"{type(err).__name__}: {err}"
+        self.stats["faults"] += 1
+        self.publish("agent.fault", a.aid, agent=a.aid, name=a.name, error=a.fault,
+                     code=err.code if isinstance(err, AIOSError) else AgentFault.code)
+        self._terminate(a, "faulted")
+
+    def kill(self, a: Agent, reason: str = "killed", tree: bool = False) -> None:
+        if not a.alive:
+            return
+        if tree:
+            for cid in list(a.children):
+                c = self.agents._agents.get(cid)
+                if c is not None and c.alive:
+                    self.kill(c, reason, tree=True)
+        a.fault = a.fault or reason
+        if a.coro is not None and a is not self.current:
+            try:
+                a.coro.close()
+            except BaseException:  # noqa: BLE001 - it is being killed regardless
+                pass
+        self._terminate(a, "killed")
+
+    def _terminate(self, a: Agent, how: str) -> None:
+        if not a.alive:
+            return
+        if a.wait is not None:
+            w = a.wait
+            self._end_wait(w)
+            if isinstance(w.data, asyncio.Future):
+                w.data.cancel()
+        if a.sched is not None and a is not self.current:
+            self.sched.remove(a.sched)
+        self.agents.transition(a, "exit")
+        # calls it was serving fail; calls it made are dropped
+        for cid, (w, receiver) in list(self.calls.items()):
+            if receiver == a.aid:
+                self.wake(w, exc=AgentGone(f"agent {a.aid} {how} before replying"))
+        for sub in self.bus.subscriptions(a.aid):
+            self.bus.unsubscribe(sub.sid)
+        for h, op in list(self.async_ops.items()):
+            if op.owner == a.aid:
+                del self.async_ops[h]
+        if a.executor is not None:
+            a.executor.terminate(a)
+        a.coro = None
+        if a.pt is not None:
+            a.pt.clear()
+        self.cdt.drop_space(a.aid)
+        if a.auth_charge is not None:
+            self.cdt.uncharge(a.auth_charge)
+            a.auth_charge = None
+        self._adopt_orphans(a)
+        self.publish(
+            "agent.lifecycle.exited", a.aid, agent=a.aid, name=a.name, how=how,
+            status=_plain(a.exit_status), fault=a.fault,
+        )
+        self._notify_parent(a)
+
+    def _adopt_orphans(self, a: Agent) -> None:
+        """Orphans go to the nearest supervising ancestor, else init."""
+        if not a.children:
+            return
+        sup = self.agents._agents.get(a.parent)
+        while sup is not None and not (sup.supervisor and sup.alive):
+            sup = self.agents._agents.get(sup.parent)
+        new_parent = sup if sup is not None else self.init
+        for cid in list(a.children):
+            c = self.agents._agents.get(cid)
+            if c is None:
+                continue
+            self.agents.reparent(c, new_parent.aid)
+            self.publish("agent.lifecycle.reparented", cid, agent=cid, parent=new_parent.aid)
+            if c.status is AgentState.ZOMBIE and (new_parent is self.init or c.detached):
+                self.reap(c)
+
+    def _notify_parent(self, a: Agent) -> None:
+        p = self.agents._agents.get(a.parent)
+        if p is None or p is self.init or a.detached or not p.alive:
+            self.reap(a)
+            return
+        w = p.wait
+        if w is not None and not w.done and type(w.data) is tuple and w.data[0] == "child":
+            want = w.data[1]
+            if want in (0, a.aid):
+                self.wake(w, (a.aid, self.reap(a)))
+
+    def reap(self, a: Agent) -> dict[str, Any]:
+        status = {"agent": a.aid, "exit": _plain(a.exit_status), "fault": a.fault}
+        if a.status is AgentState.ZOMBIE:
+            self.agents.transition(a, "reap")
+            self.agents.forget(a)
+        return status
+
+    # -- hosting -----------------------------------------------------------------
+
+    def resolve_entry(self, entry: Any) -> Callable[[dict[str, Any]], Any]:
+        if callable(entry):
+            return entry  # type: ignore[no-any-return]
+        if isinstance(entry, str):
+            if self.loader is None:
+                raise InvalidArgument("this kernel has no loader for named entry points")
+            return self.loader(entry)
+        raise InvalidArgument("entry must be a callable or 'module:attribute'")
+
+    def start_coroutine(self, a: Agent, info: dict[str, Any]) -> None:
+        start = self.resolve_entry(a.entry)
+        try:
+            coro = start(info)
+        except AIOSError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the agent's own constructor failed
+            raise InvalidArgument(f"entry point failed to start: {e!r}") from e
+        if not inspect.iscoroutine(coro) and not inspect.isgenerator(coro):
+            raise InvalidArgument("entry point must return a coroutine")
+        a.coro = coro
+
+    def boot_info(self, a: Agent) -> dict[str, Any]:
+        return {
+            "aid": a.aid,
+            "name": a.name,
+            "parent": a.parent,
+            "state": a.state,
+            "spec": a.spec,
+            "slots": {
+                "self": SLOT_SELF,
+                "mailbox": SLOT_MAILBOX,
+                "authority": SLOT_AUTHORITY,
+                "directory": SLOT_DIRECTORY,
+                "events": SLOT_EVENTS,
+                "parent": SLOT_PARENT,
+            },
+        }
+
+    def find(self, aid: int) -> Agent | None:
+        return self.agents._agents.get(aid)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        rows = []
+        for a in self.agents:
+            rows.append({
+                "aid": a.aid,
+                "name": a.name,
+                "parent": a.parent,
+                "state": a.status.value,
+                "kind": a.kind,
+                "syscalls": a.syscalls,
+                "mailbox": len(a.mailbox) if a.mailbox is not None else 0,
+                "fault": a.fault,
+            })
+        return rows
+
+    def lookup_named(self, name: str) -> Capability:
+        cap = self.directory.get(name)
+        if cap is None or not cap.valid:
+            raise NoSuchObject(f"no agent registered as {name!r}")
+        return cap
+
+    def cancel_all_waits(self, a: Agent) -> None:
+        if a.wait is not None:
+            w = a.wait
+            self._end_wait(w)
+            self.deliver(a, None, Cancelled("wait cancelled"))
+
+
+def _noop(*_args: Any) -> None:
+    return None
+
+
+def _plain(v: Any) -> Any:
+    """A value safe to put in an event (JSON-ish)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, bytes):
+        return v[:256].hex()
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v[:64]]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in list(v.items())[:64]}
+    return repr(v)[:256]

@@ -1,0 +1,455 @@
+"""Agent lifecycle operations (whitepaper 4.2, subsystem #13).
+
+Seven operations, each with pre-hooks that can veto (by raising, typically
+:class:`~aios.errors.Vetoed` or :class:`~aios.errors.PolicyDenied`), the
+operation, an ``agent.lifecycle.*`` event and post-hooks.  Every operation
+computes everything that can fail *before* it changes anything, so a veto,
+a quota refusal or a failing agent-supplied function leaves no trace.
+
+What each does to the four things an agent has:
+
+=========== ====================== ===================== ============================== ==============================
+operation   declared state         mailbox               capabilities                   memory
+=========== ====================== ===================== ============================== ==============================
+spawn       given (or empty)       new, empty            well-known slots + the caps    none (allocates its own)
+                                                         the spawner passes, narrowed
+clone       deep copy              new, empty            attenuated copies (children    shared through the copied
+                                                         in the CDT, minus GRANT,       MEMORY caps, not copied
+                                                         SUPERVISOR and ADMIN)
+merge       ``merger(a, b)`` or    both, interleaved in  b's caps that a's parent could  b's regions follow its caps
+            b's keys under a's     arrival order         hold move to a; others dropped
+split       ``splitter(state)``    ``router(msg)`` picks like clone                      like clone
+            partitions it          the new agent's
+upgrade     kept                   kept                  kept                           kept
+specialize  copy (or given)        new, empty            like clone, further masked by  like clone
+                                                         ``rights_mask``; ``spec`` set
+kill        gone                   closed: blocked       deleted (children in the CDT   unmapped; regions freed with
+                                   senders get EPIPE     are adopted by their parents)  their last capability
+=========== ====================== ===================== ============================== ==============================
+
+Upgrade swaps code *between two messages*: it is recorded, and at the
+target's next receive on its own mailbox the kernel closes the old coroutine
+and starts the new entry point with the same id, mailbox, capabilities and
+state; the message that receive would have returned is the new code's first.
+
+Kill reaps children by policy: with ``tree=True`` the whole subtree dies;
+otherwise children are orphaned and adopted by the nearest ancestor that
+registered as a supervisor (``AgentSupervisorRegister``), else by init,
+which reaps zombies at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aios.errors import (
+    AgentFault,
+    AgentGone,
+    AIOSError,
+    IllegalTransition,
+    InvalidArgument,
+    PermissionDenied,
+)
+from aios.kernel import params
+from aios.kernel.agents import Agent, AgentState
+from aios.kernel.args import as_bool, as_int, as_opts, as_str, copy_plain
+from aios.kernel.capabilities import (
+    Capability,
+    ObjKind,
+    Quota,
+    Resource,
+    Rights,
+    rights_from_names,
+)
+from aios.kernel.ipc import Message, merge_in_arrival_order
+from aios.kernel.memory import PageTable
+
+if TYPE_CHECKING:
+    from aios.kernel.kernel import Kernel
+
+SPAWN_OPTS = frozenset(
+    {"name", "quota", "rights", "caps", "state", "spec", "detached", "events", "directory", "weight"}
+)
+DEFAULT_CHILD_RIGHTS = Rights.SPAWN_AGENT | Rights.ALLOC_MEMORY | Rights.KILL_AGENT
+ATTENUATE = Rights.GRANT | Rights.SUPERVISOR | Rights.ADMIN  # what clone/split copies lose
+PARENT_CONTROL = Rights.READ | Rights.WRITE | Rights.KILL_AGENT | Rights.SUPERVISOR | Rights.GRANT
+
+
+class SpawnPlan:
+    """Validated spawn options, computed before anything is created."""
+
+    __slots__ = (
+        "caps",
+        "detached",
+        "dir_rights",
+        "events_rights",
+        "name",
+        "quota",
+        "rights",
+        "spec",
+        "state",
+        "weight",
+    )
+
+    def __init__(self, parent: Agent, auth: Capability, opts: dict[str, Any]) -> None:
+        opts = as_opts(opts, SPAWN_OPTS)
+        self.name = as_str(opts.get("name", ""), "name", params.AGENT_NAME_MAX)
+        self.quota = Quota.from_dict(opts.get("quota"))
+        if self.quota == Quota():
+            self.quota = Quota(
+                memory=params.DEFAULT_CHILD_MEMORY,
+                agents=params.DEFAULT_CHILD_AGENTS,
+            )
+        want = opts.get("rights")
+        self.rights = DEFAULT_CHILD_RIGHTS if want is None else rights_from_names(want)
+        self.rights &= auth.rights
+        self.state: dict[str, Any] = copy_plain(opts.get("state") or {}, "state", params.SPEC_MAX_BYTES)
+        self.spec: dict[str, Any] = copy_plain(opts.get("spec") or {}, "spec", params.SPEC_MAX_BYTES)
+        if type(self.state) is not dict or type(self.spec) is not dict:
+            raise InvalidArgument("state and spec must be dicts")
+        self.detached = as_bool(opts.get("detached", False), "detached")
+        self.events_rights = rights_from_names(opts.get("events", ["READ", "WRITE"]))
+        self.dir_rights = rights_from_names(opts.get("directory", ["READ"]))
+        w = opts.get("weight")
+        self.weight = 1024 if w is None else as_int(w, "weight", 1, params.ROOT_QUOTA_CPU_WEIGHT)
+        ceiling = auth.limits[Resource.CPU_WEIGHT] if auth.limits is not None else None
+        if ceiling is not None:
+            self.weight = min(self.weight, ceiling)
+        self.caps: list[tuple[Capability, Rights]] = []
+        raw = opts.get("caps") or []
+        if type(raw) is not list or len(raw) > 256:
+            raise InvalidArgument("caps must be a list of [slot, rights] pairs")
+        for item in raw:
+            if type(item) is int:
+                cap = parent.cspace.get(item)
+                self.caps.append((cap, cap.rights))
+            elif type(item) in (list, tuple) and len(item) == 2:
+                cap = parent.cspace.get(item[0])
+                self.caps.append((cap, rights_from_names(item[1]) & cap.rights))
+            else:
+                raise InvalidArgument("caps must be a list of slots or [slot, rights] pairs")
+
+
+def run_hooks(k: Kernel, which: str, op: str, **info: Any) -> None:
+    hooks = k.hooks.pre[op] if which == "pre" else k.hooks.post[op]
+    for fn in hooks:
+        fn(k, op, **info)
+
+
+def spawn(
+    k: Kernel,
+    parent: Agent,
+    auth: Capability,
+    entry: Any,
+    plan: SpawnPlan,
+    *,
+    op: str = "spawn",
+    inherit: list[tuple[Capability, Rights]] | None = None,
+) -> tuple[Agent, int, int]:
+    """Create, wire and start an agent; returns ``(agent, control slot, endpoint slot)``
+    in the parent's capability space.  Nothing is left behind if any step fails."""
+    start = k.resolve_entry(entry)
+    run_hooks(k, "pre", op, parent=parent.aid, name=plan.name, entry=_entry_name(entry),
+              rights=int(plan.rights), spec=plan.spec)
+    chg = k.cdt.charge(auth, Resource.AGENTS, 1)
+    a: Agent | None = None
+    try:
+        a = k.agents.create(parent.aid, plan.name)
+        a.entry = start
+        a.state = plan.state
+        a.spec = plan.spec
+        a.detached = plan.detached
+        a.cspace = k.cdt.new_space(a.aid)
+        a.pt = PageTable()
+        k._install_self_and_mailbox(a)  # slots 0 and 1
+        k.cdt.derive(auth, a.cspace, plan.rights, quota=plan.quota)  # slot 2
+        _derive_well_known(k, parent, a, plan)  # slots 3, 4, 5
+        for cap, rights in (inherit or []) + plan.caps:
+            if cap.valid:
+                k.cdt.derive(cap, a.cspace, rights)
+        a.auth_charge = chg
+        chg.what = a
+        a.sched = k.sched.new_entity(a.aid, a, weight=plan.weight)
+        k.start_coroutine(a, k.boot_info(a))
+        ctl = k.cdt.root(parent.cspace, k.agent_object(a), PARENT_CONTROL)
+        ep = k.cdt.derive(k.cap_of(a, 1), parent.cspace, Rights.WRITE | Rights.GRANT, badge=parent.aid)
+    except BaseException:
+        if a is not None:
+            _undo_create(k, a)
+        k.cdt.uncharge(chg)
+        raise
+    k.agents.transition(a, "start")
+    k.make_runnable(a)
+    k.publish(f"agent.lifecycle.{_PAST[op]}", a.aid, agent=a.aid, parent=parent.aid, name=a.name,
+              entry=_entry_name(entry))
+    run_hooks(k, "post", op, parent=parent.aid, agent=a.aid)
+    return a, ctl.slot, ep.slot
+
+
+_PAST = {
+    "spawn": "spawned",
+    "clone": "cloned",
+    "split": "split",
+    "specialize": "specialized",
+}
+
+
+def _derive_well_known(k: Kernel, parent: Agent, a: Agent, plan: SpawnPlan) -> None:
+    cs = parent.cspace
+    for slot, rights, badge in (
+        (3, plan.dir_rights, None),
+        (4, plan.events_rights, None),
+        (5, Rights.WRITE, a.aid),
+    ):
+        try:
+            src = cs.get(slot if slot != 5 else 1)
+        except AIOSError:
+            continue
+        want_kind = {3: ObjKind.DIRECTORY, 4: ObjKind.TOPIC, 5: ObjKind.ENDPOINT}[slot]
+        if src.obj.kind is not want_kind:
+            continue
+        k.cdt.derive(src, a.cspace, rights, badge=badge, slot=slot)
+
+
+def _undo_create(k: Kernel, a: Agent) -> None:
+    if a.coro is not None:
+        a.coro.close()
+        a.coro = None
+    k.cdt.drop_space(a.aid)
+    if a.status is not AgentState.ZOMBIE:
+        k.agents.transition(a, "exit")
+    k.agents.transition(a, "reap")
+    k.agents.forget(a)
+
+
+def _entry_name(entry: Any) -> str:
+    if isinstance(entry, str):
+        return entry
+    mod = getattr(entry, "__module__", "?")
+    name = getattr(entry, "__qualname__", type(entry).__name__)
+    return f"{mod}:{name}"
+
+
+def attenuated(a: Agent, mask: Rights) -> list[tuple[Capability, Rights]]:
+    """Copies of ``a``'s own capabilities (beyond the well-known slots), narrowed."""
+    out = []
+    for cap in a.cspace.caps():
+        if cap.slot >= 6 and cap.valid and cap.obj.kind is not ObjKind.AUTHORITY:
+            out.append((cap, Rights(cap.rights & ~mask)))
+    return out
+
+
+def clone(k: Kernel, a: Agent, auth: Capability, opts: dict[str, Any]) -> tuple[Agent, int, int]:
+    opts = dict(as_opts(opts, SPAWN_OPTS))
+    opts.setdefault("state", a.state)
+    opts.setdefault("spec", a.spec)
+    opts.setdefault("name", f"{a.name}.clone")
+    plan = SpawnPlan(a, auth, opts)
+    return spawn(k, a, auth, a.entry, plan, op="clone", inherit=attenuated(a, ATTENUATE))
+
+
+def specialize(
+    k: Kernel, a: Agent, auth: Capability, spec: Any, opts: dict[str, Any]
+) -> tuple[Agent, int, int]:
+    allowed = SPAWN_OPTS | {"rights_mask", "entry"}
+    opts = dict(as_opts(opts, allowed))
+    mask = rights_from_names(opts.pop("rights_mask", 0))
+    entry = opts.pop("entry", None) or a.entry
+    opts["spec"] = spec
+    opts.setdefault("state", a.state)
+    opts.setdefault("name", f"{a.name}.special")
+    plan = SpawnPlan(a, auth, opts)
+    plan.rights &= ~mask
+    plan.caps = [(c, Rights(r & ~mask)) for c, r in plan.caps]
+    return spawn(k, a, auth, entry, plan, op="specialize", inherit=attenuated(a, ATTENUATE | mask))
+
+
+def split(
+    k: Kernel, a: Agent, auth: Capability, splitter: Any, router: Any, opts: dict[str, Any]
+) -> tuple[Agent, int, int]:
+    """Partition ``a``'s state (``splitter``) and mailbox (``router``) into ``a`` and a new agent."""
+    keep_state, give_state = _partition_state(a.state, splitter)
+    mb = a.mailbox
+    keep: deque[Message] = deque()
+    give: list[Message] = []
+    for msg in mb.q:
+        (give if _route(router, msg) else keep).append(msg)
+    opts = dict(as_opts(opts, SPAWN_OPTS))
+    opts["state"] = give_state
+    opts.setdefault("spec", a.spec)
+    opts.setdefault("name", f"{a.name}.split")
+    plan = SpawnPlan(a, auth, opts)
+    b, ctl, ep = spawn(k, a, auth, a.entry, plan, op="split", inherit=attenuated(a, ATTENUATE))
+    # commit: nothing below can fail
+    a.state.clear()
+    a.state.update(keep_state)
+    mb.q = keep
+    b.mailbox.q.extend(give)
+    return b, ctl, ep
+
+
+def _partition_state(state: dict[str, Any], splitter: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    if isinstance(splitter, dict):
+        keys = splitter.get("keys")
+        if type(keys) is not list or not all(type(x) is str for x in keys):
+            raise InvalidArgument("splitter spec must be {'keys': [str, ...]}")
+        give = {x: state[x] for x in keys if x in state}
+        keep = {x: v for x, v in state.items() if x not in give}
+    elif callable(splitter):
+        try:
+            res = splitter(copy_plain(state, "state", 1 << 24))
+        except Exception as e:  # noqa: BLE001 - agent code
+            raise AgentFault(f"splitter raised {e!r}") from None
+        if type(res) is not tuple or len(res) != 2 or type(res[0]) is not dict or type(res[1]) is not dict:
+            raise InvalidArgument("splitter must return (dict, dict)")
+        keep, give = res
+    else:
+        raise InvalidArgument("splitter must be a callable or {'keys': [...]}")
+    return (
+        copy_plain(keep, "state", 1 << 24),
+        copy_plain(give, "state", params.SPEC_MAX_BYTES),
+    )
+
+
+def _route(router: Any, msg: Message) -> bool:
+    if router is None:
+        return False
+    if isinstance(router, dict):
+        badges = router.get("badges")
+        senders = router.get("senders")
+        return (type(badges) is list and msg.badge in badges) or (
+            type(senders) is list and msg.sender in senders
+        )
+    if callable(router):
+        try:
+            return bool(router(msg))
+        except Exception as e:  # noqa: BLE001 - agent code
+            raise AgentFault(f"router raised {e!r}") from None
+    raise InvalidArgument("router must be a callable, {'badges': [...]} or {'senders': [...]}")
+
+
+def merge(k: Kernel, caller: Agent, survivor: Agent, other: Agent, merger: Any) -> None:
+    """Fold ``other`` into ``survivor``: state, mailbox, permitted capabilities, children."""
+    if survivor is other:
+        raise InvalidArgument("cannot merge an agent with itself")
+    if not survivor.alive or not other.alive:
+        raise AgentGone("both agents must be alive to merge")
+    if other is caller:
+        raise InvalidArgument("the caller cannot merge itself away; merge the other way round")
+    if other is k.init or survivor is k.init:
+        raise PermissionDenied("init cannot be merged")
+    if merger is None:
+        new_state = {**other.state, **survivor.state}
+    elif callable(merger):
+        try:
+            new_state = merger(dict(survivor.state), dict(other.state))
+        except Exception as e:  # noqa: BLE001 - agent code
+            raise AgentFault(f"merger raised {e!r}") from None
+        if type(new_state) is not dict:
+            raise InvalidArgument("merger must return a dict")
+    else:
+        raise InvalidArgument("merger must be a callable or None")
+    new_state = copy_plain(new_state, "state", 1 << 24)
+    run_hooks(k, "pre", "merge", survivor=survivor.aid, other=other.aid)
+    movable = [c for c in other.cspace.caps() if c.slot >= 6 and _parent_may_hold(k, survivor, c)]
+    # commit
+    survivor.state.clear()
+    survivor.state.update(new_state)
+    survivor.mailbox.q = merge_in_arrival_order(survivor.mailbox, other.mailbox)
+    moved = 0
+    for cap in movable:
+        try:
+            k.cdt.derive(cap, survivor.cspace, cap.rights)
+            moved += 1
+        except AIOSError:
+            continue
+    for cid in list(other.children):
+        child = k.find(cid)
+        if child is not None:
+            k.agents.reparent(child, survivor.aid)
+    dropped = sum(1 for c in other.cspace.caps() if c.slot >= 6) - moved
+    other.exit_status = {"merged_into": survivor.aid}
+    k.kill(other, reason=f"merged into {survivor.aid}")
+    k.publish("agent.lifecycle.merged", survivor.aid, agent=survivor.aid, other=other.aid,
+              caps_moved=moved, caps_dropped=dropped)
+    run_hooks(k, "post", "merge", survivor=survivor.aid, other=other.aid)
+
+
+def _parent_may_hold(k: Kernel, survivor: Agent, cap: Capability) -> bool:
+    """A capability may move to ``survivor`` if its parent holds it or an ancestor of it."""
+    parent = survivor.parent
+    c: Capability | None = cap
+    while c is not None:
+        if c.holder == parent or c.holder == survivor.aid:
+            return True
+        c = c.parent
+    return False
+
+
+def upgrade(k: Kernel, target: Agent, entry: Any) -> None:
+    start = k.resolve_entry(entry)
+    if not target.alive:
+        raise AgentGone(f"agent {target.aid} is not alive")
+    if target.executor is not None:
+        raise InvalidArgument("live upgrade is for in-process agents; restart remote ones from a new image")
+    run_hooks(k, "pre", "upgrade", agent=target.aid, entry=_entry_name(entry))
+    target.upgrade_to = start
+    k.publish("agent.lifecycle.upgrade_pending", target.aid, agent=target.aid, entry=_entry_name(entry))
+
+
+def apply_upgrade(k: Kernel, a: Agent) -> None:
+    """Called by the receive path between two messages: swap the coroutine."""
+    start = a.upgrade_to
+    a.upgrade_to = None
+    old = a.coro
+    a.entry = start
+    k.start_coroutine(a, k.boot_info(a))
+    if old is not None:
+        try:
+            old.close()
+        except BaseException:  # noqa: BLE001 - old code's cleanup failing does not stop the swap
+            pass
+    a.pending = None
+    a.pending_exc = None
+    k.agents.transition(a, "preempt")  # the new code starts on its next dispatch
+    k.publish("agent.lifecycle.upgraded", a.aid, agent=a.aid, entry=_entry_name(start))
+    run_hooks(k, "post", "upgrade", agent=a.aid)
+
+
+def kill(k: Kernel, caller: Agent, target: Agent, tree: bool) -> None:
+    if target is k.init:
+        raise PermissionDenied("init cannot be killed")
+    if not target.alive:
+        raise AgentGone(f"agent {target.aid} is already {target.status.value}")
+    run_hooks(k, "pre", "kill", agent=target.aid, by=caller.aid, tree=tree)
+    k.publish("agent.lifecycle.killed", target.aid, agent=target.aid, by=caller.aid, tree=tree)
+    k.kill(target, reason=f"killed by {caller.aid}", tree=tree)
+    run_hooks(k, "post", "kill", agent=target.aid, by=caller.aid)
+
+
+def suspend(k: Kernel, target: Agent) -> None:
+    if target is k.init:
+        raise PermissionDenied("init cannot be suspended")
+    st = target.status
+    if st not in (AgentState.READY, AgentState.RUNNING, AgentState.BLOCKED):
+        raise IllegalTransition(f"agent {target.aid} is {st.value}")
+    k.agents.transition(target, "suspend")
+    if st is AgentState.READY and target is not k.current:
+        k.sched.block(target.sched)
+    k.publish("agent.lifecycle.suspended", target.aid, agent=target.aid)
+
+
+def resume(k: Kernel, target: Agent) -> None:
+    if target.status is not AgentState.SUSPENDED:
+        raise IllegalTransition(f"agent {target.aid} is {target.status.value}, not suspended")
+    if target.wait is not None and not target.wait.done:
+        k.agents.transition(target, "resume_blocked")
+    else:
+        k.agents.transition(target, "resume")
+        k.make_runnable(target)
+    k.publish("agent.lifecycle.resumed", target.aid, agent=target.aid)
+
+
+Hook = Callable[..., None]

@@ -1,0 +1,87 @@
+"""Syscall shims for the event bus: publish, subscribe, receive, unsubscribe."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied, QuotaExceeded, WouldBlock
+from aios.kernel import params
+from aios.kernel.agents import Agent
+from aios.kernel.args import as_dict, as_int, as_opts, as_plain
+from aios.kernel.capabilities import ObjKind, Rights
+from aios.kernel.events import check_topic
+from aios.kernel.waits import WaitQueue
+
+if TYPE_CHECKING:
+    from aios.kernel.kernel import Kernel
+
+SUB_OPTS = frozenset({"priority", "depth", "overflow", "filter"})
+
+
+def sys_event_publish(k: Kernel, a: Agent, slot: Any, topic: Any, data: Any = None) -> int:
+    """Publish ``data`` on ``topic``; kernel topics need ADMIN.  Returns the event's sequence."""
+    from aios.kernel.kernel import KERNEL_TOPIC_PREFIXES
+
+    cap = a.cspace.lookup(slot, ObjKind.TOPIC, Rights.WRITE)
+    topic = check_topic(topic)
+    prefix: str = cap.obj.payload
+    if prefix and not (topic == prefix or topic.startswith(prefix + ".")):
+        raise PermissionDenied(f"this capability publishes under {prefix!r} only")
+    if topic.startswith(KERNEL_TOPIC_PREFIXES) and not cap.rights & Rights.ADMIN:
+        raise PermissionDenied(f"{topic!r} is a kernel topic")
+    data = {} if data is None else as_dict(data, "data")
+    blob = as_plain(data, "data", params.EVENT_MAX_PAYLOAD)
+    ev = k.bus.publish(topic, msgpack.unpackb(blob, raw=False, strict_map_key=False), a.aid)
+    return ev.seq if ev is not None else k.bus.seq
+
+
+def sys_event_subscribe(k: Kernel, a: Agent, slot: Any, pattern: Any, opts: Any = None) -> int:
+    cap = a.cspace.lookup(slot, ObjKind.TOPIC, Rights.READ)
+    pattern = check_topic(pattern, pattern=True)
+    prefix: str = cap.obj.payload
+    if prefix and not (pattern == prefix or pattern.startswith(prefix + ".")):
+        raise PermissionDenied(f"this capability subscribes under {prefix!r} only")
+    o = as_opts(opts, SUB_OPTS)
+    if len(k.bus.subscriptions(a.aid)) >= params.EVENT_SUBSCRIPTIONS_MAX:
+        raise QuotaExceeded("too many subscriptions")
+    sub = k.bus.subscribe(
+        pattern,
+        owner=a.aid,
+        priority=o.get("priority", 0),
+        depth=o.get("depth", params.EVENT_QUEUE_DEPTH),
+        overflow=o.get("overflow", "drop_oldest"),
+        filter=o.get("filter"),
+    )
+    sub.waiters = WaitQueue()
+    return sub.sid
+
+
+def _own_sub(k: Kernel, a: Agent, sid: Any) -> Any:
+    sid = as_int(sid, "sid", 1)
+    sub = k.bus.get(sid)
+    if sub is None or sub.owner != a.aid:
+        raise NoSuchObject(f"no subscription {sid}")
+    return sub
+
+
+def sys_event_recv(k: Kernel, a: Agent, sid: Any, timeout: Any = None) -> Any:
+    sub = _own_sub(k, a, sid)
+    if sub.queue:
+        return sub.queue.popleft().to_dict()
+    if timeout == 0:
+        raise WouldBlock("no event queued")
+    return k.park(a, sub.waiters, timeout)
+
+
+def sys_event_unsubscribe(k: Kernel, a: Agent, sid: Any) -> dict[str, Any]:
+    sub = _own_sub(k, a, sid)
+    k.bus.unsubscribe(sub.sid)
+    for w in sub.waiters.drain():
+        k.wake(w, exc=NoSuchObject("subscription closed"))
+    stats: dict[str, Any] = sub.statistics()
+    return stats
+
+
+__all__ = ["InvalidArgument"]

@@ -1,0 +1,223 @@
+"""Syscall shims for binary IPC: send, receive, call/reply, batches.
+
+The hot path is short on purpose: one slot lookup, one payload check, and
+either a hand-off to a parked receiver or an append to the mailbox.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aios.errors import AgentGone, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
+from aios.kernel import params
+from aios.kernel.agents import Agent
+from aios.kernel.args import as_int
+from aios.kernel.capabilities import Capability, ObjKind, Rights
+from aios.kernel.ipc import Mailbox, Message, check_payload
+from aios.kernel.waits import BLOCK, Wait
+
+if TYPE_CHECKING:
+    from aios.kernel.kernel import Kernel
+
+ENDPOINT = ObjKind.ENDPOINT
+READ = Rights.READ
+WRITE = Rights.WRITE
+
+
+def _rate(k: Kernel, a: Agent, n: int) -> None:
+    """Charge ``n`` messages to the IPC-rate quota of the agent's authority chain."""
+    try:
+        auth = a.cspace.get(2)
+    except Exception:  # noqa: BLE001 - no authority left: no rate to charge against
+        raise QuotaExceeded("agent holds no authority to charge IPC to") from None
+    if auth.limits is None:
+        raise QuotaExceeded("agent holds no authority to charge IPC to")
+    k.cdt.take_tokens(auth, n)
+
+
+def _open(a: Agent, slot: Any, need: Rights) -> tuple[Capability, Mailbox]:
+    cap = a.cspace.lookup(slot, ENDPOINT, need)
+    mb: Mailbox = cap.obj.payload
+    if mb.closed:
+        raise AgentGone(f"mailbox of agent {mb.owner} is closed")
+    return cap, mb
+
+
+def _hand_off(k: Kernel, mb: Mailbox, msg: Message) -> bool:
+    """Give ``msg`` to a parked receiver or queue it; False if the mailbox is full."""
+    rw = mb.recv_waiters
+    if rw:
+        w = rw.pop()
+        if w is not None:
+            receiver = w.agent
+            if msg.call:
+                _note_receiver(k, msg, receiver)
+            k.wake(w, [msg] if w.data else msg)
+            mb.delivered += 1
+            return True
+    if len(mb.q) < mb.depth:
+        mb.q.append(msg)
+        return True
+    return False
+
+
+def _note_receiver(k: Kernel, msg: Message, receiver: Agent) -> None:
+    entry = k.calls.get(msg.call)
+    if entry is not None:
+        k.calls[msg.call] = (entry[0], receiver.aid)
+
+
+def _refill(k: Kernel, mb: Mailbox) -> None:
+    """Room appeared: move parked senders' messages in, oldest first."""
+    sw = mb.send_waiters
+    while len(mb.q) < mb.depth and sw:
+        w = sw.pop()
+        if w is None:
+            return
+        d = w.data
+        if type(d) is Message:
+            mb.q.append(d)
+            k.wake(w, None)
+        elif d[0] == "batch":
+            msgs: list[Message] = d[1]
+            room = mb.depth - len(mb.q)
+            mb.q.extend(msgs[:room])
+            k.wake(w, min(room, len(msgs)))
+        else:  # ("callmsg", msg, call id): now queued; keep waiting for the reply
+            _, msg, cid = d
+            mb.q.append(msg)
+            w.queue = None
+            w.data = ("call", cid)
+            k.calls[cid] = (w, 0)
+
+
+def sys_ipc_send(k: Kernel, a: Agent, ep: Any, payload: Any) -> Any:
+    cap, mb = _open(a, ep, WRITE)
+    if type(payload) is not bytes or len(payload) > params.IPC_MAX_PAYLOAD:
+        payload = check_payload(payload)
+    _rate(k, a, 1)
+    msg = Message(next(k._msg_seq), a.aid, cap.badge, payload)
+    if _hand_off(k, mb, msg):
+        return None
+    return k.park(a, mb.send_waiters, None, data=msg)
+
+
+def sys_ipc_send_nowait(k: Kernel, a: Agent, ep: Any, payload: Any) -> None:
+    cap, mb = _open(a, ep, WRITE)
+    payload = check_payload(payload)
+    if mb.full() and not mb.recv_waiters:
+        raise WouldBlock(f"mailbox of agent {mb.owner} is full")
+    _rate(k, a, 1)
+    _hand_off(k, mb, Message(next(k._msg_seq), a.aid, cap.badge, payload))
+
+
+def sys_ipc_recv(k: Kernel, a: Agent, ep: Any = 1, timeout: Any = None) -> Any:
+    _, mb = _open(a, ep, READ)
+    if a.upgrade_to is not None and mb is a.mailbox:
+        from aios.kernel.lifecycle import apply_upgrade
+
+        apply_upgrade(k, a)
+        return BLOCK
+    q = mb.q
+    if q:
+        msg = q.popleft()
+        mb.delivered += 1
+        if mb.send_waiters:
+            _refill(k, mb)
+        if msg.call:
+            _note_receiver(k, msg, a)
+        return msg
+    if timeout == 0:
+        raise WouldBlock("mailbox is empty")
+    return k.park(a, mb.recv_waiters, timeout)
+
+
+def sys_ipc_recv_nowait(k: Kernel, a: Agent, ep: Any = 1) -> Any:
+    return sys_ipc_recv(k, a, ep, 0)
+
+
+def sys_ipc_call(k: Kernel, a: Agent, ep: Any, payload: Any, timeout: Any = None) -> Any:
+    """Send and wait for the correlated reply; returns the reply payload."""
+    cap, mb = _open(a, ep, WRITE)
+    payload = check_payload(payload)
+    deadline_check = k.deadline(timeout)  # validate before anything changes
+    del deadline_check
+    _rate(k, a, 1)
+    cid = next(k._call_seq)
+    msg = Message(next(k._msg_seq), a.aid, cap.badge, payload, cid)
+    if mb.full() and not mb.recv_waiters:
+        return k.park(a, mb.send_waiters, timeout, data=("callmsg", msg, cid))
+    k.park(a, None, timeout, data=("call", cid))
+    w: Wait = a.wait
+    k.calls[cid] = (w, 0)
+    _hand_off(k, mb, msg)
+    return BLOCK
+
+
+def sys_ipc_reply(k: Kernel, a: Agent, call_id: Any, payload: Any) -> None:
+    cid = as_int(call_id, "call_id", 1)
+    payload = check_payload(payload)
+    entry = k.calls.get(cid)
+    if entry is None or entry[1] != a.aid:
+        raise NoSuchObject(f"no call {cid} awaiting a reply from agent {a.aid}")
+    del k.calls[cid]
+    k.wake(entry[0], payload)
+
+
+def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
+    """Send many messages; returns how many were accepted (blocks only if none fit)."""
+    cap, mb = _open(a, ep, WRITE)
+    if type(payloads) is not list or not 1 <= len(payloads) <= params.IPC_MAX_BATCH:
+        raise InvalidArgument(f"payloads must be a list of 1 to {params.IPC_MAX_BATCH} bytes objects")
+    limit = params.IPC_MAX_PAYLOAD
+    for p in payloads:
+        if type(p) is not bytes or len(p) > limit:
+            check_payload(p)
+    _rate(k, a, len(payloads))
+    seq = k._msg_seq
+    aid, badge = a.aid, cap.badge
+    msgs = [Message(next(seq), aid, badge, p) for p in payloads]
+    sent = 0
+    rw = mb.recv_waiters
+    while sent < len(msgs) and rw:
+        w = rw.pop()
+        if w is None:
+            break
+        if w.data:  # a batch receiver: data is how many it takes
+            take = msgs[sent : sent + w.data]
+            k.wake(w, take)
+            sent += len(take)
+        else:
+            k.wake(w, msgs[sent])
+            sent += 1
+    room = mb.depth - len(mb.q)
+    if room > 0 and sent < len(msgs):
+        chunk = msgs[sent : sent + room]
+        mb.q.extend(chunk)
+        sent += len(chunk)
+    if sent:
+        return sent
+    return k.park(a, mb.send_waiters, None, data=("batch", msgs))
+
+
+def sys_ipc_recv_batch(k: Kernel, a: Agent, ep: Any = 1, max_n: Any = 256, timeout: Any = None) -> Any:
+    """Up to ``max_n`` messages; blocks only while the mailbox is empty."""
+    _, mb = _open(a, ep, READ)
+    n = as_int(max_n, "max_n", 1, params.IPC_MAX_BATCH)
+    q = mb.q
+    if q:
+        if len(q) <= n:
+            out = list(q)
+            q.clear()
+        else:
+            out = [q.popleft() for _ in range(n)]
+        mb.delivered += len(out)
+        if mb.send_waiters:
+            _refill(k, mb)
+        for m in out:
+            if m.call:
+                _note_receiver(k, m, a)
+        return out
+    if timeout == 0:
+        raise WouldBlock("mailbox is empty")
+    return k.park(a, mb.recv_waiters, timeout, data=n)

@@ -1,0 +1,78 @@
+"""Syscall shims for time, async results, post-quantum operations and statistics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aios.errors import InvalidArgument, NoSuchObject, WouldBlock
+from aios.kernel import params
+from aios.kernel.agents import Agent
+from aios.kernel.args import as_dict, as_int, as_str
+from aios.kernel.waits import BLOCK, Wait
+
+if TYPE_CHECKING:
+    from aios.kernel.kernel import Kernel
+
+
+def sys_yield(k: Kernel, a: Agent) -> Any:
+    k.sched.yield_(a.sched)
+    k.agents.transition(a, "preempt")
+    return BLOCK
+
+
+def sys_sleep(k: Kernel, a: Agent, seconds: Any) -> Any:
+    deadline = k.deadline(seconds)
+    if deadline is None:
+        raise InvalidArgument("sleep needs a number of seconds")
+    w = Wait(a, None, "sleep")
+    a.wait = w
+    w.timer = k.call_at(deadline, k.wake, w, None)
+    k.agents.transition(a, "block")
+    return BLOCK
+
+
+def sys_clock(k: Kernel, a: Agent) -> int:
+    """Kernel time in nanoseconds (monotonic, or virtual in tests)."""
+    return k.now()
+
+
+def sys_get_async_result(k: Kernel, a: Agent, handle: Any, timeout: Any = None) -> Any:
+    h = as_int(handle, "handle", 1)
+    op = k.async_ops.get(h)
+    if op is None or op.owner != a.aid:
+        raise NoSuchObject(f"no async operation {h}")
+    if op.done:
+        del k.async_ops[h]
+        if op.error is not None:
+            raise op.error
+        return op.value
+    if timeout == 0:
+        raise WouldBlock("operation still running")
+    return k.park(a, op.waiters, timeout)
+
+
+def sys_pqc_operation(k: Kernel, a: Agent, op: Any, args: Any = None) -> int:
+    """Start an ML-KEM / ML-DSA operation off the kernel thread; returns an async handle."""
+    from aios.security.pqc import OPERATIONS, pqc_operation
+
+    name = as_str(op, "op", 64)
+    if name not in OPERATIONS:
+        raise InvalidArgument(f"unknown PQC operation {name!r}; have {sorted(OPERATIONS)}")
+    args = as_dict(args or {}, "args")
+    for key, v in args.items():
+        if type(key) is not str or not isinstance(v, (bytes, str)) or len(v) > 1 << 20:
+            raise InvalidArgument("PQC arguments are str keys to bytes or str values (<= 1 MiB)")
+    return k.run_in_thread(a, pqc_operation, name, dict(args))
+
+
+def sys_kernel_stats(k: Kernel, a: Agent) -> dict[str, Any]:
+    return {
+        **k.stats,
+        "agents_live": k.agents.live,
+        "agents_total": len(k.agents),
+        "runnable": len(k.sched),
+        "events": k.bus.statistics(),
+        "arena_free_frames": k.arena.frames.free_frames,
+        "arena_frames": k.arena.frames.nframes,
+        "page_size": params.PAGE_SIZE,
+    }

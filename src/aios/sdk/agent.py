@@ -1,0 +1,99 @@
+"""Agent definitions: functions and classes, and how the kernel starts them.
+
+Two shapes, one contract:
+
+* ``async def main(ctx): ...``: the agent is the function; it returns its
+  exit status.
+* a subclass of :class:`Agent` with ``on_start``, ``on_message`` and
+  ``on_stop``: the SDK runs a message loop that receives one message at a
+  time; if a message is a call (``msg.call``), the return value of
+  ``on_message`` (bytes) is the reply.  ``self.state`` is the declared
+  state (``ctx.state``) that clone, merge, split and upgrade act on.
+
+:func:`start_function` turns either into what the kernel wants: a callable
+taking the boot information and returning the agent's coroutine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aios.errors import InvalidArgument
+from aios.sdk.context import Context
+
+
+class Agent:
+    """Base class for message-driven agents."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.ctx.state
+
+    async def on_start(self) -> None:
+        """Called once before the first message."""
+
+    async def on_message(self, msg: Any) -> bytes | None:
+        """Handle one message; for a call, the return value is the reply."""
+        return None
+
+    async def on_stop(self) -> Any:
+        """Called when ``stop()`` ends the loop; its value is the exit status."""
+        return None
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> Any:
+        self._stopping = False
+        await self.on_start()
+        ctx = self.ctx
+        while not self._stopping:
+            msg = await ctx.recv()
+            out = await self.on_message(msg)
+            if msg.call:
+                await ctx.reply(msg, out if isinstance(out, bytes) else b"")
+        return await self.on_stop()
+
+
+StartFn = Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]
+
+
+def start_function(target: Any) -> StartFn:
+    """The kernel-side start function for an agent function or :class:`Agent` class."""
+    if inspect.isclass(target) and issubclass(target, Agent):
+        cls = target
+
+        def start_class(info: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+            return cls(Context(info)).run()
+
+        start_class.__qualname__ = f"{cls.__module__}:{cls.__qualname__}"
+        return start_class
+    if inspect.iscoroutinefunction(target):
+        fn = target
+
+        def start_fn(info: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+            coro: Coroutine[Any, Any, Any] = fn(Context(info))
+            return coro
+
+        start_fn.__qualname__ = f"{getattr(fn, '__module__', '?')}:{fn.__qualname__}"
+        return start_fn
+    raise InvalidArgument(f"{target!r} is neither an async function nor an Agent subclass")
+
+
+def load_entry(name: str) -> StartFn:
+    """Resolve ``'package.module:attribute'`` to a start function (the kernel's loader)."""
+    if not isinstance(name, str) or ":" not in name:
+        raise InvalidArgument("entry must look like 'package.module:attribute'")
+    mod_name, _, attr = name.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+        target = getattr(mod, attr)
+    except (ImportError, AttributeError) as e:
+        raise InvalidArgument(f"cannot load entry point {name!r}: {e}") from None
+    return start_function(target)

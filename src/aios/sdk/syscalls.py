@@ -1,0 +1,316 @@
+"""Typed wrappers over every syscall: ``aios.sdk.syscalls.<name>`` for ``Sys.<NAME>``.
+
+These are thin: each is one trap.  Agent authors usually use the friendlier
+:class:`aios.sdk.context.Context`, which is built on these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aios.kernel.syscalls import Sys
+from aios.kernel.traps import trap
+
+# plain ints: the dispatcher's fast path takes exact ints
+_AGENT_CLONE = int(Sys.AGENT_CLONE)
+_AGENT_INFO = int(Sys.AGENT_INFO)
+_AGENT_KILL = int(Sys.AGENT_KILL)
+_AGENT_LIST = int(Sys.AGENT_LIST)
+_AGENT_LOOKUP = int(Sys.AGENT_LOOKUP)
+_AGENT_MEM_ALLOC = int(Sys.AGENT_MEM_ALLOC)
+_AGENT_MEM_FREE = int(Sys.AGENT_MEM_FREE)
+_AGENT_MERGE = int(Sys.AGENT_MERGE)
+_AGENT_POOL_ALLOC = int(Sys.AGENT_POOL_ALLOC)
+_AGENT_REGISTER = int(Sys.AGENT_REGISTER)
+_AGENT_RESUME = int(Sys.AGENT_RESUME)
+_AGENT_SELF = int(Sys.AGENT_SELF)
+_AGENT_SET_STATE = int(Sys.AGENT_SET_STATE)
+_AGENT_SPAWN = int(Sys.AGENT_SPAWN)
+_AGENT_SPECIALIZE = int(Sys.AGENT_SPECIALIZE)
+_AGENT_SPLIT = int(Sys.AGENT_SPLIT)
+_AGENT_SUPERVISOR_REGISTER = int(Sys.AGENT_SUPERVISOR_REGISTER)
+_AGENT_SUSPEND = int(Sys.AGENT_SUSPEND)
+_AGENT_UPGRADE = int(Sys.AGENT_UPGRADE)
+_CAP_COPY = int(Sys.CAP_COPY)
+_CAP_DELETE = int(Sys.CAP_DELETE)
+_CAP_GRANT = int(Sys.CAP_GRANT)
+_CAP_INSPECT = int(Sys.CAP_INSPECT)
+_CAP_LIST = int(Sys.CAP_LIST)
+_CAP_MINT = int(Sys.CAP_MINT)
+_CAP_REVOKE = int(Sys.CAP_REVOKE)
+_CLOCK = int(Sys.CLOCK)
+_EVENT_PUBLISH = int(Sys.EVENT_PUBLISH)
+_EVENT_RECV = int(Sys.EVENT_RECV)
+_EVENT_SUBSCRIBE = int(Sys.EVENT_SUBSCRIBE)
+_EVENT_UNSUBSCRIBE = int(Sys.EVENT_UNSUBSCRIBE)
+_EXIT = int(Sys.EXIT)
+_FRAME_ALLOC = int(Sys.FRAME_ALLOC)
+_GET_ASYNC_RESULT = int(Sys.GET_ASYNC_RESULT)
+_IPC_CALL = int(Sys.IPC_CALL)
+_IPC_RECV = int(Sys.IPC_RECV)
+_IPC_RECV_BATCH = int(Sys.IPC_RECV_BATCH)
+_IPC_RECV_NOWAIT = int(Sys.IPC_RECV_NOWAIT)
+_IPC_REPLY = int(Sys.IPC_REPLY)
+_IPC_SEND = int(Sys.IPC_SEND)
+_IPC_SEND_BATCH = int(Sys.IPC_SEND_BATCH)
+_IPC_SEND_NOWAIT = int(Sys.IPC_SEND_NOWAIT)
+_KERNEL_STATS = int(Sys.KERNEL_STATS)
+_MEM_READ = int(Sys.MEM_READ)
+_MEM_SHARE = int(Sys.MEM_SHARE)
+_MEM_STAT = int(Sys.MEM_STAT)
+_MEM_VIEW = int(Sys.MEM_VIEW)
+_MEM_WRITE = int(Sys.MEM_WRITE)
+_PAGE_MAP = int(Sys.PAGE_MAP)
+_PAGE_UNMAP = int(Sys.PAGE_UNMAP)
+_POOL_CREATE = int(Sys.POOL_CREATE)
+_POOL_FREE = int(Sys.POOL_FREE)
+_PQC_OPERATION = int(Sys.PQC_OPERATION)
+_SLEEP = int(Sys.SLEEP)
+_WAIT_CHILD = int(Sys.WAIT_CHILD)
+_YIELD = int(Sys.YIELD)
+
+
+async def agent_spawn(auth_slot: Any, entry: Any, opts: Any = None) -> Any:
+    """Create an agent; returns an async handle whose result is ``(aid, control_slot, endpoint_slot)``."""
+    return await trap(_AGENT_SPAWN, auth_slot, entry, opts)
+
+
+async def agent_supervisor_register(auth_slot: Any) -> Any:
+    return await trap(_AGENT_SUPERVISOR_REGISTER, auth_slot)
+
+
+async def agent_register(dir_slot: Any, name: Any, ep_slot: Any) -> Any:
+    """Publish a send-only endpoint under ``name`` in the directory."""
+    return await trap(_AGENT_REGISTER, dir_slot, name, ep_slot)
+
+
+async def agent_kill(slot: Any, tree: Any = False) -> Any:
+    return await trap(_AGENT_KILL, slot, tree)
+
+
+async def ipc_send(ep: Any, payload: Any) -> Any:
+    return await trap(_IPC_SEND, ep, payload)
+
+
+async def ipc_recv(ep: Any = 1, timeout: Any = None) -> Any:
+    return await trap(_IPC_RECV, ep, timeout)
+
+
+async def agent_mem_alloc(auth_slot: Any, size: Any) -> Any:
+    """Allocate ``size`` bytes (<= 1 GiB) against the quota and map them; ``(slot, vaddr)``."""
+    return await trap(_AGENT_MEM_ALLOC, auth_slot, size)
+
+
+async def agent_mem_free(slot: Any) -> Any:
+    """Unmap and drop this capability; the memory is freed with its last capability."""
+    return await trap(_AGENT_MEM_FREE, slot)
+
+
+async def frame_alloc(auth_slot: Any, nframes: Any) -> Any:
+    """Allocate ``nframes`` contiguous frames, unmapped; returns the region's slot."""
+    return await trap(_FRAME_ALLOC, auth_slot, nframes)
+
+
+async def page_map(slot: Any, vaddr: Any = None, rights: Any = None) -> Any:
+    """Map a region at ``vaddr`` (page aligned; None: next free) with at most the cap's rights."""
+    return await trap(_PAGE_MAP, slot, vaddr, rights)
+
+
+async def agent_pool_alloc(slot: Any) -> Any:
+    """One object from the pool's free list; returns its byte offset in the pool."""
+    return await trap(_AGENT_POOL_ALLOC, slot)
+
+
+async def pqc_operation(op: Any, args: Any = None) -> Any:
+    """Start an ML-KEM / ML-DSA operation off the kernel thread; returns an async handle."""
+    return await trap(_PQC_OPERATION, op, args)
+
+
+async def get_async_result(handle: Any, timeout: Any = None) -> Any:
+    return await trap(_GET_ASYNC_RESULT, handle, timeout)
+
+
+async def agent_self() -> Any:
+    return await trap(_AGENT_SELF)
+
+
+async def agent_lookup(dir_slot: Any, name: Any) -> Any:
+    """A new slot holding a send capability to the endpoint registered as ``name``."""
+    return await trap(_AGENT_LOOKUP, dir_slot, name)
+
+
+async def agent_info(slot: Any = 0) -> Any:
+    return await trap(_AGENT_INFO, slot)
+
+
+async def agent_list(auth_slot: Any = 2) -> Any:
+    """Children of the caller; everyone with ADMIN on the authority."""
+    return await trap(_AGENT_LIST, auth_slot)
+
+
+async def yield_() -> Any:
+    return await trap(_YIELD)
+
+
+async def sleep(seconds: Any) -> Any:
+    return await trap(_SLEEP, seconds)
+
+
+async def wait_child(aid: Any = 0, timeout: Any = None) -> Any:
+    """Reap a zombie child (``aid`` 0: any); blocks until one exits."""
+    return await trap(_WAIT_CHILD, aid, timeout)
+
+
+async def exit(status: Any = None) -> Any:
+    return await trap(_EXIT, status)
+
+
+async def agent_clone(auth_slot: Any, opts: Any = None) -> Any:
+    return await trap(_AGENT_CLONE, auth_slot, opts)
+
+
+async def agent_merge(survivor_slot: Any, other_slot: Any, merger: Any = None) -> Any:
+    return await trap(_AGENT_MERGE, survivor_slot, other_slot, merger)
+
+
+async def agent_split(auth_slot: Any, splitter: Any, router: Any = None, opts: Any = None) -> Any:
+    return await trap(_AGENT_SPLIT, auth_slot, splitter, router, opts)
+
+
+async def agent_upgrade(slot: Any, entry: Any) -> Any:
+    return await trap(_AGENT_UPGRADE, slot, entry)
+
+
+async def agent_specialize(auth_slot: Any, spec: Any, opts: Any = None) -> Any:
+    return await trap(_AGENT_SPECIALIZE, auth_slot, spec, opts)
+
+
+async def agent_suspend(slot: Any) -> Any:
+    return await trap(_AGENT_SUSPEND, slot)
+
+
+async def agent_resume(slot: Any) -> Any:
+    return await trap(_AGENT_RESUME, slot)
+
+
+async def agent_set_state(state: Any) -> Any:
+    """Replace the declared state (remote executors; in-process agents share ``ctx.state``)."""
+    return await trap(_AGENT_SET_STATE, state)
+
+
+async def clock() -> Any:
+    """Kernel time in nanoseconds (monotonic, or virtual in tests)."""
+    return await trap(_CLOCK)
+
+
+async def ipc_send_nowait(ep: Any, payload: Any) -> Any:
+    return await trap(_IPC_SEND_NOWAIT, ep, payload)
+
+
+async def ipc_recv_nowait(ep: Any = 1) -> Any:
+    return await trap(_IPC_RECV_NOWAIT, ep)
+
+
+async def ipc_call(ep: Any, payload: Any, timeout: Any = None) -> Any:
+    """Send and wait for the correlated reply; returns the reply payload."""
+    return await trap(_IPC_CALL, ep, payload, timeout)
+
+
+async def ipc_reply(call_id: Any, payload: Any) -> Any:
+    return await trap(_IPC_REPLY, call_id, payload)
+
+
+async def ipc_send_batch(ep: Any, payloads: Any) -> Any:
+    """Send many messages; returns how many were accepted (blocks only if none fit)."""
+    return await trap(_IPC_SEND_BATCH, ep, payloads)
+
+
+async def ipc_recv_batch(ep: Any = 1, max_n: Any = 256, timeout: Any = None) -> Any:
+    """Up to ``max_n`` messages; blocks only while the mailbox is empty."""
+    return await trap(_IPC_RECV_BATCH, ep, max_n, timeout)
+
+
+async def cap_mint(slot: Any, rights: Any, badge: Any = 0, quota: Any = None) -> Any:
+    """A child of ``slot`` in the caller's space with ``rights & source`` (only narrows)."""
+    return await trap(_CAP_MINT, slot, rights, badge, quota)
+
+
+async def cap_copy(slot: Any) -> Any:
+    return await trap(_CAP_COPY, slot)
+
+
+async def cap_grant(slot: Any, ep_slot: Any, rights: Any = None, payload: Any = b'') -> Any:
+    """Give a narrowed copy of ``slot`` to the owner of endpoint ``ep_slot``; returns its slot there."""
+    return await trap(_CAP_GRANT, slot, ep_slot, rights, payload)
+
+
+async def cap_revoke(slot: Any) -> Any:
+    return await trap(_CAP_REVOKE, slot)
+
+
+async def cap_delete(slot: Any) -> Any:
+    return await trap(_CAP_DELETE, slot)
+
+
+async def cap_inspect(slot: Any) -> Any:
+    return await trap(_CAP_INSPECT, slot)
+
+
+async def cap_list() -> Any:
+    return await trap(_CAP_LIST)
+
+
+async def page_unmap(vaddr: Any) -> Any:
+    return await trap(_PAGE_UNMAP, vaddr)
+
+
+async def mem_read(vaddr: Any, length: Any) -> Any:
+    return await trap(_MEM_READ, vaddr, length)
+
+
+async def mem_write(vaddr: Any, data: Any) -> Any:
+    return await trap(_MEM_WRITE, vaddr, data)
+
+
+async def mem_share(slot: Any, ep_slot: Any, rights: Any = None) -> Any:
+    """Grant a memory capability (read-only or read-write) to the owner of ``ep_slot``."""
+    return await trap(_MEM_SHARE, slot, ep_slot, rights)
+
+
+async def pool_create(auth_slot: Any, obj_size: Any, count: Any) -> Any:
+    """A pool of ``count`` objects of ``obj_size`` bytes, mapped; ``(slot, vaddr)``."""
+    return await trap(_POOL_CREATE, auth_slot, obj_size, count)
+
+
+async def pool_free(slot: Any, offset: Any) -> Any:
+    return await trap(_POOL_FREE, slot, offset)
+
+
+async def mem_stat() -> Any:
+    return await trap(_MEM_STAT)
+
+
+async def mem_view(vaddr: Any, length: Any) -> Any:
+    """A direct view for in-process agents (read-only unless mapped writable)."""
+    return await trap(_MEM_VIEW, vaddr, length)
+
+
+async def event_publish(slot: Any, topic: Any, data: Any = None) -> Any:
+    """Publish ``data`` on ``topic``; kernel topics need ADMIN.  Returns the event's sequence."""
+    return await trap(_EVENT_PUBLISH, slot, topic, data)
+
+
+async def event_subscribe(slot: Any, pattern: Any, opts: Any = None) -> Any:
+    return await trap(_EVENT_SUBSCRIBE, slot, pattern, opts)
+
+
+async def event_recv(sid: Any, timeout: Any = None) -> Any:
+    return await trap(_EVENT_RECV, sid, timeout)
+
+
+async def event_unsubscribe(sid: Any) -> Any:
+    return await trap(_EVENT_UNSUBSCRIBE, sid)
+
+
+async def kernel_stats() -> Any:
+    return await trap(_KERNEL_STATS)
