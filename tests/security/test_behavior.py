@@ -95,11 +95,18 @@ def test_escalation_to_suspend_and_kill_then_release() -> None:
         seen += mon.observe(1, NET_CONNECT, PermissionDenied.code, t)
     kinds = [f.kind for f in seen if isinstance(f, Response)]
     # each rung fires once per incident, in ladder order
-    assert kinds == [ResponseKind.THROTTLE, ResponseKind.REVOKE, ResponseKind.SUSPEND,
-                     ResponseKind.KILL]
+    assert kinds == [
+        ResponseKind.THROTTLE,
+        ResponseKind.REVOKE,
+        ResponseKind.SUSPEND,
+        ResponseKind.KILL,
+    ]
     back = mon.release(1, t)
-    assert [r.kind for r in back] == [ResponseKind.RESUME, ResponseKind.REGRANT,
-                                      ResponseKind.UNTHROTTLE]
+    assert [r.kind for r in back] == [
+        ResponseKind.RESUME,
+        ResponseKind.REGRANT,
+        ResponseKind.UNTHROTTLE,
+    ]
     unthrottle = back[-1]
     assert unthrottle.weight_factor == pytest.approx(4.0)
     assert back[1].rights == ("ACCESS_NET",)

@@ -43,10 +43,14 @@ def test_defaults_allow_normal_operation() -> None:
 
 
 def test_forbid_beats_permit() -> None:
-    e = engine({"x.cedar": (
-        '@id("allow-all-spawn") permit(principal, action == Action::"spawn", resource);\n'
-        '@id("no-miners") forbid(principal, action == Action::"spawn", resource == Image::"miner");'
-    )})
+    e = engine(
+        {
+            "x.cedar": (
+                '@id("allow-all-spawn") permit(principal, action == Action::"spawn", resource);\n'
+                '@id("no-miners") forbid(principal, action == Action::"spawn", resource == Image::"miner");'
+            )
+        }
+    )
     d = e.check_spawn(WORKER, ImageRef("miner"), child_type="worker")
     assert not d.allowed
     assert d.policies == ("x.cedar:no-miners",)
@@ -84,14 +88,18 @@ def test_grant_of_admin_to_untrusted_denied_per_right() -> None:
 
 
 def test_policy_on_agent_type_applies_to_new_agents_of_that_type() -> None:
-    e = engine({"crawler.cedar": (
-        '@id("crawler-quota") @priority("10") @quota_memory("512MiB") @quota_agents("4")\n'
-        'permit(principal, action == Action::"quota", resource == AgentType::"crawler");\n'
-        '@id("crawler-sched") @priority("10") @sched_weight("100")\n'
-        'permit(principal, action == Action::"schedule", resource == AgentType::"crawler");\n'
-        '@id("crawler-no-net") forbid(principal in AgentType::"crawler",\n'
-        '  action == Action::"net_connect", resource) when { context.port != 443 };'
-    )})
+    e = engine(
+        {
+            "crawler.cedar": (
+                '@id("crawler-quota") @priority("10") @quota_memory("512MiB") @quota_agents("4")\n'
+                'permit(principal, action == Action::"quota", resource == AgentType::"crawler");\n'
+                '@id("crawler-sched") @priority("10") @sched_weight("100")\n'
+                'permit(principal, action == Action::"schedule", resource == AgentType::"crawler");\n'
+                '@id("crawler-no-net") forbid(principal in AgentType::"crawler",\n'
+                '  action == Action::"net_connect", resource) when { context.port != 443 };'
+            )
+        }
+    )
     # agents created after the policy was loaded, never seen by the engine before
     for key in (100, 101, 102):
         fresh = AgentInfo(key, type="crawler", publisher=f"p{key}")
@@ -108,11 +116,15 @@ def test_policy_on_agent_type_applies_to_new_agents_of_that_type() -> None:
 
 
 def test_settings_priority_then_strictest() -> None:
-    e = engine({"t.cedar": (
-        '@id("a") @priority("3") @quota_memory("2GiB") permit(principal, action == Action::"quota", resource);\n'
-        '@id("b") @priority("3") @quota_memory("1GiB") permit(principal, action == Action::"quota", resource);\n'
-        '@id("c") @priority("2") @quota_memory("64MiB") permit(principal, action == Action::"quota", resource);'
-    )})
+    e = engine(
+        {
+            "t.cedar": (
+                '@id("a") @priority("3") @quota_memory("2GiB") permit(principal, action == Action::"quota", resource);\n'
+                '@id("b") @priority("3") @quota_memory("1GiB") permit(principal, action == Action::"quota", resource);\n'
+                '@id("c") @priority("2") @quota_memory("64MiB") permit(principal, action == Action::"quota", resource);'
+            )
+        }
+    )
     assert e.quotas(WORKER).get("memory") == 1 << 30
     assert e.quotas(AgentInfo(3, trust="untrusted")).get("memory") == 64 << 20  # priority 5 default
 
@@ -123,8 +135,12 @@ def test_marks_only_named_actions() -> None:
     assert not e.marks("ipc_send") and not e.marks("kill")
     e2 = engine({"k.cedar": 'forbid(principal, action, resource) when { principal.trust == "x" };'})
     assert not e2.marks("kill")  # unconstrained scope marks nothing
-    e3 = engine({"k.cedar": 'forbid(principal, action in [Action::"kill", Action::"ipc_send"], resource)'
-                            ' when { principal.trust == "untrusted" };'})
+    e3 = engine(
+        {
+            "k.cedar": 'forbid(principal, action in [Action::"kill", Action::"ipc_send"], resource)'
+            ' when { principal.trust == "untrusted" };'
+        }
+    )
     assert e3.marks("kill") and e3.marks("ipc_send")
     assert not e3.decide(AgentInfo(4, trust="untrusted"), "kill", AgentInfo(5)).allowed
 
@@ -231,9 +247,22 @@ def test_cli_check_and_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     r = runner.invoke(app, ["check", "-o", "json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["ok"] is True
-    r = runner.invoke(app, ["test", "--principal", "key=3,trust=untrusted", "--action", "spawn",
-                            "--resource", "Image:app", "--context", json.dumps(SPAWN_CTX),
-                            "-o", "json"])
+    r = runner.invoke(
+        app,
+        [
+            "test",
+            "--principal",
+            "key=3,trust=untrusted",
+            "--action",
+            "spawn",
+            "--resource",
+            "Image:app",
+            "--context",
+            json.dumps(SPAWN_CTX),
+            "-o",
+            "json",
+        ],
+    )
     assert r.exit_code == 1
     out = json.loads(r.output)
     assert out["allowed"] is False

@@ -30,8 +30,13 @@ ALL = sorted(T.RIGHTS)
 
 @pytest.fixture(scope="module")
 def chain() -> list[bytes]:
-    t0 = T.mint(ROOT, object="agent:7/mailbox", rights={"READ", "WRITE", "GRANT"},
-                expiry=NOW + 3600, issuer="node-a")
+    t0 = T.mint(
+        ROOT,
+        object="agent:7/mailbox",
+        rights={"READ", "WRITE", "GRANT"},
+        expiry=NOW + 3600,
+        issuer="node-a",
+    )
     t1 = T.attenuate(t0, rights={"READ", "WRITE"}, rate=100)
     t2 = T.attenuate(t1, rights={"READ"}, expiry=NOW + 60, audience="bob")
     return [t0, t1, t2]
@@ -64,8 +69,7 @@ rights_sets = st.frozensets(st.sampled_from(ALL))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     root=rights_sets.filter(bool),
-    steps=st.lists(st.tuples(rights_sets, st.integers(0, 5000), st.integers(0, 1000)),
-                   max_size=3),
+    steps=st.lists(st.tuples(rights_sets, st.integers(0, 5000), st.integers(0, 1000)), max_size=3),
 )
 def test_rights_only_narrow(root, steps) -> None:
     tok = T.mint(ROOT, object="o", rights=root, expiry=NOW + 10_000, rate=1000)
@@ -88,8 +92,15 @@ def _forge_block(tok: bytes, caveats: dict) -> bytes:
     v, blocks, sigs, proof = _parts(tok)
     signer = T.load_seed_key(proof[1])
     nxt = T.load_seed_key(os.urandom(32))
-    raw = _pack_map({"v": 1, "i": len(blocks), "prev": T._link(sigs[-1]),
-                     "next": nxt.public_key().public_bytes_raw(), **caveats})
+    raw = _pack_map(
+        {
+            "v": 1,
+            "i": len(blocks),
+            "prev": T._link(sigs[-1]),
+            "next": nxt.public_key().public_bytes_raw(),
+            **caveats,
+        }
+    )
     sig = signer.sign(raw, T.CONTEXT)
     return _pack([v, [*blocks, raw], [*sigs, sig], ["key", nxt.private_bytes_raw()]])
 
@@ -109,7 +120,9 @@ def test_dropped_blocks_fail(chain) -> None:
     with pytest.raises(IntegrityError):
         T.verify(bad, PUB, now=NOW)
     # same with a seal made by the key we do hold
-    bad = _pack([v, blocks[:2], sigs[:2], ["seal", T.load_seed_key(proof[1]).sign(sigs[1], T.SEAL_CONTEXT)]])
+    bad = _pack(
+        [v, blocks[:2], sigs[:2], ["seal", T.load_seed_key(proof[1]).sign(sigs[1], T.SEAL_CONTEXT)]]
+    )
     with pytest.raises(IntegrityError):
         T.verify(bad, PUB, now=NOW)
 
@@ -150,7 +163,9 @@ def test_resigned_block_fails(chain) -> None:
     doc1["rights"] = ["READ", "WRITE", "GRANT"]
     raw1 = _pack_map(doc1)
     holder = T.load_seed_key(proof[1])
-    bad = _pack([v, [blocks[0], raw1, blocks[2]], [sigs[0], holder.sign(raw1, T.CONTEXT), sigs[2]], proof])
+    bad = _pack(
+        [v, [blocks[0], raw1, blocks[2]], [sigs[0], holder.sign(raw1, T.CONTEXT), sigs[2]], proof]
+    )
     with pytest.raises(IntegrityError):
         T.verify(bad, PUB, now=NOW, audience="bob")
 
@@ -222,8 +237,20 @@ def test_cli_mint_attenuate_inspect_revoke(tmp_path: Path, monkeypatch: pytest.M
     runner = CliRunner()
     key = tmp_path / "node.seed"
     assert runner.invoke(app, ["keygen", str(key)]).exit_code == 0
-    r = runner.invoke(app, ["mint", "--key", str(key), "--object", "gpu:0", "--rights",
-                            "READ,ACCESS_GPU", "--expires-in", "600"])
+    r = runner.invoke(
+        app,
+        [
+            "mint",
+            "--key",
+            str(key),
+            "--object",
+            "gpu:0",
+            "--rights",
+            "READ,ACCESS_GPU",
+            "--expires-in",
+            "600",
+        ],
+    )
     assert r.exit_code == 0, r.output
     tok = r.output.strip()
     r = runner.invoke(app, ["attenuate", tok, "--rights", "READ", "--audience", "bob"])

@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 NAME = "policy"
-app = typer.Typer(name=NAME, help="Cedar policy engine: check, list, test, reload.", no_args_is_help=True)
+app = typer.Typer(
+    name=NAME, help="Cedar policy engine: check, list, test, reload.", no_args_is_help=True
+)
 
 # The seam the kernel client fills in: ask the running kernel to reload.
 # Returns the kernel's ReloadResult as a dict.  Without it the running kernel
@@ -95,8 +97,12 @@ def _print(data: Any, output: str, title: str, rows: list[tuple[str, str]]) -> N
 
 @app.command("check")
 def check(
-    directory: Path | None = typer.Argument(None, help="policy dir (default $AIOS_HOME/policy)"),
-    defaults: bool = typer.Option(True, "--defaults/--no-defaults", help="include shipped defaults"),
+    directory: Annotated[
+        Path | None, typer.Argument(help="policy dir (default $AIOS_HOME/policy)")
+    ] = None,
+    defaults: bool = typer.Option(
+        True, "--defaults/--no-defaults", help="include shipped defaults"
+    ),
     output: str = OutOpt,
 ) -> None:
     """Parse and schema-validate every policy file; exit 1 on any error."""
@@ -111,7 +117,12 @@ def check(
         compiled = compile_policies(sources)
     except InvalidArgument as exc:
         errs = list(exc.detail.get("errors", (exc.message,)))
-        _print({"ok": False, "errors": errs}, output, "policy check: FAILED", [("error", e) for e in errs])
+        _print(
+            {"ok": False, "errors": errs},
+            output,
+            "policy check: FAILED",
+            [("error", e) for e in errs],
+        )
         raise typer.Exit(1) from None
     except OSError as exc:
         typer.echo(f"cannot read policies: {exc}", err=True)
@@ -150,8 +161,12 @@ def list_(output: str = OutOpt) -> None:
         typer.echo(
             json.dumps(
                 [
-                    {"id": i.id, "effect": i.effect, "actions": list(i.actions),
-                     "annotations": dict(i.annotations)}
+                    {
+                        "id": i.id,
+                        "effect": i.effect,
+                        "actions": list(i.actions),
+                        "annotations": dict(i.annotations),
+                    }
                     for i in infos
                 ],
                 indent=2,
@@ -177,7 +192,9 @@ def test(
     resource: str = typer.Option(..., help="Kind:name[,attr=value] e.g. Image:app,publisher=acme"),
     context: str = typer.Option("{}", help="context as JSON"),
     recipient: str = typer.Option("", help="for grant: the receiving agent (key=N,...)"),
-    directory: Path | None = typer.Option(None, "--dir", help="policy dir (default $AIOS_HOME/policy)"),
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="policy dir (default $AIOS_HOME/policy)")
+    ] = None,
     output: str = OutOpt,
 ) -> None:
     """Evaluate one described request; print the decision and deciding policies."""
@@ -196,12 +213,18 @@ def test(
         if action in ("quota", "schedule"):
             s = engine.quotas(who) if action == "quota" else engine.schedule(who)
             data: dict[str, Any] = {"settings": s.as_dict(), "policies": list(s.policies)}
-            _print(data, output, f"policy test: {action}",
-                   [*((k, str(v)) for k, v in s.values), ("policies", "\n".join(s.policies))])
+            _print(
+                data,
+                output,
+                f"policy test: {action}",
+                [*((k, str(v)) for k, v in s.values), ("policies", "\n".join(s.policies))],
+            )
             return
         if action == "grant":
             rec = _agent(recipient) if recipient else _agent("key=0")
-            dec = engine.check_grant(who, rec, [_resource(resource).name], obj=str(ctx.get("object", "")))
+            dec = engine.check_grant(
+                who, rec, [_resource(resource).name], obj=str(ctx.get("object", ""))
+            )
         else:
             dec = engine.decide(who, action, _resource(resource), ctx)
     except (AIOSError, ValueError) as exc:
@@ -235,9 +258,12 @@ def reload(output: str = OutOpt) -> None:
         compiled = compile_policies(read_sources(policy_dirs()))
     except InvalidArgument as exc:
         errs = list(exc.detail.get("errors", (exc.message,)))
-        _print({"ok": False, "errors": errs, "kept_previous": True}, output,
-               "policy reload: REJECTED (previous policy stays in force)",
-               [("error", e) for e in errs])
+        _print(
+            {"ok": False, "errors": errs, "kept_previous": True},
+            output,
+            "policy reload: REJECTED (previous policy stays in force)",
+            [("error", e) for e in errs],
+        )
         raise typer.Exit(1) from None
     if reload_via is not None:
         result = reload_via()

@@ -16,12 +16,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 NAME = "token"
-app = typer.Typer(name=NAME, help="Attenuable capability tokens (ML-DSA signed).", no_args_is_help=True)
+app = typer.Typer(
+    name=NAME, help="Attenuable capability tokens (ML-DSA signed).", no_args_is_help=True
+)
 
 # The seam for the node identity: a callable returning the node's ML-DSA-65
 # private key, set by the identity wiring; used when --key is not given.
@@ -70,7 +72,9 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 @app.command("keygen")
-def keygen(path: Path = typer.Argument(..., help="file to write the 32-byte seed to")) -> None:
+def keygen(
+    path: Annotated[Path, typer.Argument(help="file to write the 32-byte seed to")],
+) -> None:
     """Write a fresh ML-DSA-65 seed (mode 0600) and print its public key hash."""
     import hashlib
 
@@ -90,7 +94,7 @@ def keygen(path: Path = typer.Argument(..., help="file to write the 32-byte seed
 def mint(
     object: str = typer.Option(..., "--object", help="what the token grants access to"),
     rights: str = typer.Option(..., help="comma-separated rights, e.g. READ,WRITE"),
-    key: Path | None = typer.Option(None, "--key", help="raw ML-DSA-65 seed file"),
+    key: Annotated[Path | None, typer.Option("--key", help="raw ML-DSA-65 seed file")] = None,
     issuer: str = typer.Option("", help="issuing node name"),
     expires_in: float | None = typer.Option(None, help="seconds from now"),
     expiry: int | None = typer.Option(None, help="absolute unix time"),
@@ -151,7 +155,9 @@ def attenuate(
 @app.command("inspect")
 def inspect(
     token: str = typer.Argument(..., help="token text, or - for stdin"),
-    key: Path | None = typer.Option(None, "--key", help="verify against this node seed file"),
+    key: Annotated[
+        Path | None, typer.Option("--key", help="verify against this node seed file")
+    ] = None,
     audience: str | None = typer.Option(None, help="audience to verify as"),
     output: str = OutOpt,
 ) -> None:
@@ -168,10 +174,16 @@ def inspect(
             pub = _load_key(key).public_key()
             revoked = RevocationList.at_home(_home())
             try:
-                g = tokens.verify(raw, pub, now=time.time(), audience=audience,
-                                  is_revoked=revoked.is_revoked)
-                verdict = {"valid": True, "rights": sorted(g.rights), "expiry": g.expiry,
-                           "audience": g.audience, "rate": g.rate}
+                g = tokens.verify(
+                    raw, pub, now=time.time(), audience=audience, is_revoked=revoked.is_revoked
+                )
+                verdict = {
+                    "valid": True,
+                    "rights": sorted(g.rights),
+                    "expiry": g.expiry,
+                    "audience": g.audience,
+                    "rate": g.rate,
+                }
             except AIOSError as exc:
                 verdict = {"valid": False, "error": str(exc)}
             finally:

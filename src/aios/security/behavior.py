@@ -64,7 +64,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Final
 
 from aios.errors import InvalidArgument, InvalidCapability, PermissionDenied, PolicyDenied
@@ -75,7 +75,7 @@ OTHER: Final = -1  # the shared bucket for syscall numbers beyond max_sysnos
 DENY_ERRNOS: Final = frozenset({PermissionDenied.code, InvalidCapability.code, PolicyDenied.code})
 
 
-class ResponseKind(str, Enum):
+class ResponseKind(StrEnum):
     THROTTLE = "throttle"
     UNTHROTTLE = "unthrottle"
     SUSPEND = "suspend"
@@ -363,11 +363,11 @@ class BehaviorMonitor:
         p.windows += 1
         if counts and n > 0:
             keys = set(p.mix) | set(counts)
-            p.mix = {
-                k: (1.0 - a) * p.mix.get(k, 0.0) + a * counts.get(k, 0) / n for k in keys
-            }
+            p.mix = {k: (1.0 - a) * p.mix.get(k, 0.0) + a * counts.get(k, 0) / n for k in keys}
             if len(p.mix) > self.config.max_sysnos + 1:
-                drop = sorted(p.mix, key=p.mix.__getitem__)[: len(p.mix) - self.config.max_sysnos - 1]
+                drop = sorted(p.mix, key=p.mix.__getitem__)[
+                    : len(p.mix) - self.config.max_sysnos - 1
+                ]
                 for k in drop:
                     del p.mix[k]
 
@@ -418,9 +418,7 @@ class BehaviorMonitor:
                 for name, key in (("rate", "rate"), ("mix", "mix"), ("denials", "deny"))
                 if comps.get(key, 0.0) >= 0.25
             )
-            out.append(
-                Alert(agent_key, now_ns, total, reasons, tuple(sorted(comps.items())))
-            )
+            out.append(Alert(agent_key, now_ns, total, reasons, tuple(sorted(comps.items()))))
             self.alerts_raised += 1
             p.incident_score = max(p.incident_score, total)
         why = f"anomaly score {total:.2f}"

@@ -472,7 +472,7 @@ def compile_policies(sources: Mapping[str, str]) -> CompiledPolicies:
                         continue
                     if body.get("effect") != "permit" or kind not in actions:
                         errors.append(
-                            f"{full}: @{name} belongs on a permit naming Action::\"{kind}\""
+                            f'{full}: @{name} belongs on a permit naming Action::"{kind}"'
                         )
             static[full] = body
             infos.append(
@@ -576,7 +576,9 @@ class PolicyEngine:
             self._entity_cache.clear()
         return self._reload_result(ok=True, changed=changed)
 
-    def _reload_result(self, *, ok: bool, changed: bool, errors: tuple[str, ...] = ()) -> ReloadResult:
+    def _reload_result(
+        self, *, ok: bool, changed: bool, errors: tuple[str, ...] = ()
+    ) -> ReloadResult:
         c = self._compiled
         result = ReloadResult(ok, changed, self._generation, c.files, len(c.infos), errors)
         if self._emit is not None and (changed or not ok):
@@ -687,7 +689,9 @@ class PolicyEngine:
         ctx = {"recipient": {"__entity": recipient.uid()}, "object": obj}
         reqs = [self._request(granter, "grant", RightRef(n), ctx) for n in names]
         parts = (granter, recipient, *(RightRef(n) for n in names))
-        results = cedarpy.is_authorized_batch(reqs, self._compiled.policy_set, self._entities(parts))
+        results = cedarpy.is_authorized_batch(
+            reqs, self._compiled.policy_set, self._entities(parts)
+        )
         allowed = all(r.allowed for r in results)
         deciding = sorted(
             {p for r in results if bool(r.allowed) == allowed for p in r.diagnostics.reasons}
@@ -696,7 +700,7 @@ class PolicyEngine:
             allowed=allowed,
             action="grant",
             principal=granter.key,
-            resource="Right::" + "|".join(names) + f" -> Agent::\"{recipient.key}\"",
+            resource="Right::" + "|".join(names) + f' -> Agent::"{recipient.key}"',
             policies=tuple(deciding),
             errors=tuple(e for r in results for e in r.diagnostics.errors),
             generation=self._generation,
@@ -705,12 +709,12 @@ class PolicyEngine:
             self._emit(DECISION_TOPIC, d.record())
         return d
 
-    def check_net(
-        self, agent: AgentInfo, host: str, port: int, protocol: str = "tcp"
-    ) -> Decision:
+    def check_net(self, agent: AgentInfo, host: str, port: int, protocol: str = "tcp") -> Decision:
         if not 0 <= port <= 65535:
             raise InvalidArgument(f"port out of range: {port}")
-        return self.decide(agent, "net_connect", HostRef(host), {"port": port, "protocol": protocol})
+        return self.decide(
+            agent, "net_connect", HostRef(host), {"port": port, "protocol": protocol}
+        )
 
     def check_mem_share(
         self, owner: AgentInfo, peer: AgentInfo, nbytes: int, *, writable: bool

@@ -334,9 +334,7 @@ def attenuate(
         "prev": _link(p.sigs[-1]),
         "next": nxt.public_key().public_bytes_raw(),
         **_caveat_map(
-            Caveats(
-                frozenset(rights) if rights is not None else None, expiry, audience, rate
-            )
+            Caveats(frozenset(rights) if rights is not None else None, expiry, audience, rate)
         ),
     }
     raw = _pack(doc)
