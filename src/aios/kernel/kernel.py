@@ -47,6 +47,7 @@ from typing import Any
 
 from aios.errors import (
     AgentFault,
+    Category,
     AgentGone,
     AIOSError,
     Cancelled,
@@ -480,6 +481,8 @@ class Kernel:
                             except AIOSError as e:
                                 exc = e
                                 val = None
+                                if e.category is Category.CAPABILITY:
+                                    self._violation(a, sysno, e)
                             except Exception as e:  # noqa: BLE001
                                 exc = self._handler_failure(h, a, args, e)
                                 val = None
@@ -521,6 +524,11 @@ class Kernel:
                 self.sched.block(ent)
             elif not a.alive:
                 self.sched.remove(ent)
+
+    def _violation(self, a: Agent, sysno: int, e: AIOSError) -> None:
+        """A capability check failed: that is a security event, not just an error."""
+        self.publish("security.violation", a.aid, agent=a.aid, syscall=sysno, error=e.name,
+                     message=e.message)
 
     def _handler_failure(self, h: Callable[..., Any], a: Agent, args: tuple[Any, ...], e: Exception) -> AIOSError:
         """A handler raised a non-taxonomy error: bad arity, or a kernel bug."""
@@ -702,7 +710,7 @@ class Kernel:
                 self.wake(w, (a.aid, self.reap(a)))
 
     def reap(self, a: Agent) -> dict[str, Any]:
-        status = {"agent": a.aid, "exit": _plain(a.exit_status), "fault": a.fault}
+        status = {"agent": a.aid, "exit": a.exit_status, "fault": a.fault}
         if a.status is AgentState.ZOMBIE:
             self.agents.transition(a, "reap")
             self.agents.forget(a)

@@ -1,0 +1,79 @@
+"""Event bus: patterns, filters, priorities, overflow policies."""
+
+from __future__ import annotations
+
+import pytest
+
+from aios.errors import InvalidArgument
+from aios.kernel.events import EventBus, matches
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "ok"),
+    [
+        ("agent.lifecycle.spawned", "agent.lifecycle.spawned", True),
+        ("agent.*.spawned", "agent.lifecycle.spawned", True),
+        ("agent.*", "agent.lifecycle.spawned", False),
+        ("agent.**", "agent.lifecycle.spawned", True),
+        ("**", "security.violation", True),
+        ("security.violation", "security", False),
+        ("agent.lifecycle", "agent.lifecycle.spawned", False),
+    ],
+)
+def test_matching(pattern: str, topic: str, ok: bool) -> None:
+    assert matches(pattern, topic) is ok
+
+
+def test_priority_order_and_filters() -> None:
+    bus = EventBus(lambda: 0)
+    order: list[str] = []
+    bus.subscribe("a.**", priority=1, callback=lambda e: order.append("low"))
+    bus.subscribe("a.b", priority=9, callback=lambda e: order.append("high"))
+    bus.subscribe("a.b", filter={"x": 1}, callback=lambda e: order.append("filtered"))
+    bus.publish("a.b", {"x": 2})
+    assert order == ["high", "low"]
+    bus.publish("a.b", {"x": 1})
+    assert order[2:] == ["high", "filtered", "low"] or order[2:] == ["high", "low", "filtered"]
+
+
+def test_overflow_drop_oldest_counts() -> None:
+    bus = EventBus(lambda: 0)
+    s = bus.subscribe("t", depth=2)
+    for i in range(5):
+        bus.publish("t", {"i": i})
+    assert [e.data["i"] for e in s.queue] == [3, 4]
+    assert s.dropped == 3
+
+
+def test_overflow_drop_newest_keeps_prefix() -> None:
+    bus = EventBus(lambda: 0)
+    s = bus.subscribe("t", depth=2, overflow="drop_newest")
+    for i in range(5):
+        bus.publish("t", {"i": i})
+    assert [e.data["i"] for e in s.queue] == [0, 1]
+    assert s.dropped == 3
+
+
+def test_wants_and_cache_invalidation() -> None:
+    bus = EventBus(lambda: 0)
+    assert not bus.wants("ipc.sent")
+    s = bus.subscribe("ipc.*")
+    assert bus.wants("ipc.sent")
+    bus.unsubscribe(s.sid)
+    assert not bus.wants("ipc.sent")
+
+
+@pytest.mark.parametrize("bad", ["", "a..b", "a.b*", "**.a", 5, "x" * 300])
+def test_bad_patterns(bad: object) -> None:
+    bus = EventBus(lambda: 0)
+    with pytest.raises(InvalidArgument):
+        bus.subscribe(bad)  # type: ignore[arg-type]
+
+
+def test_sequence_numbers_are_monotonic() -> None:
+    bus = EventBus(lambda: 0)
+    s = bus.subscribe("**")
+    for t in ("a", "b", "c"):
+        bus.publish(t)
+    seqs = [e.seq for e in s.queue]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
