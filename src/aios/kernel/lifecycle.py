@@ -397,6 +397,11 @@ def upgrade(k: Kernel, target: Agent, entry: Any) -> None:
     run_hooks(k, "pre", "upgrade", agent=target.aid, entry=_entry_name(entry))
     target.upgrade_to = start
     k.publish("agent.lifecycle.upgrade_pending", target.aid, agent=target.aid, entry=_entry_name(entry))
+    w = target.wait
+    if target.status is AgentState.BLOCKED and w is not None and w.queue is target.mailbox.recv_waiters:
+        # it is already between two messages, parked in receive: swap now
+        k._end_wait(w)
+        apply_upgrade(k, target)
 
 
 def apply_upgrade(k: Kernel, a: Agent) -> None:
@@ -413,7 +418,11 @@ def apply_upgrade(k: Kernel, a: Agent) -> None:
             pass
     a.pending = None
     a.pending_exc = None
-    k.agents.transition(a, "preempt")  # the new code starts on its next dispatch
+    if a.status is AgentState.BLOCKED:
+        k.agents.transition(a, "wake")
+        k.make_runnable(a)
+    else:
+        k.agents.transition(a, "preempt")  # the new code starts on its next dispatch
     k.publish("agent.lifecycle.upgraded", a.aid, agent=a.aid, entry=_entry_name(start))
     run_hooks(k, "post", "upgrade", agent=a.aid)
 
