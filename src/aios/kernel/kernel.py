@@ -38,6 +38,7 @@ kernel's clock is injectable, so timeouts run on virtual time in tests.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import heapq
 import inspect
 import itertools
@@ -162,6 +163,7 @@ class Kernel:
         self._wakeup: asyncio.Event | None = None
         self._executor: Any = None
         self.stats = {"syscalls": 0, "dispatches": 0, "panics": 0, "faults": 0}
+        self._to_bury: list[Any] = []
         self._boot_kernel_space()
 
     # -- boot ------------------------------------------------------------------
@@ -517,6 +519,10 @@ class Kernel:
             dt = now() - t_last
             if dt > 0:
                 charge(ent, dt)
+            if self._to_bury:
+                for coro in self._to_bury:
+                    _bury(coro)
+                self._to_bury.clear()
             st = a.status
             if st is AgentState.READY:
                 self.sched.put_prev(ent)
@@ -638,11 +644,6 @@ class Kernel:
                 if c is not None and c.alive:
                     self.kill(c, reason, tree=True)
         a.fault = a.fault or reason
-        if a.coro is not None and a is not self.current:
-            try:
-                a.coro.close()
-            except BaseException:  # noqa: BLE001 - it is being killed regardless
-                pass
         self._terminate(a, "killed")
 
     def _terminate(self, a: Agent, how: str) -> None:
@@ -667,7 +668,12 @@ class Kernel:
                 del self.async_ops[h]
         if a.executor is not None:
             a.executor.terminate(a)
-        a.coro = None
+        coro, a.coro = a.coro, None
+        if coro is not None:
+            if a is self.current:
+                self._to_bury.append(coro)  # it is mid-trap; closed when the executor regains control
+            else:
+                _bury(coro)
         if a.pt is not None:
             a.pt.clear()
         self.cdt.drop_space(a.aid)
@@ -789,6 +795,37 @@ class Kernel:
 
 def _noop(*_args: Any) -> None:
     return None
+
+
+# Coroutines that refused to die (caught GeneratorExit and kept going).  Python
+# cannot stop such a frame; keeping a reference means it is never resumed and
+# its finalizer does not fire mid-run.  Bounded by the number of such agents.
+_UNDEAD: list[Any] = []
+
+
+def _drop_undead() -> None:
+    """At exit: let the inert coroutines go without a traceback for each."""
+    import sys
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _u: None
+    try:
+        _UNDEAD.clear()
+    finally:
+        sys.unraisablehook = hook
+
+
+atexit.register(_drop_undead)
+
+
+def _bury(coro: Any) -> None:
+    """Close an agent's coroutine; one that ignores GeneratorExit is kept, inert."""
+    try:
+        coro.close()
+    except RuntimeError:
+        _UNDEAD.append(coro)
+    except BaseException:  # noqa: BLE001 - its cleanup code failed; it is dead either way
+        pass
 
 
 def _plain(v: Any) -> Any:
