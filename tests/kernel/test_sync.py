@@ -98,7 +98,7 @@ class World:
 
 def _inversion(pi: bool, medium_deadline: bool) -> tuple[int, int]:
     w = World(pi=pi)
-    low, med, high = w.agent(1), w.agent(2, weight=88761), w.agent(3)
+    _low, med, high = w.agent(1), w.agent(2, weight=88761), w.agent(3)
     w.sched.set_deadline(high, runtime_ns=20 * MS, deadline_ns=100 * MS, period_ns=100 * MS)
     if medium_deadline:
         w.sched.set_deadline(med, runtime_ns=50 * MS, deadline_ns=200 * MS, period_ns=200 * MS)
@@ -218,7 +218,7 @@ def test_unlock_by_non_owner_and_bad_ids() -> None:
 
 def test_cancel_withdraws_boost() -> None:
     w = World()
-    low, high = w.agent(1, 15), w.agent(2, 88761)
+    low, _high = w.agent(1, 15), w.agent(2, 88761)
     y = w.sync
     m = y.mutex_create()
     assert y.lock(m, 1)

@@ -38,7 +38,7 @@ import bisect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 from aios.errors import (
@@ -58,7 +58,7 @@ SEM_VALUE_MAX: Final = (1 << 31) - 1
 _Waiter = tuple[Prio, int, int]  # (priority, arrival, key)
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     MUTEX = "mutex"
     SEMAPHORE = "semaphore"
     COND = "cond"
