@@ -10,6 +10,7 @@ import pytest
 from aios.bench._schedsim import DlTask, run_fair, run_mixed
 from aios.errors import Busy, IllegalTransition, InvalidArgument
 from aios.kernel.clock import VirtualClock
+from aios.kernel.eevdf_tree import EevdfTree
 from aios.kernel.scheduler import (
     HINTS,
     SCHED_PRIO_TO_WEIGHT,
@@ -17,7 +18,6 @@ from aios.kernel.scheduler import (
     SLICE_MIN_NS,
     SchedEntity,
     Scheduler,
-    _Tree,
     clamp_weight,
     nice_of_weight,
     weight_of_nice,
@@ -278,7 +278,7 @@ def test_len_and_stats() -> None:
 # -- the tree: O(log n) structure checked against brute force ----------------------
 
 
-def _check_tree(t: _Tree) -> int:
+def _check_tree(t: EevdfTree) -> int:
     def walk(n: SchedEntity | None, lo: tuple[int, int] | None) -> tuple[int, int, int]:
         if n is None:
             return 0, 1 << 200, 0
@@ -301,7 +301,7 @@ def _check_tree(t: _Tree) -> int:
 
 def test_tree_pick_matches_brute_force() -> None:
     rnd = random.Random(3)
-    tree = _Tree()
+    tree = EevdfTree()
     live: list[SchedEntity] = []
     for step in range(3000):
         if live and rnd.random() < 0.45:
