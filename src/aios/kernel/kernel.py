@@ -75,7 +75,7 @@ from aios.kernel.capabilities import (
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.memory import Arena, PageTable, Pool, Region
-from aios.kernel.runqueue import RunQueue
+from aios.kernel.scheduler import Scheduler
 from aios.kernel.waits import BLOCK, Wait, WaitQueue
 
 log = logging.getLogger("aios.kernel")
@@ -146,7 +146,7 @@ class Kernel:
         self.cdt = CapabilityDerivationTree(self.now, self._release)
         self.arena = Arena(arena_bytes)
         self.bus = EventBus(self.now, on_queue=self._event_queued)
-        self.sched: Any = scheduler or RunQueue(self.clock)
+        self.sched: Any = scheduler or Scheduler(self.clock)
         self.hooks = LifecycleHooks()
         self.loader = loader
         self.table: list[Callable[..., Any] | None] = build_table()
@@ -572,6 +572,7 @@ class Kernel:
                 break
             a = ent.owner
             if a.status is not AgentState.READY:
+                self.sched.block(ent)  # stale: it stopped being runnable another way
                 continue
             self._run_agent(a)
             n += 1
