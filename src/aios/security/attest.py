@@ -170,7 +170,12 @@ class Quote:
     def from_json(cls, obj: dict[str, Any]) -> Quote:
         try:
             pcrs = tuple(sorted((int(k), bytes.fromhex(v)) for k, v in obj["pcrs"].items()))
-            return cls(bytes.fromhex(obj["nonce"]), pcrs, bytes.fromhex(obj["signature"]), bool(obj.get("tpm", False)))
+            return cls(
+                bytes.fromhex(obj["nonce"]),
+                pcrs,
+                bytes.fromhex(obj["signature"]),
+                bool(obj.get("tpm", False)),
+            )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"malformed quote: {exc}") from None
 
@@ -181,7 +186,9 @@ def quote_body(nonce: bytes, pcrs: Sequence[tuple[int, bytes]], tpm: bool) -> by
     return ("\n".join(lines) + "\n").encode()
 
 
-def quote(bank: PcrBank, nonce: bytes, signer: QuoteSigner, selection: Iterable[int] | None = None) -> Quote:
+def quote(
+    bank: PcrBank, nonce: bytes, signer: QuoteSigner, selection: Iterable[int] | None = None
+) -> Quote:
     """Sign ``nonce`` and the selected PCR values (default: every PCR the log touched)."""
     if not isinstance(nonce, bytes) or not 1 <= len(nonce) <= MAX_NONCE:
         raise InvalidArgument(f"a nonce is 1..{MAX_NONCE} bytes")
@@ -193,7 +200,9 @@ def quote(bank: PcrBank, nonce: bytes, signer: QuoteSigner, selection: Iterable[
     return Quote(nonce, pcrs, signer.sign(quote_body(nonce, pcrs, False), QUOTE_CONTEXT))
 
 
-def verify_quote(q: Quote, event_log: Sequence[LogEvent], node_pubkey: bytes, nonce: bytes) -> PcrBank:
+def verify_quote(
+    q: Quote, event_log: Sequence[LogEvent], node_pubkey: bytes, nonce: bytes
+) -> PcrBank:
     """Check a quote against the verifier's ``nonce`` and replay ``event_log``.
     Returns the replayed bank; raises ``IntegrityError`` on any mismatch."""
     if not hmac.compare_digest(q.nonce, nonce):
@@ -203,7 +212,9 @@ def verify_quote(q: Quote, event_log: Sequence[LogEvent], node_pubkey: bytes, no
     bank = PcrBank.replay(event_log)
     for i, v in q.pcrs:
         if bank.values[i] != v:
-            raise IntegrityError(f"PCR {i}: event log replays to {bank.values[i].hex()[:16]}…, quote says {v.hex()[:16]}…")
+            raise IntegrityError(
+                f"PCR {i}: event log replays to {bank.values[i].hex()[:16]}…, quote says {v.hex()[:16]}…"
+            )
     return bank
 
 

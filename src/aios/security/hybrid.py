@@ -95,9 +95,9 @@ def _x25519(priv: x25519.X25519PrivateKey, peer: bytes) -> bytes:
 
 def _derive(ss_k: bytes, ss_x: bytes, public: bytes, encapsulation: bytes) -> SessionKeys:
     transcript = hashlib.sha256(public + encapsulation).digest()
-    okm = HKDF(
-        algorithm=hashes.SHA256(), length=64, salt=LABEL, info=LABEL + transcript
-    ).derive(ss_k + ss_x)
+    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=LABEL, info=LABEL + transcript).derive(
+        ss_k + ss_x
+    )
     return SessionKeys(transcript, okm[:32], okm[32:])
 
 

@@ -118,7 +118,9 @@ class NodeIdentity:
         return TrustedKey(self.name, self.public_key)
 
 
-def binding_statement(agent_id: int, image_hash: bytes, public_key: bytes, node_key_hash: bytes, issued_ns: int) -> bytes:
+def binding_statement(
+    agent_id: int, image_hash: bytes, public_key: bytes, node_key_hash: bytes, issued_ns: int
+) -> bytes:
     return (
         "aios-agent-binding/v1\n"
         f"agent {agent_id}\n"
@@ -158,7 +160,11 @@ class AgentIdentity:
             return False
         try:
             expect = binding_statement(
-                self.agent_id, self.image_hash, self.public_key, bytes.fromhex(node_hash), int(issued)
+                self.agent_id,
+                self.image_hash,
+                self.public_key,
+                bytes.fromhex(node_hash),
+                int(issued),
             )
         except ValueError:
             return False
@@ -176,9 +182,9 @@ class RotationStatement:
     new_signature: bytes
 
     def valid(self) -> bool:
-        return pqc.verify(ALG, self.new_public_key, self.statement, self.new_signature, CTX_ROTATION) and pqc.verify(
-            ALG, self.old_public_key, self.statement, self.old_signature, CTX_ROTATION
-        )
+        return pqc.verify(
+            ALG, self.new_public_key, self.statement, self.new_signature, CTX_ROTATION
+        ) and pqc.verify(ALG, self.old_public_key, self.statement, self.old_signature, CTX_ROTATION)
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -191,13 +197,26 @@ class RotationStatement:
 
     @classmethod
     def from_json(cls, obj: dict[str, str]) -> RotationStatement:
-        return cls(*(_unb64(obj[k], k) for k in ("statement", "old_public_key", "new_public_key", "old_signature", "new_signature")))
+        return cls(
+            *(
+                _unb64(obj[k], k)
+                for k in (
+                    "statement",
+                    "old_public_key",
+                    "new_public_key",
+                    "old_signature",
+                    "new_signature",
+                )
+            )
+        )
 
 
 class Keystore:
     """Keys under ``home/keys``; ``passphrase=None`` means key-file protection."""
 
-    def __init__(self, home: Path, passphrase: bytes | None = None, scrypt_n: int = SCRYPT_N) -> None:
+    def __init__(
+        self, home: Path, passphrase: bytes | None = None, scrypt_n: int = SCRYPT_N
+    ) -> None:
         self.home = Path(home)
         self.dir = keys_dir(self.home)
         self.created = False
@@ -273,7 +292,9 @@ class Keystore:
 
     @staticmethod
     def _hkdf(master: bytes, salt: bytes) -> bytes:
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"aios keystore kek v1").derive(master)
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=salt, info=b"aios keystore kek v1"
+        ).derive(master)
 
     # -- sealed files ---------------------------------------------------------
 
@@ -288,7 +309,9 @@ class Keystore:
         try:
             return self._aead.decrypt(nonce, blob[len(MAGIC) + 12 :], MAGIC + role.encode())
         except InvalidTag:
-            raise IntegrityError(f"sealed key for {role} failed to open (tampered or swapped)") from None
+            raise IntegrityError(
+                f"sealed key for {role} failed to open (tampered or swapped)"
+            ) from None
 
     # -- node identity --------------------------------------------------------
 
@@ -322,7 +345,13 @@ class Keystore:
         _write_private(self.dir / "node.pub", node.public_key)
         history = self.node_history()
         if not any(h["public_key"] == _b64(node.public_key) for h in history):
-            history.append({"public_key": _b64(node.public_key), "created_ns": time.time_ns(), "retired_ns": None})
+            history.append(
+                {
+                    "public_key": _b64(node.public_key),
+                    "created_ns": time.time_ns(),
+                    "retired_ns": None,
+                }
+            )
             _write_private(self.dir / "node-history.json", json.dumps(history, indent=1).encode())
 
     def node_history(self) -> list[dict[str, Any]]:
@@ -334,7 +363,10 @@ class Keystore:
 
     def trusted_node_keys(self) -> list[TrustedKey]:
         """Every node public key ever used (current and retired)."""
-        return [TrustedKey(self.node_name, _unb64(h["public_key"], "history key")) for h in self.node_history()]
+        return [
+            TrustedKey(self.node_name, _unb64(h["public_key"], "history key"))
+            for h in self.node_history()
+        ]
 
     def rotate_node_key(self, last_checkpoint: str | None = None) -> RotationStatement:
         """Replace the node key; both keys sign a statement naming the old key's
@@ -373,11 +405,16 @@ class Keystore:
 
     def rotations(self) -> list[RotationStatement]:
         rot_dir = self.dir / "rotations"
-        return [RotationStatement.from_json(json.loads(p.read_text())) for p in sorted(rot_dir.glob("*.json"))]
+        return [
+            RotationStatement.from_json(json.loads(p.read_text()))
+            for p in sorted(rot_dir.glob("*.json"))
+        ]
 
     # -- agent identities -------------------------------------------------------
 
-    def issue_agent_identity(self, agent_id: int, image_hash: bytes, persist: bool = True) -> AgentIdentity:
+    def issue_agent_identity(
+        self, agent_id: int, image_hash: bytes, persist: bool = True
+    ) -> AgentIdentity:
         """Create an agent's key pair and its node-signed binding to ``agent_id`` and ``image_hash``."""
         if isinstance(agent_id, bool) or not isinstance(agent_id, int) or agent_id < 0:
             raise InvalidArgument("agent id must be a non-negative int")
@@ -387,12 +424,19 @@ class Keystore:
         pub, seed = pqc.sig_keygen(ALG)
         statement = binding_statement(agent_id, image_hash, pub, node.key_hash, time.time_ns())
         ident = AgentIdentity(
-            agent_id, image_hash, pub, statement, node.sign(statement, CTX_BINDING), pqc.sig_private_key(ALG, seed)
+            agent_id,
+            image_hash,
+            pub,
+            statement,
+            node.sign(statement, CTX_BINDING),
+            pqc.sig_private_key(ALG, seed),
         )
         if persist:
             adir = self.dir / "agents"
             adir.mkdir(mode=0o700, exist_ok=True)
-            _write_private(adir / f"{agent_id}.key", self.seal(f"agent/{agent_id}", seed), sync=False)
+            _write_private(
+                adir / f"{agent_id}.key", self.seal(f"agent/{agent_id}", seed), sync=False
+            )
             record = {"statement": _b64(statement), "signature": _b64(ident.node_signature)}
             _write_private(adir / f"{agent_id}.binding", json.dumps(record).encode(), sync=False)
         return ident

@@ -82,7 +82,9 @@ class SigParams:
 
 
 KEMS: Final[dict[str, KemParams]] = {
-    "mlkem768": KemParams("ML-KEM-768", 1184, 1088, mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey),
+    "mlkem768": KemParams(
+        "ML-KEM-768", 1184, 1088, mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey
+    ),
     "mlkem1024": KemParams(
         "ML-KEM-1024", 1568, 1568, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey
     ),
@@ -106,10 +108,14 @@ def _sig(alg: str) -> SigParams:
     try:
         return SIGS[alg]
     except KeyError:
-        raise InvalidArgument(f"unknown signature scheme {alg!r} (have {', '.join(SIGS)})") from None
+        raise InvalidArgument(
+            f"unknown signature scheme {alg!r} (have {', '.join(SIGS)})"
+        ) from None
 
 
-def as_bytes(value: object, what: str, length: int | None = None, max_len: int | None = None) -> bytes:
+def as_bytes(
+    value: object, what: str, length: int | None = None, max_len: int | None = None
+) -> bytes:
     if isinstance(value, bytearray | memoryview):
         value = bytes(value)
     if not isinstance(value, bytes):
@@ -251,9 +257,15 @@ def _kem_ops(alg: str) -> dict[str, Callable[[Args], Result]]:
         return {"shared_secret": shared, "ciphertext": ct}
 
     def decapsulate(a: Args) -> Result:
-        return {"shared_secret": kem_decapsulate(alg, _need(a, "private_key"), _need(a, "ciphertext"))}
+        return {
+            "shared_secret": kem_decapsulate(alg, _need(a, "private_key"), _need(a, "ciphertext"))
+        }
 
-    return {f"{alg}.keygen": keygen, f"{alg}.encapsulate": encapsulate, f"{alg}.decapsulate": decapsulate}
+    return {
+        f"{alg}.keygen": keygen,
+        f"{alg}.encapsulate": encapsulate,
+        f"{alg}.decapsulate": decapsulate,
+    }
 
 
 def _sig_ops(alg: str) -> dict[str, Callable[[Args], Result]]:

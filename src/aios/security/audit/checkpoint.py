@@ -107,7 +107,9 @@ def sign_checkpoint(cp: Checkpoint, signer: NoteSigner) -> SignedCheckpoint:
     if not _valid_name(signer.name):
         raise InvalidArgument(f"bad key name {signer.name!r}")
     sig = signer.sign(cp.body(), CONTEXT)
-    return SignedCheckpoint(cp, (NoteSignature(signer.name, note_key_hash(signer.name, signer.public_key), sig),))
+    return SignedCheckpoint(
+        cp, (NoteSignature(signer.name, note_key_hash(signer.name, signer.public_key), sig),)
+    )
 
 
 def parse(text: str) -> SignedCheckpoint:
@@ -171,9 +173,12 @@ def verify_checkpoint(
     good = False
     for sig in signed.signatures:
         for key in keys:
-            if sig.name == key.name and hmac.compare_digest(sig.key_hash, key.key_hash):
-                if pqc.verify(ALG, key.public_key, body, sig.signature, CONTEXT):
-                    good = True
+            if (
+                sig.name == key.name
+                and hmac.compare_digest(sig.key_hash, key.key_hash)
+                and pqc.verify(ALG, key.public_key, body, sig.signature, CONTEXT)
+            ):
+                good = True
     if not good:
         raise IntegrityError("checkpoint carries no valid signature by a trusted key")
     if previous is not None:
@@ -200,7 +205,10 @@ class CheckpointPolicy:
     def due(self, size: int, now_ns: int) -> bool:
         if size <= self.last_size:
             return False
-        return size - self.last_size >= self.every_n or now_ns - self.last_ns >= self.every_ms * 1_000_000
+        return (
+            size - self.last_size >= self.every_n
+            or now_ns - self.last_ns >= self.every_ms * 1_000_000
+        )
 
     def mark(self, size: int, now_ns: int) -> None:
         self.last_size, self.last_ns = size, now_ns

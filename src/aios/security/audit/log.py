@@ -180,9 +180,9 @@ class AuditLog:
         self._conn.executescript(_SCHEMA)
         self._init_meta()
         self._store = _StoredHashes(self._conn)
-        size = self._conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves").fetchone()[0]
+        size = int(self._conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves").fetchone()[0])
         self._edge = merkle.CompactRange.load(self._store, size)
-        self._acked = size
+        self._acked: int = size
         self._leaves: list[tuple[int, int, int | None, str, bytes, bytes]] = []
         self._nodes: list[tuple[int, int, bytes]] = []
         last = self._conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0]
@@ -243,7 +243,8 @@ class AuditLog:
                 c.executemany("INSERT INTO nodes VALUES (?, ?, ?)", self._nodes)
                 if cp_text is not None:
                     c.execute(
-                        "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)", (size, time.time_ns(), cp_text)
+                        "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)",
+                        (size, time.time_ns(), cp_text),
                     )
                 c.execute("COMMIT")
             except BaseException:
@@ -368,10 +369,15 @@ class LogReader:
             yield Entry(row[0], row[1], row[2], row[3], bytes(row[4]))
 
     def checkpoints(self) -> list[tuple[int, str]]:
-        return [(int(s), str(t)) for s, t in self.conn.execute("SELECT size, text FROM checkpoints ORDER BY size")]
+        return [
+            (int(s), str(t))
+            for s, t in self.conn.execute("SELECT size, text FROM checkpoints ORDER BY size")
+        ]
 
     def latest_checkpoint(self) -> str | None:
-        row = self.conn.execute("SELECT text FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        row = self.conn.execute(
+            "SELECT text FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
         return None if row is None else str(row[0])
 
     def root(self, size: int) -> bytes:
@@ -396,7 +402,9 @@ def verify_log(
     conn: sqlite3.Connection, origin: str, keys: Sequence[TrustedKey] | None
 ) -> VerifyReport:
     """Stream the log and check every hash, node, checkpoint root and signature."""
-    stored_nodes = {(lv, ix): bytes(h) for lv, ix, h in conn.execute("SELECT level, idx, hash FROM nodes")}
+    stored_nodes = {
+        (lv, ix): bytes(h) for lv, ix, h in conn.execute("SELECT level, idx, hash FROM nodes")
+    }
     cp_rows = conn.execute("SELECT size, text FROM checkpoints ORDER BY size").fetchall()
     checkpoints: list[tuple[int, Checkpoint]] = []
     previous: Checkpoint | None = None
@@ -411,9 +419,19 @@ def verify_log(
             else:
                 cp = verify_checkpoint(text, origin, keys, previous)
         except IntegrityError as exc:
-            return _bad(-1, len(checkpoints), max(int(size) - 1, 0), f"checkpoint at size {size}: {exc.message}")
+            return _bad(
+                -1,
+                len(checkpoints),
+                max(int(size) - 1, 0),
+                f"checkpoint at size {size}: {exc.message}",
+            )
         if cp.size != int(size):
-            return _bad(-1, len(checkpoints), max(int(size) - 1, 0), "checkpoint row size differs from its text")
+            return _bad(
+                -1,
+                len(checkpoints),
+                max(int(size) - 1, 0),
+                "checkpoint row size differs from its text",
+            )
         checkpoints.append((cp.size, cp))
         previous = cp
     cp_iter = iter(checkpoints)
@@ -424,9 +442,13 @@ def verify_log(
     sha = merkle.leaf_hash
     for idx, data, h in conn.execute("SELECT idx, data, hash FROM leaves ORDER BY idx"):
         if idx != expect:
-            return _bad(expect, 0, expect, f"entry {expect} is missing (next stored index is {idx})")
+            return _bad(
+                expect, 0, expect, f"entry {expect} is missing (next stored index is {idx})"
+            )
         if len(data) < 8 or struct.unpack(">Q", data[:8])[0] != idx:
-            return _bad(expect, 0, idx, f"entry {idx} does not carry its own index (moved or replayed)")
+            return _bad(
+                expect, 0, idx, f"entry {idx} does not carry its own index (moved or replayed)"
+            )
         lh = sha(data)
         if lh != h:
             return _bad(expect, 0, idx, f"entry {idx}: data does not match its stored leaf hash")
@@ -434,15 +456,32 @@ def verify_log(
             if level % STRIDE == 0:
                 if stored_nodes.get((level, nidx)) != nh:
                     first = nidx << level
-                    return _bad(expect, 0, first, f"stored node ({level}, {nidx}) over entries from {first} does not match")
+                    return _bad(
+                        expect,
+                        0,
+                        first,
+                        f"stored node ({level}, {nidx}) over entries from {first} does not match",
+                    )
                 seen_nodes += 1
         expect += 1
         while next_cp is not None and next_cp[0] == expect:
             if edge.root() != next_cp[1].root_hash:
-                return _bad(expect, 0, expect - 1, f"root at size {expect} differs from the signed checkpoint")
+                return _bad(
+                    expect,
+                    0,
+                    expect - 1,
+                    f"root at size {expect} differs from the signed checkpoint",
+                )
             next_cp = next(cp_iter, None)
     if next_cp is not None:
-        return _bad(expect, 0, expect, f"checkpoint at size {next_cp[0]} is beyond the log's {expect} entries")
+        return _bad(
+            expect,
+            0,
+            expect,
+            f"checkpoint at size {next_cp[0]} is beyond the log's {expect} entries",
+        )
     if seen_nodes != len(stored_nodes):
-        return _bad(expect, len(checkpoints), expect, "the node table holds nodes the leaves do not produce")
+        return _bad(
+            expect, len(checkpoints), expect, "the node table holds nodes the leaves do not produce"
+        )
     return VerifyReport(True, expect, len(checkpoints))

@@ -159,7 +159,9 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[byte
     return r
 
 
-def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root_hash: bytes) -> bool:
+def verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root_hash: bytes
+) -> bool:
     """RFC 9162 §2.1.3.2: does ``proof`` put ``leaf`` at ``index`` under ``root_hash``?"""
     got = root_from_inclusion(leaf, index, size, proof)
     return got is not None and got == root_hash

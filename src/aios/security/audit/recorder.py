@@ -69,7 +69,9 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
 
 def canonical_json(obj: Any) -> bytes:
-    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(
+        _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +174,9 @@ class AuditRecorder:
 
     def on_event(self, topic: str, data: dict[str, Any]) -> None:
         """Append the event if it is security-relevant; returns at once (buffered)."""
-        if not isinstance(topic, str) or not self.relevant(topic, data if isinstance(data, Mapping) else None):
+        if not isinstance(topic, str) or not self.relevant(
+            topic, data if isinstance(data, Mapping) else None
+        ):
             self.ignored += 1
             return
         rec = self.record_of(topic, data if isinstance(data, Mapping) else {"data": data})
