@@ -13,7 +13,12 @@ def _pair() -> tuple[hybrid.SealedChannel, hybrid.SealedChannel, hybrid.HybridKe
     keys_i, enc = hybrid.hybrid_encapsulate(kp.public)
     keys_r = hybrid.hybrid_decapsulate(kp, enc)
     assert keys_i == keys_r
-    return hybrid.SealedChannel(keys_i, initiator=True), hybrid.SealedChannel(keys_r, initiator=False), kp, enc
+    return (
+        hybrid.SealedChannel(keys_i, initiator=True),
+        hybrid.SealedChannel(keys_r, initiator=False),
+        kp,
+        enc,
+    )
 
 
 def test_sizes_and_agreement() -> None:

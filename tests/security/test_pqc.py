@@ -78,13 +78,20 @@ def test_dispatcher_round_trips_every_algorithm() -> None:
         kp = pqc.pqc_operation(f"{alg}.keygen", {})
         enc = pqc.pqc_operation(f"{alg}.encapsulate", {"public_key": kp["public_key"]})
         dec = pqc.pqc_operation(
-            f"{alg}.decapsulate", {"private_key": kp["private_key"], "ciphertext": enc["ciphertext"]}
+            f"{alg}.decapsulate",
+            {"private_key": kp["private_key"], "ciphertext": enc["ciphertext"]},
         )
         assert dec["shared_secret"] == enc["shared_secret"]
     for alg in pqc.SIGS:
         kp = pqc.pqc_operation(f"{alg}.keygen", {"seed": b"\x07" * 32})
-        s = pqc.pqc_operation(f"{alg}.sign", {"private_key": kp["private_key"], "message": "hi", "context": b"c"})
-        args: dict[str, bytes | str] = {"public_key": kp["public_key"], "message": b"hi", "signature": s["signature"]}
+        s = pqc.pqc_operation(
+            f"{alg}.sign", {"private_key": kp["private_key"], "message": "hi", "context": b"c"}
+        )
+        args: dict[str, bytes | str] = {
+            "public_key": kp["public_key"],
+            "message": b"hi",
+            "signature": s["signature"],
+        }
         assert pqc.pqc_operation(f"{alg}.verify", {**args, "context": b"c"}) == {"valid": True}
         assert pqc.pqc_operation(f"{alg}.verify", args) == {"valid": False}
     assert set(pqc.OPERATIONS) == {

@@ -23,7 +23,9 @@ HASH_OID = {
 }  # fmt: skip
 
 
-def _acvp(testdata: Path, name: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+def _acvp(
+    testdata: Path, name: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
     """(group, prompt test, expected test) joined on (tgId, tcId)."""
     d = testdata / "acvp" / name
     prompt = json.loads((d / "prompt.json").read_text())
@@ -63,7 +65,9 @@ def _verify_any(alg: str, group: dict[str, Any], t: dict[str, Any], pk: bytes, s
     else:
         ctx = _h(t["context"])
         oid = bytes.fromhex("0609608648016503040200")[:-1] + bytes([HASH_OID[t["hashAlg"]]])
-        mu = _mu(pk, b"\x01" + bytes([len(ctx)]) + ctx + oid + _prehash(t["hashAlg"], _h(t["message"])))
+        mu = _mu(
+            pk, b"\x01" + bytes([len(ctx)]) + ctx + oid + _prehash(t["hashAlg"], _h(t["message"]))
+        )
     try:
         key.verify_mu(sig, mu)
     except Exception:
@@ -169,7 +173,9 @@ def test_acvp_mldsa_sigver(testdata: Path) -> None:
     n = 0
     for g, t, want in _acvp(testdata, "ML-DSA-sigVer-FIPS204"):
         alg = SIG[g["parameterSet"]]
-        assert _verify_any(alg, g, t, _h(t["pk"]), _h(t["signature"])) is want["testPassed"], t["tcId"]
+        assert _verify_any(alg, g, t, _h(t["pk"]), _h(t["signature"])) is want["testPassed"], t[
+            "tcId"
+        ]
         n += 1
     assert n == 180
 
@@ -201,7 +207,9 @@ def test_wycheproof_mldsa_verify(testdata: Path, level: str) -> None:
         for t in g["tests"]:
             n += 1
             try:
-                ok = pqc.verify(alg, _h(g["publicKey"]), _h(t["msg"]), _h(t["sig"]), _h(t.get("ctx", "")))
+                ok = pqc.verify(
+                    alg, _h(g["publicKey"]), _h(t["msg"]), _h(t["sig"]), _h(t.get("ctx", ""))
+                )
             except InvalidArgument:
                 ok = False
             assert ok is (t["result"] == "valid"), (t["tcId"], t["comment"])
@@ -231,4 +239,6 @@ def test_wycheproof_mldsa_sign_seed(testdata: Path, level: str) -> None:
             if "msg" in t:
                 ctx = _h(t.get("ctx", ""))
                 assert pqc.verify(alg, pk, _h(t["msg"]), _h(t["sig"]), ctx), t["tcId"]
-                assert pqc.verify(alg, pk, _h(t["msg"]), pqc.sign(alg, seed, _h(t["msg"]), ctx), ctx)
+                assert pqc.verify(
+                    alg, pk, _h(t["msg"]), pqc.sign(alg, seed, _h(t["msg"]), ctx), ctx
+                )

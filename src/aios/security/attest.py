@@ -218,6 +218,32 @@ def verify_quote(
     return bank
 
 
+def measure_kernel_code(bank: PcrBank, package_root: Path | None = None) -> bytes:
+    """Extend PCR 0 with every Python file of the installed ``aios`` package."""
+    root = package_root or Path(__file__).resolve().parents[1]
+    files = sorted(root.rglob("*.py"))
+    return bank.extend(PCR_KERNEL, measure_files(files, root), f"kernel code: {len(files)} files of {root.name}")
+
+
+def measure_boot(home: Path, steps: Iterable[tuple[int, str, bytes]] = ()) -> PcrBank:
+    """The static part of measured boot: kernel code (PCR 0), ``config.toml``
+    (PCR 1), ``policies/*.cedar`` (PCR 2), then the caller's ``(pcr,
+    description, data)`` steps (services, agent images), in order.  Writes the
+    event log under ``home`` and returns the bank the kernel keeps."""
+    from aios.security.paths import event_log_path
+
+    bank = PcrBank()
+    measure_kernel_code(bank)
+    config = home / "config.toml"
+    bank.measure(PCR_CONFIG, config.read_bytes() if config.exists() else b"", f"config: {config.name}")
+    policies = sorted((home / "policies").glob("*.cedar")) if (home / "policies").is_dir() else []
+    bank.extend(PCR_POLICY, measure_files(policies, home), f"policies: {len(policies)} files")
+    for pcr, description, data in steps:
+        bank.measure(pcr, data, description)
+    bank.save_log(event_log_path(home))
+    return bank
+
+
 def tpm_device() -> Path | None:
     """The hardware TPM resource manager, if this host has one."""
     for p in TPM_PATHS:

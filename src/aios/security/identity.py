@@ -471,3 +471,15 @@ class Keystore:
 
 def image_hash(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def read_node_public(home: Path) -> tuple[str, list[TrustedKey]]:
+    """The node's key name and every public key it has used, from the public
+    files only (no passphrase needed): what ``aios audit verify`` trusts."""
+    d = keys_dir(home)
+    try:
+        name = f"aios-node-{(d / 'node.id').read_text().strip()}"
+        history = json.loads((d / "node-history.json").read_text())
+    except FileNotFoundError:
+        raise NoSuchObject(f"no node identity under {d} (has the kernel booted?)") from None
+    return name, [TrustedKey(name, _unb64(h["public_key"], "history key")) for h in history]

@@ -55,7 +55,9 @@ def test_group_commit_acknowledges_only_after_commit(tmp_path: Path, node: NodeI
     assert LogReader.open(tmp_path / "a.db").size() == 12
 
 
-def test_roots_and_proofs_for_every_size_match_memory_tree(tmp_path: Path, node: NodeIdentity) -> None:
+def test_roots_and_proofs_for_every_size_match_memory_tree(
+    tmp_path: Path, node: NodeIdentity
+) -> None:
     log = AuditLog(tmp_path / "a.db", ORIGIN, node, batch_max=37)
     n = 2 ** (STRIDE + 2) + 11  # crosses a stored level and a folded one
     fill(log, n)
@@ -91,7 +93,12 @@ def test_reopen_resumes_the_tree(tmp_path: Path, node: NodeIdentity) -> None:
 def test_checkpoints_every_n_or_t_and_verify(tmp_path: Path, node: NodeIdentity) -> None:
     clock = FakeClock()
     log = AuditLog(
-        tmp_path / "a.db", ORIGIN, node, CheckpointPolicy(every_n=20, every_ms=50), batch_max=5, clock=clock
+        tmp_path / "a.db",
+        ORIGIN,
+        node,
+        CheckpointPolicy(every_n=20, every_ms=50),
+        batch_max=5,
+        clock=clock,
     )
     fill(log, 19)  # 3 batches of 5 committed (+4 pending): no checkpoint yet
     reader = LogReader.open(tmp_path / "a.db")
@@ -118,7 +125,9 @@ def test_checkpoints_every_n_or_t_and_verify(tmp_path: Path, node: NodeIdentity)
 
 def _committed_log(tmp_path: Path, node: NodeIdentity, n: int = 100) -> Path:
     path = tmp_path / "a.db"
-    log = AuditLog(path, ORIGIN, node, CheckpointPolicy(every_n=1000, every_ms=10**9), batch_max=1000)
+    log = AuditLog(
+        path, ORIGIN, node, CheckpointPolicy(every_n=1000, every_ms=10**9), batch_max=1000
+    )
     fill(log, n)
     log.checkpoint()
     log.close()
@@ -167,7 +176,9 @@ def test_tamper_edit(tmp_path: Path, node: NodeIdentity) -> None:
     reader = LogReader.open(path)
     cp = parse(reader.latest_checkpoint() or "").checkpoint
     leaf = merkle.leaf_hash(reader.entry(42).data)
-    assert not merkle.verify_inclusion(leaf, 42, cp.size, reader.inclusion_proof(42, cp.size), cp.root_hash)
+    assert not merkle.verify_inclusion(
+        leaf, 42, cp.size, reader.inclusion_proof(42, cp.size), cp.root_hash
+    )
     _rewrite_consistently(path)
     report = LogReader.open(path).verify([node.trusted()])
     assert not report.ok and "checkpoint" in report.reason

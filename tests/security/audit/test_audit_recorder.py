@@ -24,10 +24,27 @@ def test_relevant_topics_recorded_others_ignored(tmp_path: Path) -> None:
     assert rec.flush() == 4
     entries = list(LogReader.open(tmp_path / "a.db").entries(limit=10))
     recs = [AuditRecord.decode(e.record) for e in entries]
-    assert [r.kind for r in recs] == ["cap.revoke", "policy.decision", "agent.lifecycle.spawn", "metrics.sample"]
-    assert recs[0].agent == 4 and recs[0].capability == 12 and recs[0].result == "ok" and recs[0].ts_ns == 777
-    assert recs[1].agent == 9 and recs[1].decision == "deny" and recs[1].detail == {"action": "mem.read"}
-    assert recs[2].agent is None and recs[2].detail == {"agent_name": "planner", "image": "b64:AQI="}
+    assert [r.kind for r in recs] == [
+        "cap.revoke",
+        "policy.decision",
+        "agent.lifecycle.spawn",
+        "metrics.sample",
+    ]
+    assert (
+        recs[0].agent == 4
+        and recs[0].capability == 12
+        and recs[0].result == "ok"
+        and recs[0].ts_ns == 777
+    )
+    assert (
+        recs[1].agent == 9
+        and recs[1].decision == "deny"
+        and recs[1].detail == {"action": "mem.read"}
+    )
+    assert recs[2].agent is None and recs[2].detail == {
+        "agent_name": "planner",
+        "image": "b64:AQI=",
+    }
     assert entries[1].agent == 9 and entries[0].kind == "cap.revoke"
 
 

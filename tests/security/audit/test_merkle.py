@@ -49,7 +49,9 @@ def test_inclusion_vectors(testdata: Path) -> None:
     assert len(cases) == 98
     for name, c in cases:
         proof = [_b64(p) for p in (c["proof"] or [])]
-        ok = merkle.verify_inclusion(_b64(c["leafHash"]), c["leafIdx"], c["treeSize"], proof, _b64(c["root"]))
+        ok = merkle.verify_inclusion(
+            _b64(c["leafHash"]), c["leafIdx"], c["treeSize"], proof, _b64(c["root"])
+        )
         assert ok is (not c["wantErr"]), name
 
 
@@ -58,7 +60,9 @@ def test_consistency_vectors(testdata: Path) -> None:
     assert len(cases) == 98
     for name, c in cases:
         proof = [_b64(p) for p in (c["proof"] or [])]
-        ok = merkle.verify_consistency(c["size1"], c["size2"], proof, _b64(c["root1"]), _b64(c["root2"]))
+        ok = merkle.verify_consistency(
+            c["size1"], c["size2"], proof, _b64(c["root1"]), _b64(c["root2"])
+        )
         assert ok is (not c["wantErr"]), name
 
 
