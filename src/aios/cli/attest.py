@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 NAME = "attest"
-app = typer.Typer(help="Measured boot and attestation quotes (software PCRs).", no_args_is_help=True)
+app = typer.Typer(
+    help="Measured boot and attestation quotes (software PCRs).", no_args_is_help=True
+)
 
 
 def _home() -> Path:
@@ -63,8 +65,10 @@ def measure_cmd() -> None:
 @app.command("quote")
 def quote_cmd(
     nonce: str = typer.Option(..., "--nonce", help="verifier's fresh nonce (hex or text)"),
-    out: Path | None = typer.Option(None, "--out", help="write the quote JSON here"),
-    passphrase_env: str = typer.Option("AIOS_KEY_PASSPHRASE", help="env var holding the keystore passphrase"),
+    out: Annotated[Path | None, typer.Option("--out", help="write the quote JSON here")] = None,
+    passphrase_env: str = typer.Option(
+        "AIOS_KEY_PASSPHRASE", help="env var holding the keystore passphrase"
+    ),
 ) -> None:
     """PCR values and the nonce, signed by the node key (JSON)."""
     from aios.errors import AIOSError
@@ -88,16 +92,31 @@ def quote_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    quote_file: Path = typer.Option(..., "--quote", help="quote JSON from `aios attest quote`"),
+    quote_file: Annotated[
+        Path, typer.Option("--quote", help="quote JSON from `aios attest quote`")
+    ],
     nonce: str = typer.Option(..., "--nonce", help="the nonce you sent (hex or text)"),
-    event_log: Path | None = typer.Option(None, "--event-log", help="default: $AIOS_HOME/attest/eventlog.json"),
-    pubkey: Path | None = typer.Option(None, "--pubkey", help="node public key file (default: keys/node.pub)"),
-    check_local: bool = typer.Option(False, "--check-local", help="also compare PCR 0 with this install's code"),
+    event_log: Annotated[
+        Path | None, typer.Option("--event-log", help="default: $AIOS_HOME/attest/eventlog.json")
+    ] = None,
+    pubkey: Annotated[
+        Path | None, typer.Option("--pubkey", help="node public key file (default: keys/node.pub)")
+    ] = None,
+    check_local: bool = typer.Option(
+        False, "--check-local", help="also compare PCR 0 with this install's code"
+    ),
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
 ) -> None:
     """Replay the event log against the quote; fail on a stale nonce or any mismatch."""
     from aios.errors import AIOSError
-    from aios.security.attest import PCR_KERNEL, PcrBank, Quote, load_event_log, measure_kernel_code, verify_quote
+    from aios.security.attest import (
+        PCR_KERNEL,
+        PcrBank,
+        Quote,
+        load_event_log,
+        measure_kernel_code,
+        verify_quote,
+    )
     from aios.security.paths import event_log_path, keys_dir
 
     home = _home()
@@ -121,6 +140,10 @@ def verify_cmd(
     else:
         for e in events:
             typer.echo(f"PCR {e.pcr:2d} {e.digest.hex()}  {e.description}")
-        typer.echo("quote verified" if ok else "quote signature and log OK, but kernel code differs from this install")
+        typer.echo(
+            "quote verified"
+            if ok
+            else "quote signature and log OK, but kernel code differs from this install"
+        )
     if not ok:
         raise typer.Exit(1)

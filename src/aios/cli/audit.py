@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
 NAME = "audit"
-app = typer.Typer(help="Tamper-evident audit log (RFC 6962 Merkle tree, signed checkpoints).", no_args_is_help=True)
+app = typer.Typer(
+    help="Tamper-evident audit log (RFC 6962 Merkle tree, signed checkpoints).",
+    no_args_is_help=True,
+)
 
 OutOpt = typer.Option("table", "-o", "--output", help="table or json")
 
@@ -77,7 +80,7 @@ def _time_ns(value: str | None) -> int | None:
     except ValueError:
         _fail(f"not a time: {value!r} (use ISO 8601 or ns since the epoch)")
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1e9)
 
 
@@ -100,7 +103,9 @@ def _latest(reader: Any) -> Any:
 @app.command("log")
 def log_cmd(
     agent: int | None = typer.Option(None, "--agent", help="only this agent id"),
-    kind: str | None = typer.Option(None, "--type", help="event type; a trailing * matches a prefix"),
+    kind: str | None = typer.Option(
+        None, "--type", help="event type; a trailing * matches a prefix"
+    ),
     since: str | None = typer.Option(None, "--since", help="ISO time or ns since the epoch"),
     until: str | None = typer.Option(None, "--until", help="ISO time or ns since the epoch"),
     start: int = typer.Option(0, "--from-entry", help="first entry index"),
@@ -116,13 +121,21 @@ def log_cmd(
     for e in reader.entries(agent, kind, _time_ns(since), _time_ns(until), limit, start):
         try:
             r = AuditRecord.decode(e.record)
-            when = datetime.fromtimestamp(r.ts_ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+            when = datetime.fromtimestamp(r.ts_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
             rows.append(
                 {"entry": e.index, "time": when, "agent": r.agent, "type": r.kind, "cap": r.capability,
                  "decision": r.decision, "result": r.result, "detail": dict(r.detail)}
             )  # fmt: skip
         except AIOSError:
-            rows.append({"entry": e.index, "time": "", "agent": e.agent, "type": e.kind, "raw": e.record.hex()})
+            rows.append(
+                {
+                    "entry": e.index,
+                    "time": "",
+                    "agent": e.agent,
+                    "type": e.kind,
+                    "raw": e.record.hex(),
+                }
+            )
     _emit(rows, output, f"audit log ({len(rows)} entries)")
 
 
@@ -185,7 +198,9 @@ def prove_cmd(
 @app.command("consistency")
 def consistency_cmd(
     from_size: int = typer.Option(..., "--from", help="the older tree size"),
-    to_size: int | None = typer.Option(None, "--to", help="the newer size (default: latest checkpoint)"),
+    to_size: int | None = typer.Option(
+        None, "--to", help="the newer size (default: latest checkpoint)"
+    ),
     output: str = OutOpt,
 ) -> None:
     """Consistency proof that the log at SIZE is a prefix of the newer log."""
@@ -219,7 +234,9 @@ def consistency_cmd(
 @app.command("checkpoint")
 def checkpoint_cmd(
     output: str = OutOpt,
-    passphrase_env: str = typer.Option("AIOS_KEY_PASSPHRASE", help="env var holding the keystore passphrase"),
+    passphrase_env: str = typer.Option(
+        "AIOS_KEY_PASSPHRASE", help="env var holding the keystore passphrase"
+    ),
 ) -> None:
     """Sign a checkpoint for the current log now (needs the node key) and print it."""
     from aios.errors import AIOSError

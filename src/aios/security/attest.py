@@ -222,7 +222,9 @@ def measure_kernel_code(bank: PcrBank, package_root: Path | None = None) -> byte
     """Extend PCR 0 with every Python file of the installed ``aios`` package."""
     root = package_root or Path(__file__).resolve().parents[1]
     files = sorted(root.rglob("*.py"))
-    return bank.extend(PCR_KERNEL, measure_files(files, root), f"kernel code: {len(files)} files of {root.name}")
+    return bank.extend(
+        PCR_KERNEL, measure_files(files, root), f"kernel code: {len(files)} files of {root.name}"
+    )
 
 
 def measure_boot(home: Path, steps: Iterable[tuple[int, str, bytes]] = ()) -> PcrBank:
@@ -235,7 +237,9 @@ def measure_boot(home: Path, steps: Iterable[tuple[int, str, bytes]] = ()) -> Pc
     bank = PcrBank()
     measure_kernel_code(bank)
     config = home / "config.toml"
-    bank.measure(PCR_CONFIG, config.read_bytes() if config.exists() else b"", f"config: {config.name}")
+    bank.measure(
+        PCR_CONFIG, config.read_bytes() if config.exists() else b"", f"config: {config.name}"
+    )
     policies = sorted((home / "policies").glob("*.cedar")) if (home / "policies").is_dir() else []
     bank.extend(PCR_POLICY, measure_files(policies, home), f"policies: {len(policies)} files")
     for pcr, description, data in steps:

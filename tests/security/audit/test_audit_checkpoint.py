@@ -19,7 +19,6 @@ from aios.security.audit.checkpoint import (
 )
 from aios.security.identity import NodeIdentity
 
-
 ORIGIN = "aios.local/n1/audit"
 
 
