@@ -301,10 +301,12 @@ class AuditLog:
         return size
 
     def entry(self, index: int) -> Entry:
-        return LogReader(self._conn).entry(index)
+        with self._lock:
+            return LogReader(self._conn).entry(index)
 
     def latest_checkpoint(self) -> str | None:
-        return LogReader(self._conn).latest_checkpoint()
+        with self._lock:
+            return LogReader(self._conn).latest_checkpoint()
 
 
 class LogReader:
