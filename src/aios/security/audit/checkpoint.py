@@ -15,10 +15,10 @@ blank line, each starting with U+2014 EM DASH.  The signature is ML-DSA-65
 by the node key over the body bytes, with the FIPS 204 context
 ``b"aios/checkpoint/v1"`` (domain separation from every other statement
 the node key signs).  The 4-byte key hash names the key without carrying
-it: ``SHA-256(name || 0x0A || 0xFF || "ML-DSA-65" || public key)[:4]``.
-C2SP reserves signature type ``0xFF`` for algorithms identified by a
-following string; no code point for ML-DSA is assigned yet, so this is our
-choice, written down here and in ``docs/audit.md``.
+it: ``SHA-256(name || 0x0A || type || public key)[:4]``, the signed-note
+rule, with ``type = 0xFF || "ML-DSA-65"``.  Signed-note assigns type bytes to
+Ed25519 and a few others; we know of no assignment for ML-DSA, so this type
+is our own choice, written down here and in ``docs/audit.md``.
 
 A verifier holds the expected origin and the trusted keys, and (for a
 monitor) the last checkpoint it accepted.  It rejects: another origin; a

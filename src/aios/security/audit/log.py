@@ -60,6 +60,7 @@ from aios.security.audit.checkpoint import (
     CheckpointPolicy,
     NoteSigner,
     TrustedKey,
+    parse,
     sign_checkpoint,
     verify_checkpoint,
 )
@@ -413,8 +414,6 @@ def verify_log(
     for size, text in cp_rows:
         try:
             if keys is None:
-                from aios.security.audit.checkpoint import parse
-
                 cp = parse(text).checkpoint
                 if cp.origin != origin:
                     raise IntegrityError("checkpoint origin differs from the log's")
