@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aios.errors import InvalidArgument
 from aios.security import pqc
@@ -120,3 +122,33 @@ def test_dispatcher_bad_input(op: str, args: dict[str, bytes | str]) -> None:
 def test_dispatcher_refuses_non_mapping() -> None:
     with pytest.raises(InvalidArgument):
         pqc.pqc_operation("mldsa65.keygen", None)  # type: ignore[arg-type]
+
+
+_VALUES = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=16),
+    st.sampled_from(
+        [b"\x00" * 32, b"\x00" * 64, b"\x00" * 1088, b"\x00" * 1184, b"\x00" * 1952, b"x" * 256]
+    ),
+    st.integers(),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    op=st.one_of(st.sampled_from(sorted(pqc.OPERATIONS)), st.text(max_size=20)),
+    args=st.dictionaries(
+        st.sampled_from(
+            ["seed", "public_key", "private_key", "ciphertext", "message", "context", "signature"]
+        ),
+        _VALUES,
+        max_size=5,
+    ),
+)
+def test_dispatcher_raises_only_invalid_argument(op: str, args: dict[str, bytes | str]) -> None:
+    try:
+        out = pqc.pqc_operation(op, args)
+    except InvalidArgument:
+        return
+    assert isinstance(out, dict) and all(isinstance(v, bytes | bool) for v in out.values())
