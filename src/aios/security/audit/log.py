@@ -128,8 +128,13 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
 class _StoredHashes:
     """``PerfectHashes`` answered from the tables (committed rows only)."""
 
+    CACHE_MAX: Final = 1 << 16
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        # committed perfect subtrees never change (append-only), so folded
+        # hashes of the upper levels are cached; a full cache is just dropped
+        self._cache: dict[tuple[int, int], bytes] = {}
 
     def _level_range(self, level: int, lo: int, hi: int) -> list[bytes]:
         if level == 0:
@@ -146,11 +151,19 @@ class _StoredHashes:
         return [bytes(r[0]) for r in rows]
 
     def perfect(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
         base = level - level % STRIDE
         span = 1 << (level - base)
         hashes = self._level_range(base, index * span, (index + 1) * span)
         while len(hashes) > 1:
             hashes = [merkle.node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        if level >= STRIDE:
+            if len(self._cache) >= self.CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = hashes[0]
         return hashes[0]
 
 
@@ -314,8 +327,13 @@ class LogReader:
     """Read-side queries; works on a read-only connection the CLI opens while
     the kernel keeps writing."""
 
+    CACHE_MAX: Final = 1 << 16
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        # committed perfect subtrees never change (append-only), so folded
+        # hashes of the upper levels are cached; a full cache is just dropped
+        self._cache: dict[tuple[int, int], bytes] = {}
         self.store = _StoredHashes(conn)
 
     @classmethod
