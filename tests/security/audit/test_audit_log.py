@@ -289,3 +289,72 @@ def test_checkpoint_verifier_rejections(tmp_path: Path, node: NodeIdentity) -> N
     with pytest.raises(IntegrityError):
         verify_checkpoint(text, ORIGIN, [node.trusted()], previous=forked)
     assert verify_checkpoint(text, ORIGIN, [node.trusted()], previous=cp) == cp
+
+
+class _FlakyConn:
+    """Fails the first executemany (a disk error mid-commit)."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self.real, self.failed = real, False
+
+    def execute(self, *args: object) -> object:
+        return self.real.execute(*args)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: object) -> object:
+        if not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.real.executemany(sql, rows)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_failed_commit_keeps_the_batch_for_retry(tmp_path: Path, node: NodeIdentity) -> None:
+    log = AuditLog(tmp_path / "a.db", ORIGIN, node, batch_max=100)
+    fill(log, 5)
+    log._conn = _FlakyConn(log._conn)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError):
+        log.commit()
+    assert log.acknowledged_size == 0 and log.pending == 5
+    fill(log, 2, 5)
+    assert log.commit() == 7
+    assert [log.entry(i).record for i in (0, 6)] == [b'{"i":0}', b'{"i":6}']
+    log.checkpoint()
+    assert LogReader.open(tmp_path / "a.db").verify([node.trusted()]).ok
+
+
+def test_autocommit_off_leaves_commits_to_the_flusher(tmp_path: Path, node: NodeIdentity) -> None:
+    log = AuditLog(tmp_path / "a.db", ORIGIN, node, batch_max=2, autocommit=False)
+    fill(log, 5)
+    assert log.acknowledged_size == 0 and log.pending == 5
+    assert log.flush() == 5
+    with pytest.raises(InvalidArgument):
+        log.append(b"x", kind="k", agent="seven")  # type: ignore[arg-type]
+    assert log.pending == 0
+
+
+def test_appends_and_a_flusher_thread(tmp_path: Path, node: NodeIdentity) -> None:
+    import threading
+
+    log = AuditLog(tmp_path / "a.db", ORIGIN, node, CheckpointPolicy(every_n=500), batch_max=64)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def flusher() -> None:
+        try:
+            while not done.is_set():
+                log.flush()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=flusher)
+    t.start()
+    fill(log, 3000)
+    done.set()
+    t.join()
+    assert not errors
+    assert log.commit() == 3000
+    mem = merkle.MemoryTree.from_leaves(leaf_data(i, f'{{"i":{i}}}'.encode()) for i in range(3000))
+    assert log.root() == mem.root()
+    assert LogReader.open(tmp_path / "a.db").verify([node.trusted()]).ok

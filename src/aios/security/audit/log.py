@@ -168,7 +168,13 @@ class _StoredHashes:
 
 
 class AuditLog:
-    """An append-only Merkle log with durable group commit and signed checkpoints."""
+    """An append-only Merkle log with durable group commit and signed checkpoints.
+
+    ``signer=None`` gives a log without checkpoints.  With ``autocommit``
+    (the default) the append that fills a batch also commits it; a kernel
+    that wants its loop thread never to wait for ``fsync`` turns it off and
+    calls :meth:`commit` from a worker thread only.
+    """
 
     def __init__(
         self,
@@ -178,6 +184,7 @@ class AuditLog:
         policy: CheckpointPolicy | None = None,
         batch_max: int = 1024,
         clock: Callable[[], int] = time.monotonic_ns,
+        autocommit: bool = True,
     ) -> None:
         if not origin or "\n" in origin:
             raise InvalidArgument("audit log origin must be one non-empty line")
@@ -189,13 +196,19 @@ class AuditLog:
         self.policy = policy or CheckpointPolicy()
         self.batch_max = batch_max
         self.clock = clock
+        self.autocommit = autocommit
+        # _lock guards the buffer, the right edge and the reader connection;
+        # _commit_lock serialises commits, which write outside _lock so that
+        # appends never wait for an fsync.  Order: _commit_lock, then _lock.
         self._lock = threading.RLock()
+        self._commit_lock = threading.Lock()
         self._conn = connect(self.path)
         self._conn.executescript(_SCHEMA)
         self._init_meta()
-        self._store = _StoredHashes(self._conn)
+        self._rconn = connect(self.path, readonly=True)
+        self._store = _StoredHashes(self._rconn)
         size = int(self._conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves").fetchone()[0])
-        self._edge = merkle.CompactRange.load(self._store, size)
+        self._edge = merkle.CompactRange.load(_StoredHashes(self._conn), size)
         self._acked: int = size
         self._leaves: list[tuple[int, int, int | None, str, bytes, bytes]] = []
         self._nodes: list[tuple[int, int, bytes]] = []
@@ -225,6 +238,10 @@ class AuditLog:
             raise InvalidArgument("audit record must be bytes of at most 1 MiB")
         if not isinstance(kind, str) or not kind:
             raise InvalidArgument("audit record kind must be a non-empty string")
+        if (
+            agent is not None and (not isinstance(agent, int) or isinstance(agent, bool))
+        ) or not isinstance(ts_ns, int):
+            raise InvalidArgument("audit agent must be an int or None, ts_ns an int")
         with self._lock:
             idx = self._edge.size
             data = leaf_data(idx, record)
@@ -233,42 +250,53 @@ class AuditLog:
             for level, nidx, nh in self._edge.append(h):
                 if level % STRIDE == 0:
                     self._nodes.append((level, nidx, nh))
-            if len(self._leaves) >= self.batch_max:
-                self.commit()
-            return idx
+            full = self.autocommit and len(self._leaves) >= self.batch_max
+        if full:
+            self.commit()
+        return idx
 
     def commit(self, force_checkpoint: bool = False) -> int:
         """Write the buffer in one FULL-synced transaction; return the acknowledged size."""
-        with self._lock:
-            size = self._edge.size
-            now = self.clock()
+        with self._commit_lock:
+            with self._lock:
+                size = self._edge.size
+                leaves, nodes = self._leaves, self._nodes
+                self._leaves, self._nodes = [], []
+                now = self.clock()
+                sign = self.signer is not None and (
+                    self.policy.due(size, now)
+                    or (force_checkpoint and size > self.policy.last_size)
+                )
+                root = self._edge.root() if sign else b""
             cp_text = None
-            if self.signer is not None and (
-                self.policy.due(size, now) or (force_checkpoint and size > self.policy.last_size)
-            ):
-                cp = Checkpoint(self.origin, size, self._edge.root())
-                cp_text = sign_checkpoint(cp, self.signer).text()
-            if not self._leaves and cp_text is None:
+            if sign and self.signer is not None:
+                cp_text = sign_checkpoint(Checkpoint(self.origin, size, root), self.signer).text()
+            if not leaves and cp_text is None:
                 return self._acked
             c = self._conn
-            c.execute("BEGIN IMMEDIATE")
             try:
-                c.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?)", self._leaves)
-                c.executemany("INSERT INTO nodes VALUES (?, ?, ?)", self._nodes)
-                if cp_text is not None:
-                    c.execute(
-                        "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)",
-                        (size, time.time_ns(), cp_text),
-                    )
-                c.execute("COMMIT")
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    c.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?)", leaves)
+                    c.executemany("INSERT INTO nodes VALUES (?, ?, ?)", nodes)
+                    if cp_text is not None:
+                        c.execute(
+                            "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)",
+                            (size, time.time_ns(), cp_text),
+                        )
+                    c.execute("COMMIT")
+                except BaseException:
+                    c.execute("ROLLBACK")
+                    raise
             except BaseException:
-                c.execute("ROLLBACK")
+                with self._lock:  # keep the rows for the next attempt, in order
+                    self._leaves[:0] = leaves
+                    self._nodes[:0] = nodes
                 raise
-            self._leaves.clear()
-            self._nodes.clear()
-            self._acked = size
-            if cp_text is not None:
-                self.policy.mark(size, now)
+            with self._lock:
+                self._acked = size
+                if cp_text is not None:
+                    self.policy.mark(size, now)
             for fn in self.on_commit:
                 fn(size)
             return size
@@ -281,9 +309,10 @@ class AuditLog:
         return self.latest_checkpoint()
 
     def close(self) -> None:
-        with self._lock:
-            self.commit()
+        self.commit()
+        with self._commit_lock, self._lock:
             self._conn.close()
+            self._rconn.close()
 
     # -- reading ---------------------------------------------------------------
 
@@ -316,11 +345,11 @@ class AuditLog:
 
     def entry(self, index: int) -> Entry:
         with self._lock:
-            return LogReader(self._conn).entry(index)
+            return LogReader(self._rconn).entry(index)
 
     def latest_checkpoint(self) -> str | None:
         with self._lock:
-            return LogReader(self._conn).latest_checkpoint()
+            return LogReader(self._rconn).latest_checkpoint()
 
 
 class LogReader:
