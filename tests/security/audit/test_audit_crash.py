@@ -85,6 +85,16 @@ def test_sigkill_repeatedly_keeps_every_acknowledged_entry(tmp_path: Path) -> No
         rec = AuditRecord.decode(reader.entry(last[0] - 1).record)
         assert (rec.agent, rec.detail["run"], rec.detail["n"]) == (last[1], last[1], last[2])
         reader.conn.close()
+    # every run's records are a gap-free prefix 0, 1, 2, ... of what it appended
+    reader = LogReader.open(path)
+    seen: dict[int, list[int]] = {}
+    for e in reader.entries(limit=10**9):
+        r = AuditRecord.decode(e.record)
+        seen.setdefault(int(r.detail["run"]), []).append(int(r.detail["n"]))
+    assert sorted(seen) == list(range(6))
+    for ns in seen.values():
+        assert ns == list(range(len(ns)))
+    reader.conn.close()
     # the survivor can be reopened for writing and continues the same tree
     log = AuditLog(path, ORIGIN)
     assert log.acknowledged_size >= acked
