@@ -1,0 +1,106 @@
+"""The node's security state wired together: what the kernel opens at boot.
+
+Design
+------
+Boot (whitepaper 4.1 steps 3-5) needs, in order: the keystore and node key
+(``identityd``), measured boot into software PCRs, and the audit log with its
+event-bus recorder.  :func:`open_node_security` does exactly that and returns
+one :class:`NodeSecurity` holding the pieces; the kernel then
+
+* subscribes ``sec.recorder.on_event`` to its event bus,
+* calls ``sec.recorder.flush()`` from a timer (in a worker thread: a commit
+  waits for ``fsync``) and at shutdown (``sec.close()``),
+* calls ``sec.measure_agent(agent_id, image)`` and
+  ``sec.keystore.issue_agent_identity(agent_id, image_hash)`` at spawn,
+* calls ``sec.rotate_node_key()`` when an operator asks.
+
+Rotation first signs a checkpoint of everything logged so far with the old
+key, then makes the new key sign that checkpoint in the rotation statement,
+switches the log's signer, and audits the rotation itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aios.security import attest
+from aios.security.audit.checkpoint import CheckpointPolicy
+from aios.security.audit.log import AuditLog
+from aios.security.audit.recorder import AuditRecord, AuditRecorder
+from aios.security.identity import Keystore, NodeIdentity, RotationStatement, image_hash
+from aios.security.paths import audit_db_path, audit_origin, event_log_path
+
+
+@dataclass(slots=True)
+class NodeSecurity:
+    keystore: Keystore
+    node: NodeIdentity
+    log: AuditLog
+    recorder: AuditRecorder
+    pcrs: attest.PcrBank
+    home: Path
+
+    @property
+    def notice(self) -> str:
+        """What the keystore chose at first boot (or that it opened)."""
+        return self.keystore.notice
+
+    def measure_agent(self, agent_id: int, image: bytes) -> bytes:
+        """Extend PCR 4 with an agent image and persist the event log."""
+        digest = image_hash(image)
+        self.pcrs.extend(attest.PCR_AGENTS, digest, f"agent {agent_id} image")
+        self.pcrs.save_log(event_log_path(self.home))
+        return digest
+
+    def quote(self, nonce: bytes) -> attest.Quote:
+        return attest.quote(self.pcrs, nonce, self.node)
+
+    def rotate_node_key(self) -> RotationStatement:
+        last = self.log.checkpoint()
+        rot = self.keystore.rotate_node_key(last)
+        self.node = self.keystore.node_identity()
+        self.log.signer = self.node
+        self.recorder.record(
+            AuditRecord(
+                time.time_ns(),
+                "security.node_key.rotated",
+                detail={"old_key": rot.old_public_key[:8], "new_key": rot.new_public_key[:8]},
+            )
+        )
+        self.log.checkpoint()
+        return rot
+
+    def close(self) -> None:
+        """Clean shutdown: commit and sign a final checkpoint."""
+        self.log.checkpoint()
+        self.recorder.close()
+
+
+def open_node_security(
+    home: Path,
+    passphrase: bytes | None = None,
+    boot_steps: Iterable[tuple[int, str, bytes]] = (),
+    policy: CheckpointPolicy | None = None,
+    clock: Callable[[], int] = time.monotonic_ns,
+) -> NodeSecurity:
+    """Open (or, on first boot, create) keys, PCRs and the audit log under ``home``."""
+    ks = Keystore(home, passphrase)
+    node = ks.node_identity()
+    pcrs = attest.measure_boot(home, boot_steps)
+    log = AuditLog(audit_db_path(home), audit_origin(ks.node_id), node, policy, clock=clock)
+    recorder = AuditRecorder(log)
+    recorder.record(
+        AuditRecord(
+            time.time_ns(),
+            "security.boot",
+            detail={
+                "pcrs": {str(e.pcr): pcrs.values[e.pcr].hex() for e in pcrs.log},
+                "keystore": ks.notice,
+                "tpm": attest.tpm_status(),
+            },
+        )
+    )
+    return NodeSecurity(ks, node, log, recorder, pcrs, home)
