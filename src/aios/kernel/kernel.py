@@ -76,6 +76,7 @@ from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.memory import Arena, PageTable, Pool, Region
 from aios.kernel.scheduler import Scheduler
+from aios.kernel.sync import SyncTable
 from aios.kernel.waits import BLOCK, Wait, WaitQueue
 
 log = logging.getLogger("aios.kernel")
@@ -147,6 +148,8 @@ class Kernel:
         self.arena = Arena(arena_bytes)
         self.bus = EventBus(self.now, on_queue=self._event_queued)
         self.sched: Any = scheduler or Scheduler(self.clock)
+        self.sync = SyncTable(self.sched, lambda key: self.agents.get(key).sched)
+        self.sync_orphans: set[int] = set()
         self.hooks = LifecycleHooks()
         self.loader = loader
         self.table: list[Callable[..., Any] | None] = build_table()
@@ -342,8 +345,11 @@ class Kernel:
         if a.wait is w:
             a.wait = None
         d = w.data
-        if type(d) is tuple and d and d[0] == "call":
-            self.calls.pop(d[1], None)
+        if type(d) is tuple and d:
+            if d[0] == "call":
+                self.calls.pop(d[1], None)
+            elif d[0] == "sync":  # timed out or killed while waiting on a sync object
+                self.sync.cancel(a.aid)
 
     def wake(self, w: Wait, value: Any = None, exc: AIOSError | None = None) -> None:
         if w.done:
@@ -367,6 +373,17 @@ class Kernel:
             self._kick()
         elif a.status is SUSPENDED:
             self.agents.transition(a, "wake")
+
+    def wake_sync(self, key: int | None) -> None:
+        """A sync object was handed to agent ``key``: end its wait."""
+        if key is None:
+            return
+        a = self.find(key)
+        if a is None or a.wait is None:
+            return
+        w = a.wait
+        w.data = None  # the object was granted; not a cancellation
+        self.wake(w, None)
 
     def make_runnable(self, a: Agent) -> None:
         self.sched.wake(a.sched)
@@ -655,6 +672,8 @@ class Kernel:
             self._end_wait(w)
             if isinstance(w.data, asyncio.Future):
                 w.data.cancel()
+        for key in self.sync.release_all(a.aid):  # robust mutexes: hand them on
+            self.wake_sync(key)
         if a.sched is not None and a is not self.current:
             self.sched.remove(a.sched)
         self.agents.transition(a, "exit")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
-from aios.kernel import sys_agent, sys_cap, sys_event, sys_ipc, sys_mem, sys_misc
+from aios.kernel import sys_agent, sys_cap, sys_event, sys_ipc, sys_mem, sys_misc, sys_sched
 
 
 class Sys(IntEnum):
@@ -82,6 +82,20 @@ class Sys(IntEnum):
     EVENT_SUBSCRIBE = 71
     EVENT_RECV = 72
     EVENT_UNSUBSCRIBE = 73
+    # -- scheduling (80-89) ------------------------------------------------------
+    SCHED_SET = 80
+    SCHED_STATS = 81
+    # -- synchronisation (90-99) -------------------------------------------------
+    MUTEX_CREATE = 90
+    MUTEX_LOCK = 91
+    MUTEX_UNLOCK = 92
+    SEM_CREATE = 93
+    SEM_DOWN = 94
+    SEM_UP = 95
+    COND_CREATE = 96
+    COND_WAIT = 97
+    COND_SIGNAL = 98
+    COND_BROADCAST = 99
     # -- kernel (190-199) --------------------------------------------------------
     KERNEL_STATS = 190
 
@@ -144,6 +158,18 @@ TABLE: dict[Sys, Handler] = {
     Sys.EVENT_SUBSCRIBE: sys_event.sys_event_subscribe,
     Sys.EVENT_RECV: sys_event.sys_event_recv,
     Sys.EVENT_UNSUBSCRIBE: sys_event.sys_event_unsubscribe,
+    Sys.SCHED_SET: sys_sched.sys_sched_set,
+    Sys.SCHED_STATS: sys_sched.sys_sched_stats,
+    Sys.MUTEX_CREATE: sys_sched.sys_mutex_create,
+    Sys.MUTEX_LOCK: sys_sched.sys_mutex_lock,
+    Sys.MUTEX_UNLOCK: sys_sched.sys_mutex_unlock,
+    Sys.SEM_CREATE: sys_sched.sys_sem_create,
+    Sys.SEM_DOWN: sys_sched.sys_sem_down,
+    Sys.SEM_UP: sys_sched.sys_sem_up,
+    Sys.COND_CREATE: sys_sched.sys_cond_create,
+    Sys.COND_WAIT: sys_sched.sys_cond_wait,
+    Sys.COND_SIGNAL: sys_sched.sys_cond_signal,
+    Sys.COND_BROADCAST: sys_sched.sys_cond_broadcast,
     Sys.KERNEL_STATS: sys_misc.sys_kernel_stats,
 }
 

@@ -55,6 +55,18 @@ _IPC_SEND = int(Sys.IPC_SEND)
 _IPC_SEND_BATCH = int(Sys.IPC_SEND_BATCH)
 _IPC_SEND_NOWAIT = int(Sys.IPC_SEND_NOWAIT)
 _KERNEL_STATS = int(Sys.KERNEL_STATS)
+_SCHED_SET = int(Sys.SCHED_SET)
+_SCHED_STATS = int(Sys.SCHED_STATS)
+_MUTEX_CREATE = int(Sys.MUTEX_CREATE)
+_MUTEX_LOCK = int(Sys.MUTEX_LOCK)
+_MUTEX_UNLOCK = int(Sys.MUTEX_UNLOCK)
+_SEM_CREATE = int(Sys.SEM_CREATE)
+_SEM_DOWN = int(Sys.SEM_DOWN)
+_SEM_UP = int(Sys.SEM_UP)
+_COND_CREATE = int(Sys.COND_CREATE)
+_COND_WAIT = int(Sys.COND_WAIT)
+_COND_SIGNAL = int(Sys.COND_SIGNAL)
+_COND_BROADCAST = int(Sys.COND_BROADCAST)
 _MEM_READ = int(Sys.MEM_READ)
 _MEM_SHARE = int(Sys.MEM_SHARE)
 _MEM_STAT = int(Sys.MEM_STAT)
@@ -314,3 +326,55 @@ async def event_unsubscribe(sid: Any) -> Any:
 
 async def kernel_stats() -> Any:
     return await trap(_KERNEL_STATS)
+
+
+async def sched_set(slot: Any, params: Any) -> Any:
+    """Change an agent's scheduling class or parameters; returns its new statistics."""
+    return await trap(_SCHED_SET, slot, params)
+
+
+async def sched_stats(slot: Any = None) -> Any:
+    """Scheduling statistics of one agent, or of the caller and its children."""
+    return await trap(_SCHED_STATS, slot)
+
+
+async def mutex_create() -> Any:
+    return await trap(_MUTEX_CREATE)
+
+
+async def mutex_lock(slot: Any, timeout: Any = None) -> Any:
+    """Lock (priority inheritance: the owner runs at least at the caller's priority)."""
+    return await trap(_MUTEX_LOCK, slot, timeout)
+
+
+async def mutex_unlock(slot: Any) -> Any:
+    return await trap(_MUTEX_UNLOCK, slot)
+
+
+async def sem_create(value: Any = 0) -> Any:
+    return await trap(_SEM_CREATE, value)
+
+
+async def sem_down(slot: Any, timeout: Any = None) -> Any:
+    return await trap(_SEM_DOWN, slot, timeout)
+
+
+async def sem_up(slot: Any) -> Any:
+    return await trap(_SEM_UP, slot)
+
+
+async def cond_create() -> Any:
+    return await trap(_COND_CREATE)
+
+
+async def cond_wait(cond_slot: Any, mutex_slot: Any, timeout: Any = None) -> Any:
+    """Release the mutex and wait; woken by a signal with the mutex held again."""
+    return await trap(_COND_WAIT, cond_slot, mutex_slot, timeout)
+
+
+async def cond_signal(slot: Any) -> Any:
+    return await trap(_COND_SIGNAL, slot)
+
+
+async def cond_broadcast(slot: Any) -> Any:
+    return await trap(_COND_BROADCAST, slot)
