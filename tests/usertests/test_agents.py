@@ -98,7 +98,7 @@ def test_kill_needs_kill_right_and_target(run_agents) -> None:
         with pytest.raises(PermissionDenied):
             await ctx.kill(weak)
         await ctx.kill(c.ctl)
-        aid, st = await ctx.wait(c.aid)
+        _aid, st = await ctx.wait(c.aid)
         with pytest.raises((AgentGone, InvalidCapability)):
             await ctx.kill(c.ctl)
         return st["fault"]
@@ -207,7 +207,7 @@ def test_crash_becomes_zombie_with_fault_event(kernel, run_agents) -> None:
         sid = await ctx.subscribe("agent.fault")
         c = await ctx.spawn(crasher)
         ev = await ctx.next_event(sid, timeout=5)
-        aid, st = await ctx.wait(c.aid)
+        _aid, st = await ctx.wait(c.aid)
         return ev["data"]["agent"] == c.aid, st["fault"]
 
     ok, fault = only(run_agents(main))

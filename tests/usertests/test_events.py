@@ -74,7 +74,7 @@ def test_security_violation_event_on_capability_error(run_agents) -> None:
     async def intruder(ctx: Context):
         try:
             await ctx.send(77, b"x")
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     async def main(ctx: Context):

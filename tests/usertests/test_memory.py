@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument, InvalidCapability, OutOfMemory, PermissionDenied, QuotaExceeded
+from aios.errors import (
+    InvalidArgument,
+    InvalidCapability,
+    OutOfMemory,
+    PermissionDenied,
+    QuotaExceeded,
+)
 from aios.kernel import params
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
@@ -57,7 +63,7 @@ def test_alloc_needs_alloc_right(run_agents) -> None:
 
 def test_out_of_bounds_and_bad_args(run_agents) -> None:
     async def main(ctx: Context):
-        slot, va = await ctx.alloc(100)
+        _slot, va = await ctx.alloc(100)
         with pytest.raises(PermissionDenied):
             await ctx.read(va + 90, 20)
         with pytest.raises(PermissionDenied):
@@ -163,7 +169,7 @@ def test_pools(run_agents) -> None:
 
 def test_view_is_read_only_for_read_only_mapping(run_agents) -> None:
     async def main(ctx: Context):
-        slot, va = await ctx.alloc(4096)
+        slot, _va = await ctx.alloc(4096)
         ro = await ctx.mint(slot, ["READ"])
         va2 = await ctx.map(ro)
         v = await ctx.view(va2, 16)

@@ -48,10 +48,10 @@ from typing import Any
 
 from aios.errors import (
     AgentFault,
-    Category,
     AgentGone,
     AIOSError,
     Cancelled,
+    Category,
     InvalidArgument,
     KernelPanic,
     NoSuchObject,
@@ -153,7 +153,7 @@ class Kernel:
         self.hooks = LifecycleHooks()
         self.loader = loader
         self.table: list[Callable[..., Any] | None] = build_table()
-        self._timers: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._timers: list[list[Any]] = []  # [time, seq, fn, args]; fn -> _noop when cancelled
         self._timer_seq = itertools.count()
         self._msg_seq = itertools.count(1)
         self._call_seq = itertools.count(1)
@@ -280,7 +280,7 @@ class Kernel:
 
     def call_at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> list[Any]:
         entry = [t_ns, next(self._timer_seq), fn, args]
-        heapq.heappush(self._timers, entry)  # type: ignore[arg-type]
+        heapq.heappush(self._timers, entry)
         return entry
 
     @staticmethod
@@ -480,7 +480,7 @@ class Kernel:
                     return
                 except KeyboardInterrupt:
                     raise
-                except BaseException as err:  # noqa: BLE001 - an agent's failure is its own
+                except BaseException as err:
                     self.fault(a, err)
                     return
                 exc = None
@@ -502,7 +502,7 @@ class Kernel:
                                 val = None
                                 if e.category is Category.CAPABILITY:
                                     self._violation(a, sysno, e)
-                            except Exception as e:  # noqa: BLE001
+                            except Exception as e:
                                 exc = self._handler_failure(h, a, args, e)
                                 val = None
                     else:
@@ -678,7 +678,7 @@ class Kernel:
             self.sched.remove(a.sched)
         self.agents.transition(a, "exit")
         # calls it was serving fail; calls it made are dropped
-        for cid, (w, receiver) in list(self.calls.items()):
+        for _cid, (w, receiver) in list(self.calls.items()):
             if receiver == a.aid:
                 self.wake(w, exc=AgentGone(f"agent {a.aid} {how} before replying"))
         for sub in self.bus.subscriptions(a.aid):
@@ -759,7 +759,7 @@ class Kernel:
             coro = start(info)
         except AIOSError:
             raise
-        except Exception as e:  # noqa: BLE001 - the agent's own constructor failed
+        except Exception as e:
             raise InvalidArgument(f"entry point failed to start: {e!r}") from e
         if not inspect.iscoroutine(coro) and not inspect.isgenerator(coro):
             raise InvalidArgument("entry point must return a coroutine")
@@ -844,7 +844,7 @@ def _bury(coro: Any) -> None:
         coro.close()
     except RuntimeError:
         _UNDEAD.append(coro)
-    except BaseException:  # noqa: BLE001 - its cleanup code failed; it is dead either way
+    except BaseException:
         pass
 
 

@@ -300,7 +300,7 @@ def _partition_state(state: dict[str, Any], splitter: Any) -> tuple[dict[str, An
     elif callable(splitter):
         try:
             res = splitter(copy_plain(state, "state", 1 << 24))
-        except Exception as e:  # noqa: BLE001 - agent code
+        except Exception as e:
             raise AgentFault(f"splitter raised {e!r}") from None
         if type(res) is not tuple or len(res) != 2 or type(res[0]) is not dict or type(res[1]) is not dict:
             raise InvalidArgument("splitter must return (dict, dict)")
@@ -325,7 +325,7 @@ def _route(router: Any, msg: Message) -> bool:
     if callable(router):
         try:
             return bool(router(msg))
-        except Exception as e:  # noqa: BLE001 - agent code
+        except Exception as e:
             raise AgentFault(f"router raised {e!r}") from None
     raise InvalidArgument("router must be a callable, {'badges': [...]} or {'senders': [...]}")
 
@@ -345,7 +345,7 @@ def merge(k: Kernel, caller: Agent, survivor: Agent, other: Agent, merger: Any) 
     elif callable(merger):
         try:
             new_state = merger(dict(survivor.state), dict(other.state))
-        except Exception as e:  # noqa: BLE001 - agent code
+        except Exception as e:
             raise AgentFault(f"merger raised {e!r}") from None
         if type(new_state) is not dict:
             raise InvalidArgument("merger must return a dict")
@@ -414,7 +414,7 @@ def apply_upgrade(k: Kernel, a: Agent) -> None:
     if old is not None:
         try:
             old.close()
-        except BaseException:  # noqa: BLE001 - old code's cleanup failing does not stop the swap
+        except BaseException:
             pass
     a.pending = None
     a.pending_exc = None

@@ -22,7 +22,7 @@ POOL_MAX_OBJECTS: Final = 1 << 20  # objects in one fixed-size pool
 MEM_IO_MAX: Final = 1 << 20  # bytes in one MemRead / MemWrite
 
 # -- capabilities ----------------------------------------------------------
-CSPACE_SLOTS: Final = 4096  # slots per capability space
+CSPACE_SLOTS: Final = 1 << 17  # slots per capability space (a parent holds two per child)
 CDT_MAX_DEPTH: Final = 64  # derivation chain length (bounds quota charging walks)
 
 # default quota of the root authority (init); children get at most their parent's

@@ -75,7 +75,8 @@ def sys_cap_delete(k: Kernel, a: Agent, slot: Any) -> None:
 
 
 def sys_cap_inspect(k: Kernel, a: Agent, slot: Any) -> dict[str, Any]:
-    return a.cspace.get(slot).describe()
+    cap: Capability = a.cspace.get(slot)
+    return cap.describe()
 
 
 def sys_cap_list(k: Kernel, a: Agent) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ def _rate(k: Kernel, a: Agent, n: int) -> None:
     """Charge ``n`` messages to the IPC-rate quota of the agent's authority chain."""
     try:
         auth = a.cspace.get(2)
-    except Exception:  # noqa: BLE001 - no authority left: no rate to charge against
+    except Exception:
         raise QuotaExceeded("agent holds no authority to charge IPC to") from None
     if auth.limits is None:
         raise QuotaExceeded("agent holds no authority to charge IPC to")

@@ -37,7 +37,7 @@ SYNC_RW = Rights.READ | Rights.WRITE | Rights.GRANT
 def _ceiling(t: Agent) -> int:
     try:
         auth = t.cspace.get(2)
-    except Exception:  # noqa: BLE001 - no authority left: nothing above the default
+    except Exception:
         return 1024
     lim = auth.limits[Resource.CPU_WEIGHT] if auth.limits is not None else None
     return 88761 if lim is None else lim
@@ -99,7 +99,7 @@ def sys_sched_stats(k: Kernel, a: Agent, slot: Any = None) -> list[dict[str, Any
     everyone = False
     try:
         everyone = bool(a.cspace.get(2).rights & Rights.ADMIN)
-    except Exception:  # noqa: BLE001 - no authority: only itself
+    except Exception:
         everyone = False
     return [_row(k, t) for t in k.agents if t.alive and t.aid != 1
             and (everyone or t is a or t.parent == a.aid)]
@@ -112,7 +112,7 @@ def _new_sync(k: Kernel, a: Agent, oid: int) -> int:
     def destroy(obj: KObject) -> None:
         try:
             k.sync.destroy(obj.payload)
-        except Exception:  # noqa: BLE001 - in use: it goes when its waiters do
+        except Exception:
             k.sync_orphans.add(obj.payload)
 
     obj = k.cdt.new_object(ObjKind.SYNC, oid, destroy)
