@@ -1,0 +1,1 @@
+"""Demonstration workloads (``aios demo``)."""

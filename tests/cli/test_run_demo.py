@@ -1,0 +1,44 @@
+"""``aios demo`` and ``aios run`` end to end through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from aios.cli.main import _mount_groups, app
+
+runner = CliRunner()
+_mount_groups()
+
+
+def test_demo_shows_each_part() -> None:
+    r = runner.invoke(app, ["demo"])
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "spawn refused: [EPERM]" in out
+    assert "call through granted capability -> Frank Herbert" in out
+    assert "call refused: [EBADCAP]" in out  # the revocation took effect
+    assert "read 'the spice must flow'; write refused: EPERM" in out
+    assert "'v1 served" in out and "'v2 served" in out
+    assert "get emma: Jane Austen" in out
+    assert "messages ['move', 'move']" in out
+    assert "agent.lifecycle.merged" in out and "security.violation" in out
+
+
+def test_run_file(tmp_path: Path) -> None:
+    f = tmp_path / "agents.py"
+    f.write_text(
+        "async def ping(ctx):\n"
+        "    await ctx.send(ctx.slots.mailbox, b'x')\n"
+        "    return (await ctx.recv()).payload.decode()\n"
+        "async def crash(ctx):\n"
+        "    raise RuntimeError('bad agent')\n"
+        "AGENTS = [ping]\n"
+    )
+    r = runner.invoke(app, ["run", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "'x'" in r.output
+    f.write_text(f.read_text().replace("AGENTS = [ping]", "AGENTS = [ping, crash]"))
+    r = runner.invoke(app, ["run", str(f)])
+    assert r.exit_code == 1 and "bad agent" in r.output
