@@ -166,6 +166,10 @@ class Kernel:
         self._wakeup: asyncio.Event | None = None
         self._executor: Any = None
         self.stats = {"syscalls": 0, "dispatches": 0, "panics": 0, "faults": 0}
+        # optional per-syscall observer (behavioral analysis): fn(agent, sysno, errno)
+        self.observer: Callable[[Agent, int, int], None] | None = None
+        # guards: policy checks on marked operations, fn(kernel, action, agent, **info); raise to refuse
+        self.guards: dict[str, list[Callable[..., None]]] = {}
         self._to_bury: list[Any] = []
         self._boot_kernel_space()
 
@@ -465,6 +469,7 @@ class Kernel:
         now = self.now
         ent = a.sched
         charge = self.sched.charge
+        observer = self.observer
         val = a.pending
         exc = a.pending_exc
         a.pending = None
@@ -511,6 +516,8 @@ class Kernel:
                             if type(args) is tuple
                             else InvalidArgument("syscall arguments must be a tuple")
                         )
+                    if observer is not None:
+                        observer(a, sysno, exc.code if exc is not None else 0)
                     if val is BLOCK or a.status is not RUNNING:
                         return
                 elif isinstance(trap, asyncio.Future):
@@ -547,6 +554,14 @@ class Kernel:
                 self.sched.block(ent)
             elif not a.alive:
                 self.sched.remove(ent)
+
+    def guard(self, action: str, a: Agent, **info: Any) -> None:
+        """Run the guards registered for ``action`` (policy); any may refuse by raising."""
+        for fn in self.guards.get(action, ()):
+            fn(self, action, a, **info)
+
+    def add_guard(self, action: str, fn: Callable[..., None]) -> None:
+        self.guards.setdefault(action, []).append(fn)
 
     def _violation(self, a: Agent, sysno: int, e: AIOSError) -> None:
         """A capability check failed: that is a security event, not just an error."""

@@ -44,6 +44,8 @@ def grant(k: Kernel, a: Agent, src: Capability, ep_slot: Any, rights: Rights, pa
     receiver = k.find(mb.owner)
     if receiver is None or not receiver.alive:
         raise AgentGone(f"agent {mb.owner} is gone")
+    action = "mem_share" if src.obj.kind in (ObjKind.MEMORY, ObjKind.POOL) else "grant"
+    k.guard(action, a, to=receiver.aid, kind=src.obj.kind.name, rights=int(rights & src.rights))
     cap = k.cdt.derive(src, receiver.cspace, rights)
     from aios.kernel.sys_ipc import _hand_off
 
