@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from aios.sandbox.process import AgentSpec, Protections
 
 
-class ExecutorKind(str, Enum):
+class ExecutorKind(StrEnum):
     INPROC = "inproc"
     WORKER = "worker"
     ISOLATED = "isolated"
@@ -37,7 +37,7 @@ class ExecutorKind(str, Enum):
     MICROVM = "microvm"
 
 
-class FaultCause(str, Enum):
+class FaultCause(StrEnum):
     """Why an agent stopped."""
 
     EXITED = "exited"  # returned normally
@@ -110,8 +110,8 @@ class Executor(Protocol):
 
 __all__ = [
     "AgentSpec",
-    "ExecutorKind",
     "Executor",
+    "ExecutorKind",
     "ExitRecord",
     "FaultCause",
     "Protections",

@@ -33,6 +33,7 @@ from aios.kernel.params import DEFAULT_CHILD_CPU_WEIGHT, DEFAULT_CHILD_MEMORY
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PREFIX = "aios"
+NPROC_SLACK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,9 @@ def apply_rlimits(q: Quota) -> list[str]:
         lower(resource.RLIMIT_AS, q.memory_bytes)
         done.append("as")
     if q.processes > 0:
-        lower(resource.RLIMIT_NPROC, q.processes)
+        # the cgroup's pids.max is the primary bound (it counts its refusals in
+        # pids.events); the rlimit, a little looser, is the backstop without it
+        lower(resource.RLIMIT_NPROC, q.processes + NPROC_SLACK)
         done.append("nproc")
     if q.open_files > 0:
         lower(resource.RLIMIT_NOFILE, q.open_files)

@@ -34,8 +34,8 @@ the policy (:attr:`AgentSpec.allow_missing`) names it: no silent downgrade.
 from __future__ import annotations
 
 import ctypes
-import functools
 import errno as _errno
+import functools
 import os
 import signal
 import socket

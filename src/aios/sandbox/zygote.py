@@ -50,7 +50,14 @@ import msgpack
 from aios.kernel import wire
 from aios.sandbox import limits, seccomp
 from aios.sandbox.channel import TrapClient, run_entry
-from aios.sandbox.process import EXIT_SANDBOX_FAILED, AgentSpec, SandboxSetupError, code_paths, confine, install_audit_hook
+from aios.sandbox.process import (
+    EXIT_SANDBOX_FAILED,
+    AgentSpec,
+    SandboxSetupError,
+    code_paths,
+    confine,
+    install_audit_hook,
+)
 
 PR_SET_CHILD_SUBREAPER = 36
 CTRL_MAX = 256 * 1024
