@@ -77,22 +77,23 @@ class AgentSpec:
     quota: Quota = field(default_factory=Quota)
     access_net: bool = False
     access_fs: bool = False
+    access_fs_write: bool = False
     host_uid: int = 0  # 0 = keep the zygote's uid
     allow_missing: frozenset[str] = frozenset()
 
     def to_wire(self) -> tuple[Any, ...]:
         return (
             self.agent_id, self.entry, list(self.args), self.home, list(self.code_paths),
-            list(self.quota.to_wire()), self.access_net, self.access_fs, self.host_uid,
+            list(self.quota.to_wire()), self.access_net, self.access_fs, self.access_fs_write, self.host_uid,
             sorted(self.allow_missing),
         )  # fmt: skip
 
     @classmethod
     def from_wire(cls, t: Any) -> AgentSpec:
-        aid, entry, args, home, code, quota, net, fs, uid, allow = t
+        aid, entry, args, home, code, quota, net, fs, fsw, uid, allow = t
         return cls(
             int(aid), str(entry), tuple(args), str(home), tuple(code), Quota.from_wire(quota),
-            bool(net), bool(fs), int(uid), frozenset(allow),
+            bool(net), bool(fs), bool(fsw), int(uid), frozenset(allow),
         )  # fmt: skip
 
 
