@@ -226,10 +226,11 @@ class TrapClient:
 
     def call(self, sysno: int, args: Sequence[Any]) -> Any:
         """One syscall; returns the result or raises the kernel's error."""
-        self._seq += 1
-        seq = self._seq
+        seq = self._seq + 1
+        frame = wire.encode_request(seq, sysno, args)  # may raise: then nothing was sent
+        self._seq = seq
         self._dec.expect(seq)
-        self.sock.sendall(wire.encode_request(seq, sysno, args))
+        self.sock.sendall(frame)
         rseq, errno, result = self._next()
         if rseq != seq:
             raise ProtocolError(f"reply for seq {rseq} while waiting for {seq}")
@@ -240,10 +241,9 @@ class TrapClient:
     def call_many(self, calls: Sequence[tuple[int, Sequence[Any]]]) -> list[Any]:
         """Pipelined syscalls: all requests in one write; results (or errors) in order."""
         base = self._seq
-        frames = []
-        for i, (sysno, args) in enumerate(calls, 1):
+        frames = [wire.encode_request(base + i, sysno, args) for i, (sysno, args) in enumerate(calls, 1)]
+        for i in range(1, len(calls) + 1):
             self._dec.expect(base + i)
-            frames.append(wire.encode_request(base + i, sysno, args))
         self._seq = base + len(calls)
         self.sock.sendall(wire.encode_batch(frames))
         out: list[Any] = [None] * len(calls)
