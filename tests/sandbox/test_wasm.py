@@ -73,16 +73,17 @@ def test_spinner_stopped_by_epoch_deadline(kx: tuple[StandInKernel, WasmExecutor
     ex.spawn_now(ex_spec(1, "spinner.wat"))
     r = ex.run_slice(1, fuel=1 << 62, deadline_ticks=2)
     assert r.exit is not None and r.exit.cause is FaultCause.KILLED_FOR_LIMIT
+    assert r.fuel_used > 0  # the spin burnt fuel before the deadline hit
     assert any("epoch" in e.detail for e in k.events_for(1))
 
 
 def test_memory_capped_by_quota(kx: tuple[StandInKernel, WasmExecutor]) -> None:
     k, ex = kx
     ex.spawn_now(ex_spec(1, "memhog.wat", quota=Quota(memory_bytes=1 << 20)))
-    r = ex.run_slice(1)
+    r = ex.run_slice(1, deadline_ticks=1 << 30)
     assert r.value == 15  # 1 initial page + 15 grown = 16 pages = 1 MiB
     ex.spawn_now(ex_spec(2, "memhog.wat", quota=Quota(memory_bytes=4 << 20)))
-    assert ex.run_slice(2).value == 63
+    assert ex.run_slice(2, deadline_ticks=1 << 30).value == 63
     assert any(e.kind == "limit" and "memory" in e.detail for e in k.events_for(1))
 
 
