@@ -1,0 +1,1 @@
+"""agentsupervisor: agent images, verification and supervision."""
