@@ -171,6 +171,10 @@ class Kernel:
         # guards: policy checks on marked operations, fn(kernel, action, agent, **info); raise to refuse
         self.guards: dict[str, list[Callable[..., None]]] = {}
         self._to_bury: list[Any] = []
+        from aios.kernel.remote import ExecutorHost
+
+        self.executors = ExecutorHost(self)
+        self.home: Any = None  # a pathlib.Path when the kernel keeps state on disk
         self._boot_kernel_space()
 
     # -- boot ------------------------------------------------------------------
@@ -364,10 +368,11 @@ class Kernel:
     def deliver(self, a: Agent, value: Any, exc: BaseException | None = None) -> None:
         """Hand the result of a blocked syscall to its agent and make it runnable."""
         if a.executor is not None:
-            a.executor.deliver(a, value, exc)
             if a.status is BLOCKED:
                 self.agents.transition(a, "wake")
                 self.agents.transition(a, "dispatch")
+            a.executor.deliver(a, value, exc)
+            self.executors.remote.resume_inbox(a)
             return
         a.pending = value
         a.pending_exc = exc
@@ -621,12 +626,13 @@ class Kernel:
                     await asyncio.sleep(0)
                     continue
                 nxt = self.next_timer_ns()
-                if until_idle and nxt is None and self.external == 0 and len(self.sched) == 0:
+                outside = self.external + self.executors.busy()
+                if until_idle and nxt is None and outside == 0 and len(self.sched) == 0:
                     await asyncio.sleep(0)
-                    if len(self.sched) == 0 and self.external == 0:
+                    if len(self.sched) == 0 and self.external + self.executors.busy() == 0:
                         break
                     continue
-                if self.clock.virtual and nxt is not None and self.external == 0:
+                if self.clock.virtual and nxt is not None and outside == 0:
                     await asyncio.sleep(0)
                     if len(self.sched) == 0:
                         self.clock.jump_to(nxt)  # type: ignore[attr-defined]

@@ -70,8 +70,10 @@ if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
 
 SPAWN_OPTS = frozenset(
-    {"name", "quota", "rights", "caps", "state", "spec", "detached", "events", "directory", "weight"}
+    {"name", "quota", "rights", "caps", "state", "spec", "detached", "events", "directory", "weight",
+     "executor"}
 )
+EXECUTORS = ("inproc", "isolated", "worker", "wasm")
 DEFAULT_CHILD_RIGHTS = Rights.SPAWN_AGENT | Rights.ALLOC_MEMORY | Rights.KILL_AGENT
 ATTENUATE = Rights.GRANT | Rights.SUPERVISOR | Rights.ADMIN  # what clone/split copies lose
 PARENT_CONTROL = Rights.READ | Rights.WRITE | Rights.KILL_AGENT | Rights.SUPERVISOR | Rights.GRANT
@@ -85,6 +87,7 @@ class SpawnPlan:
         "detached",
         "dir_rights",
         "events_rights",
+        "executor",
         "name",
         "quota",
         "rights",
@@ -110,6 +113,9 @@ class SpawnPlan:
         if type(self.state) is not dict or type(self.spec) is not dict:
             raise InvalidArgument("state and spec must be dicts")
         self.detached = as_bool(opts.get("detached", False), "detached")
+        self.executor = opts.get("executor", "inproc")
+        if self.executor not in EXECUTORS:
+            raise InvalidArgument(f"executor must be one of {EXECUTORS}")
         self.events_rights = rights_from_names(opts.get("events", ["READ", "WRITE"]))
         self.dir_rights = rights_from_names(opts.get("directory", ["READ"]))
         w = opts.get("weight")
@@ -149,8 +155,18 @@ def spawn(
     inherit: list[tuple[Capability, Rights]] | None = None,
 ) -> tuple[Agent, int, int]:
     """Create, wire and start an agent; returns ``(agent, control slot, endpoint slot)``
-    in the parent's capability space.  Nothing is left behind if any step fails."""
-    start = k.resolve_entry(entry)
+    in the parent's capability space.  Nothing is left behind if any step fails.
+
+    For the out-of-process executors the record is made here and the process
+    (or Wasm store) is started asynchronously; the caller learns the outcome
+    through the spawn's async handle."""
+    remote = plan.executor != "inproc"
+    if remote:
+        if type(entry) is not str:
+            raise InvalidArgument(f"a {plan.executor} agent needs a 'module:attribute' (or .wat/.wasm) entry")
+        start: Any = entry
+    else:
+        start = k.resolve_entry(entry)
     run_hooks(k, "pre", op, parent=parent.aid, name=plan.name, entry=_entry_name(entry),
               rights=int(plan.rights), spec=plan.spec)
     chg = k.cdt.charge(auth, Resource.AGENTS, 1)
@@ -171,8 +187,9 @@ def spawn(
                 k.cdt.derive(cap, a.cspace, rights)
         a.auth_charge = chg
         chg.what = a
-        a.sched = k.sched.new_entity(a.aid, a, weight=plan.weight)
-        k.start_coroutine(a, k.boot_info(a))
+        if not remote:
+            a.sched = k.sched.new_entity(a.aid, a, weight=plan.weight)
+            k.start_coroutine(a, k.boot_info(a))
         ctl = k.cdt.root(parent.cspace, k.agent_object(a), PARENT_CONTROL)
         ep = k.cdt.derive(k.cap_of(a, 1), parent.cspace, Rights.WRITE | Rights.GRANT, badge=parent.aid)
     except BaseException:
@@ -180,8 +197,9 @@ def spawn(
             _undo_create(k, a)
         k.cdt.uncharge(chg)
         raise
-    k.agents.transition(a, "start")
-    k.make_runnable(a)
+    if not remote:
+        k.agents.transition(a, "start")
+        k.make_runnable(a)
     k.publish(f"agent.lifecycle.{_PAST[op]}", a.aid, agent=a.aid, parent=parent.aid, name=a.name,
               entry=_entry_name(entry))
     run_hooks(k, "post", op, parent=parent.aid, agent=a.aid)
@@ -441,6 +459,8 @@ def kill(k: Kernel, caller: Agent, target: Agent, tree: bool) -> None:
 def suspend(k: Kernel, target: Agent) -> None:
     if target is k.init:
         raise PermissionDenied("init cannot be suspended")
+    if target.executor is not None:
+        raise InvalidArgument("suspend is for in-process agents; an out-of-process agent is killed or restarted")
     st = target.status
     if st not in (AgentState.READY, AgentState.RUNNING, AgentState.BLOCKED):
         raise IllegalTransition(f"agent {target.aid} is {st.value}")

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def sys_yield(k: Kernel, a: Agent) -> Any:
-    k.sched.yield_(a.sched)
+    if a.sched is not None:
+        k.sched.yield_(a.sched)
     k.agents.transition(a, "preempt")
     return BLOCK
 

@@ -97,3 +97,18 @@ def load_entry(name: str) -> StartFn:
     except (ImportError, AttributeError) as e:
         raise InvalidArgument(f"cannot load entry point {name!r}: {e}") from None
     return start_function(target)
+
+
+def remote_start(entry: str, info: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+    """Entry point used by out-of-process executors: load ``entry``, run it with ``info``,
+    and hand its return value to the kernel with EXIT (a process exit code cannot carry it)."""
+    from aios.sdk import syscalls
+
+    start = load_entry(entry)
+
+    async def run_then_exit() -> Any:
+        value = await start(info)
+        await syscalls.exit(value)
+        return value
+
+    return run_then_exit()

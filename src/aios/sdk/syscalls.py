@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from aios.kernel.ipc import Message
 from aios.kernel.syscalls import Sys
 from aios.kernel.traps import trap
+
+WIRE_MESSAGE = "__aios_message__"  # how a Message crosses the trap wire (see kernel/remote.py)
+
+
+def _msg(v: Any) -> Any:
+    """A received message as a :class:`Message`, whichever executor delivered it."""
+    if type(v) is dict and WIRE_MESSAGE in v:
+        return Message(*v[WIRE_MESSAGE])
+    return v
 
 # plain ints: the dispatcher's fast path takes exact ints
 _AGENT_CLONE = int(Sys.AGENT_CLONE)
@@ -105,7 +115,7 @@ async def ipc_send(ep: Any, payload: Any) -> Any:
 
 
 async def ipc_recv(ep: Any = 1, timeout: Any = None) -> Any:
-    return await trap(_IPC_RECV, ep, timeout)
+    return _msg(await trap(_IPC_RECV, ep, timeout))
 
 
 async def agent_mem_alloc(auth_slot: Any, size: Any) -> Any:
@@ -220,7 +230,7 @@ async def ipc_send_nowait(ep: Any, payload: Any) -> Any:
 
 
 async def ipc_recv_nowait(ep: Any = 1) -> Any:
-    return await trap(_IPC_RECV_NOWAIT, ep)
+    return _msg(await trap(_IPC_RECV_NOWAIT, ep))
 
 
 async def ipc_call(ep: Any, payload: Any, timeout: Any = None) -> Any:
@@ -239,7 +249,8 @@ async def ipc_send_batch(ep: Any, payloads: Any) -> Any:
 
 async def ipc_recv_batch(ep: Any = 1, max_n: Any = 256, timeout: Any = None) -> Any:
     """Up to ``max_n`` messages; blocks only while the mailbox is empty."""
-    return await trap(_IPC_RECV_BATCH, ep, max_n, timeout)
+    out = await trap(_IPC_RECV_BATCH, ep, max_n, timeout)
+    return out if not out or type(out[0]) is Message else [_msg(m) for m in out]
 
 
 async def cap_mint(slot: Any, rights: Any, badge: Any = 0, quota: Any = None) -> Any:

@@ -1,0 +1,326 @@
+"""Agents outside the kernel process: the kernel side of the trap protocol.
+
+An out-of-process agent (isolated process, worker process, Wasm store, or a
+console client on the kernel socket) traps exactly like an in-process one,
+except that each trap arrives as a frame ``(seq, sysno, args)`` and the
+answer leaves as ``(seq, errno, result)``.  This module turns frames into
+the same handler calls the in-process executor makes:
+
+* :meth:`RemoteAgents.trap` dispatches one frame for an agent.  If the
+  handler completes, the reply goes out at once; if it parks the agent
+  (``BLOCK``), the frame's ``seq`` is remembered and the reply goes out when
+  the kernel wakes the agent (:meth:`Link.deliver`).
+* One trap is in progress per agent: frames that arrive while the agent is
+  blocked (pipelining) are queued in order and dispatched when it wakes, so
+  results come back in request order.
+* Results are plain data on the wire: a :class:`~aios.kernel.ipc.Message`
+  becomes ``{"__aios_message__": [...]}`` (the SDK turns it back), tuples
+  become arrays; a memoryview is never sent (``MEM_VIEW`` refuses remote
+  callers).
+
+A remote agent is never on the kernel's run queue: its own process (or the
+Wasm executor's slices) gives it CPU, under the host's cgroup CPU weight or
+Wasm fuel.  In the state machine it is RUNNING while it computes and
+BLOCKED while a syscall waits.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aios.errors import AIOSError, Category, KernelPanic, NoSuchSyscall
+from aios.kernel.agents import Agent, AgentState
+from aios.kernel.ipc import Message
+from aios.kernel.waits import BLOCK
+
+if TYPE_CHECKING:
+    from aios.kernel.kernel import Kernel
+
+WIRE_MESSAGE = "__aios_message__"
+
+Reply = Callable[[int, int, Any], None]
+
+
+def to_wire(v: Any) -> Any:
+    """A syscall result as plain msgpack-able data."""
+    t = type(v)
+    if t is Message:
+        return {WIRE_MESSAGE: list(v)}
+    if t is list and v and type(v[0]) is Message:
+        return [{WIRE_MESSAGE: list(m)} for m in v]
+    if t is tuple:
+        return [to_wire(x) for x in v]
+    return v
+
+
+class Link:
+    """What the kernel keeps on ``agent.executor`` for a remote agent."""
+
+    __slots__ = ("blocked_seq", "inbox", "on_terminate", "reply")
+
+    def __init__(self, reply: Reply, on_terminate: Callable[[Agent], None]) -> None:
+        self.reply = reply
+        self.on_terminate = on_terminate
+        self.blocked_seq = 0
+        self.inbox: deque[tuple[int, int, tuple[Any, ...]]] = deque()
+
+    # called by Kernel.deliver when a parked remote agent is woken
+    def deliver(self, a: Agent, value: Any, exc: BaseException | None) -> None:
+        seq, self.blocked_seq = self.blocked_seq, 0
+        if not seq:
+            return
+        if exc is None:
+            self.reply(seq, 0, to_wire(value))
+        elif isinstance(exc, AIOSError):
+            self.reply(seq, exc.code, exc.message)
+        else:
+            self.reply(seq, KernelPanic.code, repr(exc))
+
+    # called by Kernel._terminate
+    def terminate(self, a: Agent) -> None:
+        self.inbox.clear()
+        self.on_terminate(a)
+
+
+class RemoteAgents:
+    """Dispatches frames from remote agents into the syscall table."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+
+    def attach(self, a: Agent, reply: Reply, on_terminate: Callable[[Agent], None], kind: str) -> Link:
+        """Make ``a`` (an EMBRYO record with a capability space) a running remote agent."""
+        link = Link(reply, on_terminate)
+        a.executor = link
+        a.kind = kind
+        self.k.agents.transition(a, "start")
+        self.k.agents.transition(a, "dispatch")
+        return link
+
+    def trap(self, a: Agent, seq: int, sysno: int, args: tuple[Any, ...]) -> None:
+        link: Link = a.executor
+        if a.status is not AgentState.RUNNING or link.blocked_seq:
+            link.inbox.append((seq, sysno, args))
+            return
+        self._dispatch(a, link, seq, sysno, args)
+        # the agent may have been woken by its own trap's side effects; drain in order
+        while link.inbox and a.status is AgentState.RUNNING and not link.blocked_seq:
+            self._dispatch(a, link, *link.inbox.popleft())
+
+    def resume_inbox(self, a: Agent) -> None:
+        link: Link = a.executor
+        while link.inbox and a.status is AgentState.RUNNING and not link.blocked_seq:
+            self._dispatch(a, link, *link.inbox.popleft())
+
+    def _dispatch(self, a: Agent, link: Link, seq: int, sysno: int, args: tuple[Any, ...]) -> None:
+        k = self.k
+        table = k.table
+        a.syscalls += 1
+        k.stats["syscalls"] += 1
+        if type(sysno) is not int or not 0 <= sysno < len(table) or table[sysno] is None:
+            e: AIOSError = NoSuchSyscall(f"no syscall {sysno!r}")
+            link.reply(seq, e.code, e.message)
+            return
+        h = table[sysno]
+        assert h is not None
+        k.current = a
+        try:
+            val = h(k, a, *args)
+        except AIOSError as err:
+            if err.category is Category.CAPABILITY:
+                k._violation(a, sysno, err)
+            self._observe(a, sysno, err.code)
+            link.reply(seq, err.code, err.message)
+            return
+        except Exception as err:  # noqa: BLE001 - a handler bug must not take the kernel down
+            panic = k._handler_failure(h, a, args, err)
+            link.reply(seq, panic.code, panic.message)
+            return
+        finally:
+            k.current = None
+        self._observe(a, sysno, 0)
+        if val is BLOCK:
+            if a.status is AgentState.BLOCKED:
+                link.blocked_seq = seq
+            elif a.status is AgentState.READY:  # yield: nothing to wait for
+                k.agents.transition(a, "dispatch")
+                link.reply(seq, 0, None)
+            # exited / killed itself: no reply; the stream is closed by terminate
+            return
+        link.reply(seq, 0, to_wire(val))
+
+    def _observe(self, a: Agent, sysno: int, errno: int) -> None:
+        obs = self.k.observer
+        if obs is not None:
+            obs(a, sysno, errno)
+
+
+class ExecutorHost:
+    """Starts agents in the out-of-process executors and connects them to the kernel.
+
+    Executors are created on first use (a zygote, worker processes or a Wasm
+    engine costs something to start).  Each speaks the
+    :class:`aios.sandbox.executor.Executor` contract; this class is the
+    :class:`~aios.sandbox.executor.Sink` they report to.
+    """
+
+    KINDS = ("isolated", "worker", "wasm")
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+        self.remote = RemoteAgents(kernel)
+        self._execs: dict[str, Any] = {}
+        self._starting: dict[str, Any] = {}
+        self.live: set[int] = set()  # remote agents alive, and spawns in flight
+        self.require_all_protections = True
+
+    def busy(self) -> int:
+        """How many remote agents could still trap (the kernel is not idle while > 0)."""
+        return len(self.live)
+
+    def sink(self) -> Any:
+        from aios.sandbox.executor import Sink
+
+        return Sink(trap=self._trap, exited=self._exited, security=self._security)
+
+    async def executor(self, kind: str) -> Any:
+        ex = self._execs.get(kind)
+        if ex is not None:
+            return ex
+        import asyncio
+
+        fut = self._starting.get(kind)
+        if fut is None:
+            fut = asyncio.ensure_future(self._start(kind))
+            self._starting[kind] = fut
+        return await fut
+
+    async def _start(self, kind: str) -> Any:
+        if kind == "isolated":
+            from aios.sandbox.isolated import IsolatedExecutor
+
+            ex: Any = IsolatedExecutor(self.sink())
+        elif kind == "worker":
+            from aios.sandbox.worker import WorkerExecutor
+
+            ex = WorkerExecutor(self.sink())
+        elif kind == "wasm":
+            from aios.sandbox.wasm import WasmExecutor
+
+            ex = WasmExecutor(self.sink())
+        else:
+            raise ValueError(kind)
+        await ex.start()
+        self._execs[kind] = ex
+        return ex
+
+    def spawn(self, a: Agent, kind: str, entry: str, info: dict[str, Any], spec_kw: dict[str, Any],
+              done: Callable[[AIOSError | None], None]) -> None:
+        """Start ``a`` in executor ``kind``; ``done`` is called with None or the error."""
+        import asyncio
+
+        asyncio.ensure_future(self._spawn(a, kind, entry, info, spec_kw, done))
+
+    async def _spawn(self, a: Agent, kind: str, entry: str, info: dict[str, Any], spec_kw: dict[str, Any],
+                     done: Callable[[AIOSError | None], None]) -> None:
+        from aios.errors import InvalidArgument
+        from aios.sandbox.process import AgentSpec
+
+        aid = a.aid
+        self.live.add(aid)
+        try:
+            ex = await self.executor(kind)
+            if kind == "wasm":
+                spec = AgentSpec(aid, entry, (), **spec_kw)
+            else:
+                spec = AgentSpec(aid, "aios.sdk.agent:remote_start", (entry, info), **spec_kw)
+            if not a.alive:
+                raise InvalidArgument("agent was killed before it started")
+            self.remote.attach(a, lambda seq, errno, res: ex.deliver(aid, seq, errno, res),
+                               lambda _a: self._kill(ex, aid), kind)
+            await ex.spawn(spec)
+        except AIOSError as e:
+            self._fail(a, e, done)
+            return
+        except Exception as e:  # noqa: BLE001 - an executor failing to start is the spawner's error
+            self._fail(a, InvalidArgument(f"{kind} executor could not start the agent: {e}"), done)
+            return
+        done(None)
+        if kind == "wasm":
+            self.k.call_at(self.k.now(), self._run_wasm, ex, aid)
+
+    def _fail(self, a: Agent, e: AIOSError, done: Callable[[AIOSError | None], None]) -> None:
+        self.live.discard(a.aid)
+        if a.alive:
+            a.fault = str(e)
+            self.k.kill(a, reason=f"start failed: {e.message}")
+        done(e)
+
+    def _run_wasm(self, ex: Any, aid: int) -> None:
+        """Run a Wasm agent's ``aios_main`` within one slice of fuel and wall time."""
+        a = self.k.find(aid)
+        if a is None or not a.alive:
+            return
+        res = ex.run_slice(aid)
+        if a.sched is not None and res.fuel_used:
+            pass  # Wasm agents are not on the run queue; fuel is their CPU accounting
+        a.state["fuel_used"] = ex.fuel_used(aid) if aid in ex.agents else res.fuel_used
+
+    def _kill(self, ex: Any, aid: int) -> None:
+        self.live.discard(aid)
+        try:
+            ex.kill(aid)
+        except AIOSError:
+            pass
+
+    # -- the sink ------------------------------------------------------------------
+
+    def _trap(self, aid: int, seq: int, sysno: int, args: tuple[Any, ...]) -> None:
+        a = self.k.find(aid)
+        if a is None or not a.alive or a.executor is None:
+            return
+        self.remote.trap(a, seq, sysno, args)
+        if a.kind == "wasm" and a.status is AgentState.BLOCKED and a.wait is not None:
+            # a Wasm host call cannot wait: the executor answers WouldBlock; drop the wait
+            link: Link = a.executor
+            link.blocked_seq = 0
+            self.k._end_wait(a.wait)
+            self.k.agents.transition(a, "wake")
+            self.k.agents.transition(a, "dispatch")
+
+    def _exited(self, rec: Any) -> None:
+        self.live.discard(rec.agent_id)
+        self.k._kick()
+        a = self.k.find(rec.agent_id)
+        if a is None or not a.alive:
+            return
+        a.executor = None  # the process is gone; nothing to tell it
+        if rec.failed:
+            cause = getattr(rec.cause, "value", str(rec.cause))
+            self.k.publish("agent.fault", a.aid, agent=a.aid, name=a.name, cause=cause,
+                           error=rec.message, signal=rec.signal, status=rec.status)
+            a.fault = f"{cause}: {rec.message}" if rec.message else cause
+            self.k._terminate(a, "faulted")
+        else:
+            self.k.exit(a, rec.status)
+
+    def _security(self, ev: Any) -> None:
+        self.k.publish("security.sandbox", ev.agent_id, agent=ev.agent_id, kind=ev.kind, detail=ev.detail,
+                       executor=str(ev.executor), trusted=ev.trusted)
+
+    def protections(self, aid: int) -> Any:
+        for ex in self._execs.values():
+            p = ex.protections(aid)
+            if p is not None:
+                return p
+        return None
+
+    async def close(self) -> None:
+        for ex in list(self._execs.values()):
+            try:
+                await ex.close()
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                pass
+        self._execs.clear()
