@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aios.kernel import params
@@ -23,12 +24,15 @@ class BootConfig:
     arena_bytes: int = params.ARENA_BYTES
     scheduler: Any = None  # a scheduler factory taking the clock; None: the default
     loader: Callable[[str], Any] | None = None
+    home: Path | None = None  # $AIOS_HOME when the kernel keeps state on disk (the daemon)
     extra_steps: list[Callable[[Kernel, BootConfig], None]] = field(default_factory=list)
 
 
 def _core(cfg: BootConfig) -> Kernel:
     sched = cfg.scheduler(cfg.clock) if cfg.scheduler is not None else None
-    return Kernel(clock=cfg.clock, arena_bytes=cfg.arena_bytes, scheduler=sched, loader=cfg.loader)
+    k = Kernel(clock=cfg.clock, arena_bytes=cfg.arena_bytes, scheduler=sched, loader=cfg.loader)
+    k.home = cfg.home
+    return k
 
 
 def _announce(k: Kernel, cfg: BootConfig) -> None:

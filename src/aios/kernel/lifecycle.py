@@ -84,6 +84,7 @@ class SpawnPlan:
 
     __slots__ = (
         "caps",
+        "code_paths",
         "detached",
         "dir_rights",
         "events_rights",
@@ -113,6 +114,7 @@ class SpawnPlan:
         if type(self.state) is not dict or type(self.spec) is not dict:
             raise InvalidArgument("state and spec must be dicts")
         self.detached = as_bool(opts.get("detached", False), "detached")
+        self.code_paths: tuple[str, ...] = ()
         self.executor = opts.get("executor", "inproc")
         if self.executor not in EXECUTORS:
             raise InvalidArgument(f"executor must be one of {EXECUTORS}")
@@ -160,6 +162,8 @@ def spawn(
     For the out-of-process executors the record is made here and the process
     (or Wasm store) is started asynchronously; the caller learns the outcome
     through the spawn's async handle."""
+    if type(entry) is str and entry.startswith("image:"):
+        entry = load_image(k, entry[len("image:"):], plan)
     remote = plan.executor != "inproc"
     if remote:
         if type(entry) is not str:
@@ -204,6 +208,34 @@ def spawn(
               entry=_entry_name(entry))
     run_hooks(k, "post", op, parent=parent.aid, agent=a.aid)
     return a, ctl.slot, ep.slot
+
+
+def load_image(k: Kernel, path: str, plan: SpawnPlan) -> str:
+    """Verify a signed image (agentsupervisor) and narrow the plan to its manifest."""
+    from aios.services.agentsupervisor.install import install_verified
+
+    if k.home is None:
+        raise InvalidArgument("images need a kernel with a home (trust store and image cache)")
+    verified, root = install_verified(path, k.home)
+    m = verified.manifest
+    plan.rights &= rights_from_names([c for c in m.capabilities if c in Rights.__members__]) | (
+        plan.rights & (Rights.SPAWN_AGENT | Rights.ALLOC_MEMORY))
+    plan.executor = m.executor
+    plan.quota = Quota(memory=min(m.resources.memory_bytes, plan.quota.memory or m.resources.memory_bytes),
+                       agents=plan.quota.agents, ipc_rate=plan.quota.ipc_rate,
+                       cpu_weight=m.resources.cpu_weight)
+    plan.name = plan.name or m.name
+    plan.spec = {**plan.spec, "image": {"name": m.name, "version": m.version, "digest": verified.digest,
+                                        "publisher": verified.publisher}}
+    plan.code_paths = (str(root),)
+    if m.executor == "wasm":
+        return str(root / m.entry)
+    if m.executor == "inproc":
+        import sys
+
+        if str(root) not in sys.path:
+            sys.path.append(str(root))
+    return m.entry
 
 
 _PAST = {

@@ -134,7 +134,7 @@ class RemoteAgents:
             self._observe(a, sysno, err.code)
             link.reply(seq, err.code, err.message)
             return
-        except Exception as err:  # noqa: BLE001 - a handler bug must not take the kernel down
+        except Exception as err:
             panic = k._handler_failure(h, a, args, err)
             link.reply(seq, panic.code, panic.message)
             return
@@ -174,6 +174,7 @@ class ExecutorHost:
         self._execs: dict[str, Any] = {}
         self._starting: dict[str, Any] = {}
         self.live: set[int] = set()  # remote agents alive, and spawns in flight
+        self._tasks: set[Any] = set()
         self.require_all_protections = True
 
     def busy(self) -> int:
@@ -221,7 +222,9 @@ class ExecutorHost:
         """Start ``a`` in executor ``kind``; ``done`` is called with None or the error."""
         import asyncio
 
-        asyncio.ensure_future(self._spawn(a, kind, entry, info, spec_kw, done))
+        task = asyncio.ensure_future(self._spawn(a, kind, entry, info, spec_kw, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _spawn(self, a: Agent, kind: str, entry: str, info: dict[str, Any], spec_kw: dict[str, Any],
                      done: Callable[[AIOSError | None], None]) -> None:
@@ -244,7 +247,7 @@ class ExecutorHost:
         except AIOSError as e:
             self._fail(a, e, done)
             return
-        except Exception as e:  # noqa: BLE001 - an executor failing to start is the spawner's error
+        except Exception as e:
             self._fail(a, InvalidArgument(f"{kind} executor could not start the agent: {e}"), done)
             return
         done(None)
@@ -321,6 +324,6 @@ class ExecutorHost:
         for ex in list(self._execs.values()):
             try:
                 await ex.close()
-            except Exception:  # noqa: BLE001 - shutting down regardless
+            except Exception:
                 pass
         self._execs.clear()

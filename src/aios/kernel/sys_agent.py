@@ -51,8 +51,10 @@ def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any =
         k.complete_async(op, (child.aid, ctl, ep))
     else:
         result = (child.aid, ctl, ep)
+        spec_kw = remote_spec(k, child)
+        spec_kw["code_paths"] = plan.code_paths
         k.executors.spawn(
-            child, plan.executor, entry, k.boot_info(child), remote_spec(k, child),
+            child, plan.executor, child.entry, k.boot_info(child), spec_kw,
             lambda err: k.complete_async(op, None if err else result, err),
         )
     return op.handle
@@ -109,6 +111,19 @@ def sys_agent_lookup(k: Kernel, a: Agent, dir_slot: Any, name: Any) -> int:
 def sys_agent_kill(k: Kernel, a: Agent, slot: Any, tree: Any = False) -> None:
     t = _target(a, slot, Rights.KILL_AGENT)
     lifecycle.kill(k, a, t, as_bool(tree, "tree"))
+
+
+def sys_agent_control(k: Kernel, a: Agent, auth_slot: Any, aid: Any) -> tuple[int, int]:
+    """Operator access: control and send capabilities for any agent (needs ADMIN)."""
+    auth = _authority(a, auth_slot, Rights.ADMIN)
+    t = k.agents.get_live(as_int(aid, "aid", 1))
+    if t is k.init:
+        raise PermissionDenied("init is not controllable")
+    obj = k.agent_object(t)
+    ctl_cap = k.cdt.root(a.cspace, obj, lifecycle.PARENT_CONTROL & auth.rights)
+    ep = k.cdt.derive(k.cap_of(t, 1), a.cspace, Rights.WRITE | Rights.GRANT, badge=a.aid)
+    k.publish("agent.control.taken", a.aid, agent=t.aid, by=a.aid)
+    return ctl_cap.slot, ep.slot
 
 
 def sys_agent_self(k: Kernel, a: Agent) -> int:

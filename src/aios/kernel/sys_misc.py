@@ -66,6 +66,15 @@ def sys_pqc_operation(k: Kernel, a: Agent, op: Any, args: Any = None) -> int:
     return k.run_in_thread(a, pqc_operation, name, dict(args))
 
 
+def sys_kernel_shutdown(k: Kernel, a: Agent, auth_slot: Any = 2) -> None:
+    """Stop the kernel (needs ADMIN): every agent is killed and state is flushed."""
+    from aios.kernel.capabilities import ObjKind, Rights
+
+    a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.ADMIN)
+    k.publish("kernel.shutdown", a.aid, by=a.aid)
+    k.stop()
+
+
 def sys_kernel_stats(k: Kernel, a: Agent) -> dict[str, Any]:
     return {
         **k.stats,
@@ -76,4 +85,7 @@ def sys_kernel_stats(k: Kernel, a: Agent) -> dict[str, Any]:
         "arena_free_frames": k.arena.frames.free_frames,
         "arena_frames": k.arena.frames.nframes,
         "page_size": params.PAGE_SIZE,
+        "remote_agents": k.executors.busy(),
+        "executors": sorted(k.executors._execs),
+        "home": str(k.home) if k.home is not None else None,
     }

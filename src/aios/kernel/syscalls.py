@@ -53,6 +53,7 @@ class Sys(IntEnum):
     AGENT_RESUME = 34
     AGENT_SET_STATE = 35
     CLOCK = 36
+    AGENT_CONTROL = 37
     # -- IPC (40-49) -------------------------------------------------------------
     IPC_SEND_NOWAIT = 40
     IPC_RECV_NOWAIT = 41
@@ -98,6 +99,7 @@ class Sys(IntEnum):
     COND_BROADCAST = 99
     # -- kernel (190-199) --------------------------------------------------------
     KERNEL_STATS = 190
+    KERNEL_SHUTDOWN = 191
 
 
 Handler = Callable[..., Any]
@@ -133,6 +135,7 @@ TABLE: dict[Sys, Handler] = {
     Sys.AGENT_RESUME: sys_agent.sys_agent_resume,
     Sys.AGENT_SET_STATE: sys_agent.sys_agent_set_state,
     Sys.CLOCK: sys_misc.sys_clock,
+    Sys.AGENT_CONTROL: sys_agent.sys_agent_control,
     Sys.IPC_SEND_NOWAIT: sys_ipc.sys_ipc_send_nowait,
     Sys.IPC_RECV_NOWAIT: sys_ipc.sys_ipc_recv_nowait,
     Sys.IPC_CALL: sys_ipc.sys_ipc_call,
@@ -171,6 +174,7 @@ TABLE: dict[Sys, Handler] = {
     Sys.COND_SIGNAL: sys_sched.sys_cond_signal,
     Sys.COND_BROADCAST: sys_sched.sys_cond_broadcast,
     Sys.KERNEL_STATS: sys_misc.sys_kernel_stats,
+    Sys.KERNEL_SHUTDOWN: sys_misc.sys_kernel_shutdown,
 }
 
 

@@ -65,6 +65,8 @@ _IPC_SEND = int(Sys.IPC_SEND)
 _IPC_SEND_BATCH = int(Sys.IPC_SEND_BATCH)
 _IPC_SEND_NOWAIT = int(Sys.IPC_SEND_NOWAIT)
 _KERNEL_STATS = int(Sys.KERNEL_STATS)
+_AGENT_CONTROL = int(Sys.AGENT_CONTROL)
+_KERNEL_SHUTDOWN = int(Sys.KERNEL_SHUTDOWN)
 _SCHED_SET = int(Sys.SCHED_SET)
 _SCHED_STATS = int(Sys.SCHED_STATS)
 _MUTEX_CREATE = int(Sys.MUTEX_CREATE)
@@ -389,3 +391,13 @@ async def cond_signal(slot: Any) -> Any:
 
 async def cond_broadcast(slot: Any) -> Any:
     return await trap(_COND_BROADCAST, slot)
+
+
+async def agent_control(auth_slot: Any, aid: Any) -> Any:
+    """Operator access: control and send capabilities for any agent (needs ADMIN)."""
+    return await trap(_AGENT_CONTROL, auth_slot, aid)
+
+
+async def kernel_shutdown(auth_slot: Any = 2) -> Any:
+    """Stop the kernel (needs ADMIN)."""
+    return await trap(_KERNEL_SHUTDOWN, auth_slot)

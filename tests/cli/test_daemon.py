@@ -1,0 +1,84 @@
+"""The kernel daemon and its clients, end to end: ``aios up -d`` ... ``aios down``."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def aios(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AIOS_HOME": str(home)}
+    r = subprocess.run([sys.executable, "-m", "aios.cli.main", *args], env=env, capture_output=True,
+                       text=True, timeout=120)
+    if check and r.returncode != 0:
+        raise AssertionError(f"aios {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    home = tmp_path / "home"
+    aios(home, "up", "-d")
+    yield home
+    aios(home, "down", check=False)
+
+
+def test_daemon_lifecycle_and_clients(daemon: Path) -> None:
+    home = daemon
+    sock = home / "kernel.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    again = aios(home, "up", "-d", check=False)
+    assert again.returncode == 1 and "already running" in again.stderr
+
+    st = json.loads(aios(home, "status", "-o", "json").stdout)
+    assert st["agents_live"] >= 2 and "landlock_abi" in st["protections"]
+
+    iso = json.loads(aios(home, "spawn", "aios.demos.remote_agents:echo", "--executor", "isolated",
+                          "--name", "iso", "-o", "json").stdout)
+    inp = json.loads(aios(home, "spawn", "aios.demos.remote_agents:echo", "--name", "inp", "-o", "json").stdout)
+    rows = json.loads(aios(home, "ps", "-o", "json").stdout)
+    names = {r["aid"]: (r["name"], r["state"]) for r in rows}
+    assert names[iso["aid"]][0] == "iso" and names[inp["aid"]][0] == "inp"
+
+    assert "sent 2 bytes" in aios(home, "send", str(inp["aid"]), "hi").stdout
+    sched = json.loads(aios(home, "sched", "-o", "json").stdout)
+    assert any(r["aid"] == inp["aid"] and r["class"] == "fair" for r in sched)
+
+    aios(home, "kill", str(iso["aid"]))
+    rows = json.loads(aios(home, "ps", "-o", "json").stdout)
+    assert iso["aid"] not in {r["aid"] for r in rows if r["state"] != "dead"}
+    bad = aios(home, "kill", "99999", check=False)
+    assert bad.returncode == 1 and "ESRCH" in bad.stderr
+
+    # follow the bus from another client while this one spawns: the spawn command's own
+    # console and then the new agent are announced
+    env = {**os.environ, "AIOS_HOME": str(home)}
+    follower = subprocess.Popen([sys.executable, "-m", "aios.cli.main", "events", "agent.lifecycle.spawned",
+                                 "-n", "2", "-o", "json"], env=env, stdout=subprocess.PIPE, text=True)
+    import time
+
+    for _ in range(100):  # wait until the follower's console exists (it subscribes right after)
+        if sum(r["name"] == "console" for r in json.loads(aios(home, "ps", "-o", "json").stdout)) >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+    aios(home, "spawn", "aios.demos.remote_agents:echo", "--name", "late")
+    out, _ = follower.communicate(timeout=60)
+    seen = [json.loads(line) for line in out.splitlines()]
+    assert [e["data"]["name"] for e in seen] == ["console", "late"]
+
+
+def test_down_stops_and_cleans_up(tmp_path: Path) -> None:
+    home = tmp_path / "h2"
+    aios(home, "up", "-d")
+    assert (home / "kernel.pid").exists()
+    aios(home, "down")
+    assert not (home / "kernel.sock").exists() and not (home / "kernel.pid").exists()
+    r = aios(home, "ps", check=False)
+    assert r.returncode == 2 and "no kernel is running" in r.stderr
