@@ -109,7 +109,8 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None) -> int:
     """Run a kernel for ``home`` until ``aios down`` or SIGTERM/SIGINT; returns an exit code."""
     from aios.host import start_kernel
 
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o711)  # agents' uids may traverse to their own dirs and images; keys/ stays 0700
     lock_fd = os.open(home / "kernel.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -20,6 +20,7 @@ from aios.sdk.context import entry_for
 
 
 def start_kernel(*, clock: Clock | None = None, arena_bytes: int | None = None, **kw: Any) -> Kernel:
+    """Boot a kernel in this process (``kw``: further :class:`BootConfig` fields, e.g. ``home``)."""
     cfg = BootConfig(clock=clock or MonotonicClock(), loader=load_entry, **kw)
     if arena_bytes is not None:
         cfg.arena_bytes = arena_bytes
@@ -42,7 +43,10 @@ def results(k: Kernel, agents: list[Agent]) -> dict[int, dict[str, Any]]:
 
 async def run_async(k: Kernel, *targets: Any, **opts: Any) -> dict[int, dict[str, Any]]:
     agents = [spawn_root(k, t, **opts) for t in targets]
-    await k.run(until_idle=True)
+    try:
+        await k.run(until_idle=True)
+    finally:
+        await k.executors.close()  # processes and channels belong to this event loop
     return results(k, agents)
 
 

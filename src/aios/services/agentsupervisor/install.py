@@ -2,7 +2,8 @@
 
 Verification and loading must see the same bytes.  So the kernel reads the
 image once, writes it into ``$AIOS_HOME/images/<digest>/`` (a directory only
-the kernel's user can write), and verifies *that* copy: signature, content
+the kernel's user can write, and that the agents' uids can only read), and
+verifies *that* copy: signature, content
 hash, the publisher's trust and what the publisher may grant.  Executors then
 load code only from the verified copy, so changing the original after the
 check changes nothing.
@@ -32,9 +33,12 @@ def install_verified(image: str | os.PathLike[str], home: Path) -> tuple[Verifie
             p = (tmp / name).resolve()
             if not str(p).startswith(str(tmp.resolve())):
                 raise InvalidArgument(f"image path {name!r} escapes the image")
-            p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            p.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
             p.write_bytes(data)
-            p.chmod(0o444)
+            p.chmod(0o444)  # readable by the agents' own uids, writable by nobody
+        for d in [tmp, *(x for x in tmp.rglob("*") if x.is_dir())]:
+            d.chmod(0o755)
+        dest.parent.chmod(0o711)
         os.replace(tmp, dest)
     verified = verify(dest, home / "trust")
     return verified, dest
