@@ -174,6 +174,9 @@ class Kernel:
         from aios.kernel.remote import ExecutorHost
 
         self.executors = ExecutorHost(self)
+        from aios.kernel.supervision import Supervision
+
+        self.supervision = Supervision(self)
         self.home: Any = None  # a pathlib.Path when the kernel keeps state on disk
         self._boot_kernel_space()
 
@@ -722,6 +725,8 @@ class Kernel:
             self.cdt.uncharge(a.auth_charge)
             a.auth_charge = None
         self._adopt_orphans(a)
+        if a.aid in self.supervision.by_aid:
+            self.supervision.exited(a, how)
         self.publish(
             "agent.lifecycle.exited", a.aid, agent=a.aid, name=a.name, how=how,
             status=_plain(a.exit_status), fault=a.fault,

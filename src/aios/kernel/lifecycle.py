@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 
 SPAWN_OPTS = frozenset(
     {"name", "quota", "rights", "caps", "state", "spec", "detached", "events", "directory", "weight",
-     "executor"}
+     "executor", "restart", "domain"}
 )
 EXECUTORS = ("inproc", "isolated", "worker", "wasm")
 DEFAULT_CHILD_RIGHTS = Rights.SPAWN_AGENT | Rights.ALLOC_MEMORY | Rights.KILL_AGENT
@@ -87,8 +87,11 @@ class SpawnPlan:
         "code_paths",
         "detached",
         "dir_rights",
+        "domain",
         "events_rights",
         "executor",
+        "opts",
+        "restart",
         "name",
         "quota",
         "rights",
@@ -115,6 +118,11 @@ class SpawnPlan:
             raise InvalidArgument("state and spec must be dicts")
         self.detached = as_bool(opts.get("detached", False), "detached")
         self.code_paths: tuple[str, ...] = ()
+        self.restart = opts.get("restart", "no")
+        if self.restart not in ("no", "on-failure", "always"):
+            raise InvalidArgument("restart must be 'no', 'on-failure' or 'always'")
+        self.domain = as_str(opts.get("domain", "root"), "domain", 64)
+        self.opts = {k: v for k, v in opts.items() if k not in ("restart", "domain")}
         self.executor = opts.get("executor", "inproc")
         if self.executor not in EXECUTORS:
             raise InvalidArgument(f"executor must be one of {EXECUTORS}")
@@ -162,6 +170,7 @@ def spawn(
     For the out-of-process executors the record is made here and the process
     (or Wasm store) is started asynchronously; the caller learns the outcome
     through the spawn's async handle."""
+    original_entry = entry
     if type(entry) is str and entry.startswith("image:"):
         entry = load_image(k, entry[len("image:"):], plan)
     remote = plan.executor != "inproc"
@@ -204,6 +213,8 @@ def spawn(
     if not remote:
         k.agents.transition(a, "start")
         k.make_runnable(a)
+    if plan.restart != "no":
+        k.supervision.register(a, parent, auth, original_entry, plan.opts, plan.restart, plan.domain)
     k.publish(f"agent.lifecycle.{_PAST[op]}", a.aid, agent=a.aid, parent=parent.aid, name=a.name,
               entry=_entry_name(entry))
     run_hooks(k, "post", op, parent=parent.aid, agent=a.aid)
@@ -483,6 +494,7 @@ def kill(k: Kernel, caller: Agent, target: Agent, tree: bool) -> None:
     if not target.alive:
         raise AgentGone(f"agent {target.aid} is already {target.status.value}")
     run_hooks(k, "pre", "kill", agent=target.aid, by=caller.aid, tree=tree)
+    k.supervision.stop(target)  # asked for: not a failure, no restart
     k.publish("agent.lifecycle.killed", target.aid, agent=target.aid, by=caller.aid, tree=tree)
     k.kill(target, reason=f"killed by {caller.aid}", tree=tree)
     run_hooks(k, "post", "kill", agent=target.aid, by=caller.aid)
