@@ -14,7 +14,7 @@ from aios.kernel.kernel import Kernel
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
 from aios.security.audit.log import LogReader
-from aios.security.behavior import BehaviorConfig, Rung, ResponseKind
+from aios.security.behavior import BehaviorConfig, ResponseKind, Rung
 from aios.security.identity import read_node_public
 from aios.security.kernel_glue import security_of
 from aios.security.paths import audit_db_path

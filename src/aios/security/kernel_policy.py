@@ -35,6 +35,11 @@ explicit weight is only lowered.  ``rt`` asks for the deadline class, which
 admission control may refuse (the refusal is audited and the agent stays
 fair).  Settings are cached per (policy generation, type, publisher, image,
 trust): settings policies must not condition on an agent's id or name.
+Decisions are cached too, keyed by the policy generation and the complete
+request (principal and resource entities with all their attributes, and the
+context): Cedar is a pure function of the request, the entities and the
+policy set, so a repeat is answered from the cache; it is still published
+on ``policy.decision`` (with ``cached: true``), so every decision is audited.
 
 **Audit.**  The engine's emit callback publishes every decision (allow and
 deny, with the deciding policy ids and the generation) and every reload on
@@ -89,7 +94,15 @@ from aios.security.behavior import (
     Response,
     ResponseKind,
 )
-from aios.security.policy import RIGHTS, AgentInfo, ImageRef, PolicyEngine, ReloadResult, Settings
+from aios.security.policy import (
+    RIGHTS,
+    AgentInfo,
+    Decision,
+    ImageRef,
+    PolicyEngine,
+    ReloadResult,
+    Settings,
+)
 from aios.security.policy_files import PolicyWatcher
 
 if TYPE_CHECKING:
@@ -101,6 +114,7 @@ SPAWN_OPS: Final = ("spawn", "clone", "split", "specialize")
 POLL_NS: Final = 1_000_000_000
 SPEC_STR_MAX: Final = 128
 DEFAULT_WEIGHT: Final = 1024
+DECISION_CACHE: Final = 8192
 
 
 def _spec_str(spec: dict[str, Any], key: str, default: str) -> str:
@@ -110,8 +124,16 @@ def _spec_str(spec: dict[str, Any], key: str, default: str) -> str:
     return v
 
 
+# (bit, name) of every right the policy vocabulary knows; plain ints, because
+# iterating an IntFlag costs tens of microseconds per call
+_RIGHT_BITS: Final = tuple(
+    (int(getattr(Rights, n)), n) for n in rights_names(Rights(-1 & ((1 << 14) - 1))) if n in RIGHTS
+)
+
+
 def _policy_rights(r: int) -> list[str]:
-    return [n for n in rights_names(Rights(r)) if n in RIGHTS]
+    r = int(r)
+    return [n for bit, n in _RIGHT_BITS if r & bit]
 
 
 class PolicyGate:
@@ -131,7 +153,9 @@ class PolicyGate:
         self.infos: dict[int, AgentInfo] = {}
         self._settings: dict[tuple[Any, ...], tuple[Settings, Settings]] = {}
         self._next_poll = time.monotonic_ns() + POLL_NS
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
         self.denied = 0
+        self.cache_hits = 0
 
     def attach(self) -> None:
         for op in SPAWN_OPS:
@@ -196,9 +220,26 @@ class PolicyGate:
         self._reloaded(res)
         return res
 
+    def _decide(self, key: tuple[Any, ...], compute: Callable[[], Decision]) -> Decision:
+        """A cached decision (same generation, same entities, same context), audited every time."""
+        key = (self.engine.generation, *key)
+        d = self._decisions.get(key)
+        if d is None:
+            d = compute()  # the engine emits the policy.decision record itself
+            if len(self._decisions) >= DECISION_CACHE:
+                self._decisions.clear()
+            self._decisions[key] = d
+        else:
+            self.cache_hits += 1
+            self.k.publish("policy.decision", 0, **d.record(), cached=True)
+        if not d.allowed:
+            self.denied += 1
+        return d
+
     def _reloaded(self, res: ReloadResult) -> None:
         if res.changed:
             self._settings.clear()
+            self._decisions.clear()
         if self.on_reload is not None:
             self.on_reload(res)
 
@@ -209,15 +250,13 @@ class PolicyGate:
         self.maybe_poll()
         if not self.engine.marks("spawn"):
             return
-        d = self.engine.check_spawn(
-            parent,
-            ImageRef(child.image or "?", publisher=child.publisher, signed=True),
-            child_type=child.type,
-            child_publisher=child.publisher,
-            rights=_policy_rights(info.get("rights", 0)),
+        image = ImageRef(child.image or "?", publisher=child.publisher, signed=True)
+        rights = tuple(_policy_rights(info.get("rights", 0)))
+        d = self._decide(
+            ("spawn", parent, image, child.type, child.publisher, rights),
+            lambda: self.engine.check_spawn(parent, image, child_type=child.type,
+                                            child_publisher=child.publisher, rights=rights),
         )
-        if not d.allowed:
-            self.denied += 1
         d.enforce()
 
     def post_spawn(self, k: Kernel, op: str, **info: Any) -> None:
@@ -235,9 +274,8 @@ class PolicyGate:
         if not self.engine.marks("kill"):
             return
         self.maybe_poll()
-        d = self.engine.decide(self.info(info["by"]), "kill", self.info(info["agent"]))
-        if not d.allowed:
-            self.denied += 1
+        by, target = self.info(info["by"]), self.info(info["agent"])
+        d = self._decide(("kill", by, target), lambda: self.engine.decide(by, "kill", target))
         d.enforce()
 
     def guard_grant(self, k: Kernel, action: str, a: Agent, **info: Any) -> None:
@@ -247,10 +285,9 @@ class PolicyGate:
         if not names:
             return
         self.maybe_poll()
-        d = self.engine.check_grant(self.info(a.aid), self.info(info["to"]), names,
-                                    obj=str(info.get("kind", "")))
-        if not d.allowed:
-            self.denied += 1
+        me, to, obj = self.info(a.aid), self.info(info["to"]), str(info.get("kind", ""))
+        d = self._decide(("grant", me, to, tuple(names), obj),
+                         lambda: self.engine.check_grant(me, to, names, obj=obj))
         d.enforce()
 
     def guard_mem_share(self, k: Kernel, action: str, a: Agent, **info: Any) -> None:
@@ -258,9 +295,9 @@ class PolicyGate:
             return
         self.maybe_poll()
         writable = bool(info.get("rights", 0) & Rights.WRITE)
-        d = self.engine.check_mem_share(self.info(a.aid), self.info(info["to"]), 0, writable=writable)
-        if not d.allowed:
-            self.denied += 1
+        me, to = self.info(a.aid), self.info(info["to"])
+        d = self._decide(("mem_share", me, to, writable),
+                         lambda: self.engine.check_mem_share(me, to, 0, writable=writable))
         d.enforce()
 
     # -- settings ------------------------------------------------------------------
