@@ -28,10 +28,10 @@ signature check here.
 **Settings.**  Resource policies give quotas, scheduling policies a class
 and weight, by agent type, trust or publisher.  They are applied by the spawn
 post-hook, before the child first runs: quota values *replace the kernel's
-built-in defaults* (when the spawner asked for none) or *narrow* what the
-spawner asked for, and never exceed the spawner's own authority; a weight
-replaces the default 1024, is capped by the CPU-weight quota, and a spawner's
-explicit weight is only lowered.  ``rt`` asks for the deadline class, which
+built-in defaults* when the spawner asked for none, never exceeding the
+spawner's own authority (an explicit quota stands: the spawner holds that
+authority and chose to give it); a weight replaces the default 1024 (an
+explicit weight stands) and is capped by the CPU-weight quota.  ``rt`` asks for the deadline class, which
 admission control may refuse (the refusal is audited and the agent stays
 fair).  Settings are cached per (policy generation, type, publisher, image,
 trust): settings policies must not condition on an agent's id or name.
@@ -338,13 +338,10 @@ class PolicyGate:
             for key, res in (("memory", Resource.MEMORY), ("agents", Resource.AGENTS),
                              ("ipc_rate", Resource.IPC_RATE)):
                 v = quota.get(key)
-                if not isinstance(v, int):
-                    continue
-                cur = lim[res]
-                new = v if (builtin or cur is None) else min(cur, v)
+                if not builtin or not isinstance(v, int):
+                    continue  # an explicit quota from the spawner stands
                 ceiling = parent_lim[res] if parent_lim is not None else None
-                if ceiling is not None:
-                    new = min(new, ceiling)
+                new = v if ceiling is None else min(v, ceiling)
                 lim[res] = new
                 if res is Resource.IPC_RATE:
                     auth.bucket = min(auth.bucket, float(new)) if auth.bucket else float(new)
@@ -354,12 +351,11 @@ class PolicyGate:
             w = sched.get("weight")
             if isinstance(w, int):
                 ceiling_w = auth.limits[Resource.CPU_WEIGHT] if auth is not None and auth.limits else None
-                new_w = w if ent.weight == DEFAULT_WEIGHT else min(ent.weight, w)
-                if ceiling_w is not None:
-                    new_w = min(new_w, ceiling_w)
-                new_w = max(WEIGHT_MIN, new_w)
-                self.k.sched.set_fair(ent, weight=new_w)
-                applied["weight"] = new_w
+                if ent.weight == DEFAULT_WEIGHT:  # an explicit weight from the spawner stands
+                    new_w = w if ceiling_w is None else min(w, ceiling_w)
+                    new_w = max(WEIGHT_MIN, new_w)
+                    self.k.sched.set_fair(ent, weight=new_w)
+                    applied["weight"] = new_w
             if sched.get("class") == "rt":
                 rt = [sched.get(n) for n in ("runtime_us", "deadline_us", "period_us")]
                 if all(isinstance(x, int) for x in rt):
