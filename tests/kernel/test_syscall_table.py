@@ -50,7 +50,7 @@ def test_unknown_and_malformed_traps_do_not_crash(kernel: Kernel, run_agents) ->
     seen: list[type] = []
 
     async def prober(ctx):
-        for sysno in (0, 14, 150, 10_000, -1, "IPC_SEND", None, 2.5):
+        for sysno in (0, 14, 170, 10_000, -1, "IPC_SEND", None, 2.5):
             try:
                 await trap(sysno)  # type: ignore[arg-type]
             except (NoSuchSyscall, InvalidArgument) as e:

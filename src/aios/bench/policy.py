@@ -15,9 +15,12 @@ Figures:
   ML-DSA-65 verification) and ``token_verify_cost_in_sigs``.
 * ``behavior_observe_per_s``: :meth:`BehaviorMonitor.observe` on a normal mix.
 
-``syscall_overhead_ratio`` (a marked syscall vs the same unmarked) needs the
-kernel's dispatcher and is measured by the kernel benchmark with
-``decide_us`` as the policy share.
+* ``syscall_overhead_ratio``: ``CAP_GRANT`` through real in-process agents on
+  a kernel whose policy gate guards grants (the shipped ``grant-default``
+  permit marks the action: one cached Cedar batch decision plus its audit
+  event per call), divided by the same syscall on a kernel booted without
+  policy, same run.  ``grant_guarded_us`` / ``grant_plain_us`` are the two
+  costs per call (grant + the receiver's delete, median of batches).
 """
 
 from __future__ import annotations
@@ -46,9 +49,49 @@ def _rate(fn: Callable[[], object], seconds: float, min_calls: int = 20) -> floa
         batch = min(batch * 2, 1024)
 
 
+def _grant_cost_us(policy: bool, batches: int, batch: int) -> float:
+    """Median cost of one CAP_GRANT (plus the receiver's CAP_DELETE) between two agents."""
+    import statistics
+
+    from aios.host import run_async, run_sync, start_kernel
+    from aios.sdk import Context
+    from aios.sdk import syscalls as sc
+
+    samples: list[float] = []
+
+    async def sink(ctx: Context) -> None:
+        while True:
+            msgs = await ctx.recv_many(4096)
+            for m in msgs:
+                if m.payload == b"stop":
+                    return
+                await sc.cap_delete(m.cap)
+
+    async def granter(ctx: Context) -> None:
+        h = await ctx.spawn(sink)
+        src = await ctx.mint(ctx.slots.mailbox, ["WRITE", "GRANT"])
+        for _ in range(batches):
+            t0 = time.perf_counter_ns()
+            for _ in range(batch):
+                await sc.cap_grant(src, h.ep, ["WRITE"])
+            samples.append((time.perf_counter_ns() - t0) / batch / 1000)
+            await ctx.yield_()
+        await ctx.send(h.ep, b"stop")
+        await ctx.wait(h.aid)
+
+    k = start_kernel(arena_bytes=1 << 24, policy=policy, behavior=False)
+    try:
+        run_sync(run_async(k, granter))
+    finally:
+        k.close()
+    return statistics.median(samples)
+
+
 def run(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="aios bench policy")
     ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    ap.add_argument("--grant-batches", type=int, default=40, help="batches of CAP_GRANT per kernel")
+    ap.add_argument("--grant-batch", type=int, default=200, help="grants per batch (< mailbox depth)")
     args = ap.parse_args(argv)
     secs = args.seconds
 
@@ -119,7 +162,12 @@ def run(argv: list[str]) -> dict[str, Any]:
         return mon.observe(1, mix[clock[0] % 8], 0, clock[0])
 
     obs = _rate(observe, secs / 2, 1000)
+    plain = _grant_cost_us(False, args.grant_batches, args.grant_batch)
+    guarded = _grant_cost_us(True, args.grant_batches, args.grant_batch)
     return {
+        "syscall_overhead_ratio": round(guarded / plain, 2),
+        "grant_guarded_us": round(guarded, 2),
+        "grant_plain_us": round(plain, 2),
         "decisions_per_s": round(dps, 1),
         "decide_us": round(1e6 / dps, 2),
         "uncached_decisions_per_s": round(ups, 1),

@@ -26,6 +26,13 @@ class BootConfig:
     loader: Callable[[str], Any] | None = None
     home: Path | None = None  # $AIOS_HOME when the kernel keeps state on disk (the daemon)
     extra_steps: list[Callable[[Kernel, BootConfig], None]] = field(default_factory=list)
+    # -- security (aios.security.kernel_glue); all off unless home or policy is set --
+    home: Path | None = None  # $AIOS_HOME: keys, measured boot, audit log, policies, tokens
+    passphrase: bytes | None = None  # keystore passphrase (None: a key file under home/keys)
+    policy: bool = False  # Cedar engine even without a home (package defaults only)
+    behavior: Any = True  # behavior monitor as kernel.observer: True, False or a BehaviorConfig
+    agent_identity: str = "lazy"  # per-agent ML-DSA identity: "lazy", "eager" or "off"
+    audit_flush_ms: float = 5.0  # group-commit interval of the audit log
 
 
 def _core(cfg: BootConfig) -> Kernel:
@@ -39,7 +46,17 @@ def _announce(k: Kernel, cfg: BootConfig) -> None:
     k.publish("kernel.booted", 0, syscalls=sum(1 for h in k.table if h is not None))
 
 
+def _security(k: Kernel, cfg: BootConfig) -> None:
+    """Keys, measured boot, audit, policy, behavior, tokens (when home or policy is set)."""
+    if cfg.home is None and not cfg.policy:
+        return
+    from aios.security.kernel_glue import install
+
+    install(k, cfg)
+
+
 STEPS: list[Callable[[Kernel, BootConfig], None]] = [
+    _security,
     _announce,
 ]
 

@@ -17,7 +17,16 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
-from aios.kernel import sys_agent, sys_cap, sys_event, sys_ipc, sys_mem, sys_misc, sys_sched
+from aios.kernel import (
+    sys_agent,
+    sys_cap,
+    sys_event,
+    sys_ipc,
+    sys_mem,
+    sys_misc,
+    sys_sched,
+    sys_security,
+)
 
 
 class Sys(IntEnum):
@@ -97,6 +106,16 @@ class Sys(IntEnum):
     COND_WAIT = 97
     COND_SIGNAL = 98
     COND_BROADCAST = 99
+    # -- security (150-169) ------------------------------------------------------
+    POLICY_RELOAD = 150
+    TOKEN_EXPORT = 151
+    TOKEN_IMPORT = 152
+    TOKEN_REVOKE = 153
+    AGENT_RELEASE = 154
+    BEHAVIOR_STATUS = 155
+    AGENT_IDENTITY = 156
+    ATTEST_QUOTE = 157
+    AUDIT_STATUS = 158
     # -- kernel (190-199) --------------------------------------------------------
     KERNEL_STATS = 190
     KERNEL_SHUTDOWN = 191
@@ -173,6 +192,15 @@ TABLE: dict[Sys, Handler] = {
     Sys.COND_WAIT: sys_sched.sys_cond_wait,
     Sys.COND_SIGNAL: sys_sched.sys_cond_signal,
     Sys.COND_BROADCAST: sys_sched.sys_cond_broadcast,
+    Sys.POLICY_RELOAD: sys_security.sys_policy_reload,
+    Sys.TOKEN_EXPORT: sys_security.sys_token_export,
+    Sys.TOKEN_IMPORT: sys_security.sys_token_import,
+    Sys.TOKEN_REVOKE: sys_security.sys_token_revoke,
+    Sys.AGENT_RELEASE: sys_security.sys_agent_release,
+    Sys.BEHAVIOR_STATUS: sys_security.sys_behavior_status,
+    Sys.AGENT_IDENTITY: sys_security.sys_agent_identity,
+    Sys.ATTEST_QUOTE: sys_security.sys_attest_quote,
+    Sys.AUDIT_STATUS: sys_security.sys_audit_status,
     Sys.KERNEL_STATS: sys_misc.sys_kernel_stats,
     Sys.KERNEL_SHUTDOWN: sys_misc.sys_kernel_shutdown,
 }

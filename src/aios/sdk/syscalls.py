@@ -401,3 +401,61 @@ async def agent_control(auth_slot: Any, aid: Any) -> Any:
 async def kernel_shutdown(auth_slot: Any = 2) -> Any:
     """Stop the kernel (needs ADMIN)."""
     return await trap(_KERNEL_SHUTDOWN, auth_slot)
+
+
+# -- security (150-169) ----------------------------------------------------------
+
+_POLICY_RELOAD = int(Sys.POLICY_RELOAD)
+_TOKEN_EXPORT = int(Sys.TOKEN_EXPORT)
+_TOKEN_IMPORT = int(Sys.TOKEN_IMPORT)
+_TOKEN_REVOKE = int(Sys.TOKEN_REVOKE)
+_AGENT_RELEASE = int(Sys.AGENT_RELEASE)
+_BEHAVIOR_STATUS = int(Sys.BEHAVIOR_STATUS)
+_AGENT_IDENTITY = int(Sys.AGENT_IDENTITY)
+_ATTEST_QUOTE = int(Sys.ATTEST_QUOTE)
+_AUDIT_STATUS = int(Sys.AUDIT_STATUS)
+
+
+async def policy_reload(auth_slot: Any) -> Any:
+    """Reload the policy files now (ADMIN); an invalid set is refused, the old one stays."""
+    return await trap(_POLICY_RELOAD, auth_slot)
+
+
+async def token_export(slot: Any, rights: Any = None, opts: Any = None) -> Any:
+    """A node-signed bearer token for a held capability (GRANT); opts: expiry/expires_in, audience, rate."""
+    return await trap(_TOKEN_EXPORT, slot, rights, opts)
+
+
+async def token_import(token: Any) -> Any:
+    """Verify a token and install its capability; returns the new slot."""
+    return await trap(_TOKEN_IMPORT, token)
+
+
+async def token_revoke(auth_slot: Any, rid: Any, reason: Any = "") -> Any:
+    """Revoke a token block by revocation id (ADMIN); returns installed slots revoked."""
+    return await trap(_TOKEN_REVOKE, auth_slot, rid, reason)
+
+
+async def agent_release(slot: Any) -> Any:
+    """Reverse the automated responses in force on an agent (SUPERVISOR)."""
+    return await trap(_AGENT_RELEASE, slot)
+
+
+async def behavior_status(slot: Any = 0) -> Any:
+    """Anomaly score, components and active responses of an agent."""
+    return await trap(_BEHAVIOR_STATUS, slot)
+
+
+async def agent_identity(slot: Any = 0) -> Any:
+    """An agent's public key and node-signed binding to its id and image."""
+    return await trap(_AGENT_IDENTITY, slot)
+
+
+async def attest_quote(nonce: Any) -> Any:
+    """The kernel's PCRs and ``nonce`` signed by the node key, with the event log."""
+    return await trap(_ATTEST_QUOTE, nonce)
+
+
+async def audit_status() -> Any:
+    """Size, acknowledged size and pending entries of the audit log."""
+    return await trap(_AUDIT_STATUS)

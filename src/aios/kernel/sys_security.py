@@ -1,0 +1,123 @@
+"""Syscall shims for the security layer: policy, tokens, behavior, identity, attestation, audit.
+
+Each shim checks its capability slot and hands over to the parts that
+:func:`aios.security.kernel_glue.install` put on this kernel.  On a kernel
+booted without a home and without ``policy`` they all fail with
+``NoSuchObject`` ("security is not enabled"); the parts that need the node
+key (tokens, identities, quotes, audit) also need a home.
+
+Operator actions need authority: reloading policy and revoking tokens take
+ADMIN on an authority capability; releasing an agent from automated
+responses takes SUPERVISOR on its control capability (the right that resumes
+it, too).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aios.errors import InvalidArgument, NoSuchObject
+from aios.kernel.agents import Agent
+from aios.kernel.capabilities import ObjKind, Rights
+
+if TYPE_CHECKING:
+    from aios.kernel.kernel import Kernel
+    from aios.security.kernel_glue import KernelSecurity
+
+
+def _sec(k: Kernel) -> KernelSecurity:
+    from aios.security.kernel_glue import require
+
+    return require(k)
+
+
+def _target(a: Agent, slot: Any, need: Rights) -> Agent:
+    cap = a.cspace.lookup(slot, ObjKind.AGENT, need)
+    t: Agent = cap.obj.payload
+    return t
+
+
+def sys_policy_reload(k: Kernel, a: Agent, auth_slot: Any) -> dict[str, Any]:
+    """Reload the policy files now; an invalid set is refused and the old one stays."""
+    a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.ADMIN)
+    from aios.security.kernel_glue import reload_policy
+
+    res = reload_policy(k)
+    if not res["ok"]:
+        raise InvalidArgument("policy reload rejected: " + "; ".join(res["errors"])[:2000],
+                              errors=res["errors"])
+    return res
+
+
+def sys_token_export(k: Kernel, a: Agent, slot: Any, rights: Any = None, opts: Any = None) -> bytes:
+    """A bearer token signed by the node key for (a narrowing of) a held capability."""
+    ks = _sec(k)
+    if ks.tokens is None:
+        a.cspace.get(slot)
+        raise NoSuchObject("tokens need node security (boot with a home)")
+    return ks.tokens.export(a, slot, rights, opts)
+
+
+def sys_token_import(k: Kernel, a: Agent, token: Any) -> int:
+    """Verify a token once and install its capability in the caller's space; returns the slot."""
+    ks = _sec(k)
+    if ks.tokens is None:
+        raise NoSuchObject("tokens need node security (boot with a home)")
+    if isinstance(token, (bytes, str)) and len(token) > 1 << 20:
+        raise InvalidArgument("token too large")
+    return ks.tokens.import_(a, token)
+
+
+def sys_token_revoke(k: Kernel, a: Agent, auth_slot: Any, rid: Any, reason: Any = "") -> int:
+    """Revoke a token block (and every token derived from it); returns installed slots revoked."""
+    a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.ADMIN)
+    ks = _sec(k)
+    if ks.tokens is None:
+        raise NoSuchObject("tokens need node security (boot with a home)")
+    return ks.tokens.revoke(a, rid, reason)
+
+
+def sys_agent_release(k: Kernel, a: Agent, slot: Any) -> list[dict[str, Any]]:
+    """Reverse every automated response in force on an agent (unthrottle, resume, regrant)."""
+    t = _target(a, slot, Rights.SUPERVISOR)
+    ks = _sec(k)
+    if ks.behavior is None:
+        raise NoSuchObject("this kernel has no behavior monitor")
+    return ks.behavior.release(t.aid)
+
+
+def sys_behavior_status(k: Kernel, a: Agent, slot: Any = 0) -> dict[str, Any]:
+    """An agent's anomaly score, its components and the responses in force."""
+    t = _target(a, slot, Rights.READ)
+    ks = _sec(k)
+    if ks.behavior is None:
+        raise NoSuchObject("this kernel has no behavior monitor")
+    return ks.behavior.status(t.aid)
+
+
+def sys_agent_identity(k: Kernel, a: Agent, slot: Any = 0) -> dict[str, Any]:
+    """An agent's ML-DSA-65 public key and the node-signed binding to its id and image."""
+    t = _target(a, slot, Rights.READ)
+    ks = _sec(k)
+    if ks.identities is None or ks.identities.mode == "off":
+        raise NoSuchObject("this kernel issues no agent identities")
+    return ks.identities.describe(t.aid)
+
+
+def sys_attest_quote(k: Kernel, a: Agent, nonce: Any) -> dict[str, Any]:
+    """The kernel's PCR values and the caller's nonce, signed by the node key."""
+    if not isinstance(nonce, bytes):
+        raise InvalidArgument("nonce must be bytes")
+    node = _sec(k).need_node()
+    q = node.quote(nonce)
+    out: dict[str, Any] = q.to_json()
+    out["event_log"] = [e.to_json() for e in node.pcrs.log]
+    return out
+
+
+def sys_audit_status(k: Kernel, a: Agent) -> dict[str, Any]:
+    """Size, acknowledged (durable) size and pending entries of the audit log."""
+    ks = _sec(k)
+    if ks.audit is None:
+        raise NoSuchObject("this kernel has no audit log (boot with a home)")
+    return ks.audit.status()

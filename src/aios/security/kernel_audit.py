@@ -1,0 +1,330 @@
+"""The audit log, measured boot and agent identities, wired into a running kernel.
+
+Design
+------
+**Recording through the bus.**  The kernel's handlers never call the audit
+log.  They publish events (``agent.lifecycle.*``, ``agent.fault``,
+``security.violation`` for every capability error, ``cap.granted`` /
+``cap.revoked``, ``kernel.panic``, ``sched.changed``) and the policy and
+behavior glue publishes its own (``policy.decision``, ``security.anomaly``,
+``security.response``, ``token.*``, ``identity.issued``).  :class:`AuditPump`
+is one in-kernel subscriber per pattern in :data:`AUDIT_PATTERNS`, at the
+highest priority, so a record is appended before any other subscriber can
+act on the event.  :func:`normalize` gives every record the same shape:
+*who* (the acting agent; the event source when the data names none), *what*
+(the topic), *which capability* (kind, object, rights, or the slot named by
+a capability error), *decision* (allow / deny, response kind), *result*
+(error name, exit status) and *time* (wall clock, plus the kernel clock and
+bus sequence number in the detail).
+
+**Group commit off the kernel thread.**  ``append`` on the kernel thread only
+hashes the leaf and buffers it (the log's ``autocommit`` is switched off, so
+the kernel thread never waits for ``fsync``).  A dedicated thread commits the
+buffer every ``flush_ms`` (5 ms by default) in one ``synchronous=FULL``
+transaction; an entry is *acknowledged* when that transaction returns, and
+``AuditLog.on_commit`` callbacks hear of it.  A SIGKILL loses at most the
+last few milliseconds of unacknowledged entries, never an acknowledged one,
+and the log on disk is always a prefix ending at a batch boundary.  At kernel
+close the pump stops the thread, commits what is left, signs a final
+checkpoint and closes the database.
+
+**Measured boot.**  :func:`open_node_security` extends PCR 0 with the kernel
+code; this module adds the boot configuration (PCR 1) and the policy set in
+force (PCR 2: the digest the engine computed over every file it loaded), and
+each distinct agent image the first time it is spawned (PCR 4).  The event
+log under ``$AIOS_HOME/attest`` is rewritten after each extension, so
+``aios attest quote`` replays exactly the kernel's registers.
+
+**Agent identities: lazy.**  An ML-DSA-65 key pair plus a node signature over
+the binding costs about 0.3 ms, which would triple the cost of spawning an
+in-process agent.  So at spawn the post-hook only computes the agent's image
+hash (cached per code object) and remembers it; the key pair and the
+node-signed binding are made on first use (``AGENT_IDENTITY``, a token
+export) and kept in memory (``persist=False``).  ``agent_identity="eager"``
+issues at spawn instead; ``"off"`` does neither.  Every issued identity is
+announced as ``identity.issued`` and so audited.
+
+The *image* of an in-process agent is its code: the entry point's qualified
+name and the marshalled code objects of the agent function (or of every
+function of an ``Agent`` class).  Isolated and Wasm executors will pass the
+real image bytes instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import marshal
+import re
+import threading
+import types
+from typing import TYPE_CHECKING, Any, Final
+
+from aios.security import attest
+from aios.security.identity import AgentIdentity
+from aios.security.node import NodeSecurity
+from aios.security.paths import event_log_path
+
+if TYPE_CHECKING:
+    from aios.kernel.agents import Agent
+    from aios.kernel.events import Event
+    from aios.kernel.kernel import Kernel
+
+log = logging.getLogger("aios.security.audit")
+
+AUDIT_PATTERNS: Final = (
+    "security.**",
+    "agent.lifecycle.**",
+    "agent.fault",
+    "agent.supervisor.**",
+    "agent.directory.**",
+    "cap.**",
+    "policy.**",
+    "identity.**",
+    "attest.**",
+    "token.**",
+    "audit.**",
+    "sandbox.**",
+    "kernel.panic",
+    "kernel.booted",
+    "sched.changed",
+)
+AUDIT_PREFIXES: Final = (
+    "security.",
+    "agent.lifecycle.",
+    "agent.fault",
+    "agent.supervisor.",
+    "agent.directory.",
+    "cap.",
+    "policy.",
+    "identity.",
+    "attest.",
+    "token.",
+    "audit.",
+    "sandbox.",
+    "kernel.panic",
+    "kernel.booted",
+    "sched.changed",
+)
+_SLOT_RE: Final = re.compile(r"slot (\d+)")
+IDENTITY_MODES: Final = ("lazy", "eager", "off")
+
+
+def normalize(topic: str, data: dict[str, Any], source: int, seq: int, time_ns: int) -> dict[str, Any]:
+    """The record fields for one kernel event: who, what, which capability, decision, result."""
+    out = dict(data)
+    who = out.pop("agent", None)
+    if who is None:
+        who = out.pop("principal", None)
+    out["agent"] = who if who is not None else source
+    cap: Any = None
+    if topic.startswith("cap."):
+        cap = {
+            "kind": out.pop("kind", None),
+            "object": out.pop("object", None),
+            "rights": out.pop("rights", None),
+        }
+    elif topic == "security.violation":
+        m = _SLOT_RE.search(str(out.get("message", "")))
+        cap = {"syscall": out.get("syscall"), "slot": int(m.group(1)) if m else None}
+        out["result"] = out.pop("error", None)
+    elif topic == "policy.decision":
+        if "allowed" in out:
+            out["decision"] = "allow" if out.pop("allowed") else "deny"
+        else:
+            out["decision"] = "reload-ok" if out.get("ok") else "reload-rejected"
+        cap = out.pop("resource", None)
+    elif topic == "security.response":
+        out["decision"] = out.pop("response", None)
+        cap = out.get("rights") or None
+    elif topic.startswith("token."):
+        cap = out.pop("object", None)
+    elif topic == "agent.lifecycle.exited":
+        out["result"] = {"how": out.pop("how", None), "status": out.pop("status", None),
+                         "fault": out.pop("fault", None)}
+    out.pop("kind", None)
+    if cap is not None:
+        out["cap"] = cap
+    out["seq"] = seq
+    out["source"] = source
+    out["kernel_ns"] = time_ns
+    return out
+
+
+class AuditPump:
+    """Bus subscriber that appends records, and the thread that commits them."""
+
+    def __init__(self, k: Kernel, sec: NodeSecurity, flush_ms: float = 5.0) -> None:
+        self.k = k
+        self.sec = sec
+        self.recorder = sec.recorder
+        self.recorder.prefixes = AUDIT_PREFIXES
+        sec.log.autocommit = False  # the kernel thread never waits for fsync
+        self.interval = max(flush_ms, 0.1) / 1000.0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._subs: list[int] = []
+
+    def attach(self) -> None:
+        for pattern in AUDIT_PATTERNS:
+            sub = self.k.bus.subscribe(pattern, priority=1000, callback=self.on_event)
+            self._subs.append(sub.sid)
+
+    def on_event(self, ev: Event) -> None:
+        rec = normalize(ev.topic, ev.data, ev.source, ev.seq, ev.time_ns)
+        try:
+            self.recorder.on_event(ev.topic, rec)
+        except Exception:  # the audit must not take the publisher down with it
+            self.errors += 1
+            log.exception("audit append failed for %s", ev.topic)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="aios-audit-commit", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+    def flush(self) -> int:
+        try:
+            return self.recorder.flush()
+        except Exception:
+            self.errors += 1
+            log.exception("audit commit failed; the rows stay buffered for the next attempt")
+            return self.sec.log.acknowledged_size
+
+    def close(self) -> None:
+        """Stop the commit thread; commit, checkpoint and close the log."""
+        for sid in self._subs:
+            self.k.bus.unsubscribe(sid)
+        self._subs.clear()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.sec.close()
+
+    def status(self) -> dict[str, Any]:
+        lg = self.sec.log
+        return {
+            "origin": lg.origin,
+            "size": self.recorder.log._edge.size,
+            "acknowledged": lg.acknowledged_size,
+            "pending": lg.pending,
+            "recorded": self.recorder.recorded,
+            "errors": self.errors,
+            "flush_ms": self.interval * 1000.0,
+        }
+
+
+# -- images and identities ------------------------------------------------------
+
+
+def _code_bytes(obj: Any, depth: int = 0) -> bytes:
+    if isinstance(obj, types.FunctionType):
+        return marshal.dumps(obj.__code__)
+    if isinstance(obj, type) and depth == 0:
+        return b"".join(
+            _code_bytes(v, 1) for _, v in sorted(vars(obj).items()) if isinstance(v, types.FunctionType)
+        )
+    return b""
+
+
+def _target_of(entry: Any) -> Any:
+    """The agent function or class behind an SDK start function."""
+    for cell in getattr(entry, "__closure__", None) or ():
+        try:
+            v = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(v, types.FunctionType | type):
+            return v
+    return entry
+
+
+class AgentIdentities:
+    """Image hashes at spawn; ML-DSA identities issued at spawn or on first use."""
+
+    def __init__(self, k: Kernel, sec: NodeSecurity, mode: str = "lazy") -> None:
+        if mode not in IDENTITY_MODES:
+            from aios.errors import InvalidArgument
+
+            raise InvalidArgument(f"agent_identity must be one of {IDENTITY_MODES}")
+        self.k = k
+        self.sec = sec
+        self.mode = mode
+        self.images: dict[int, bytes] = {}
+        self.issued: dict[int, AgentIdentity] = {}
+        self._image_cache: dict[int, tuple[Any, bytes]] = {}
+        self._measured: set[bytes] = set()
+
+    def image_of(self, a: Agent) -> bytes:
+        target = _target_of(a.entry)
+        hit = self._image_cache.get(id(target))
+        if hit is not None and hit[0] is target:
+            return hit[1]
+        name = getattr(a.entry, "__qualname__", None) or repr(target)
+        digest = hashlib.sha256(name.encode() + b"\0" + _code_bytes(target)).digest()
+        if len(self._image_cache) >= 4096:
+            self._image_cache.clear()
+        self._image_cache[id(target)] = (target, digest)
+        if digest not in self._measured:
+            self._measured.add(digest)
+            self.sec.pcrs.extend(attest.PCR_AGENTS, digest, f"agent image {name}")
+            self.sec.pcrs.save_log(event_log_path(self.sec.home))
+        return digest
+
+    def on_spawn(self, k: Kernel, op: str, **info: Any) -> None:
+        """Post-hook of spawn, clone, split and specialize."""
+        a = k.find(info["agent"])
+        if a is None:
+            return
+        self.images[a.aid] = self.image_of(a)
+        if self.mode == "eager":
+            self.identity(a.aid)
+
+    def identity(self, aid: int) -> AgentIdentity:
+        ident = self.issued.get(aid)
+        if ident is not None:
+            return ident
+        img = self.images.get(aid)
+        if img is None:
+            from aios.errors import NoSuchObject
+
+            raise NoSuchObject(f"agent {aid} has no recorded image (spawned before security was on?)")
+        ident = self.sec.keystore.issue_agent_identity(aid, img, persist=False)
+        self.issued[aid] = ident
+        self.k.publish(
+            "identity.issued", 0, agent=aid, image=img.hex(),
+            key=hashlib.sha256(ident.public_key).hexdigest()[:32],
+        )
+        return ident
+
+    def forget(self, aid: int) -> None:
+        self.images.pop(aid, None)
+        self.issued.pop(aid, None)
+
+    def describe(self, aid: int) -> dict[str, Any]:
+        ident = self.identity(aid)
+        return {
+            "agent": aid,
+            "alg": "mldsa65",
+            "image": ident.image_hash.hex(),
+            "public_key": ident.public_key,
+            "statement": ident.statement,
+            "node_signature": ident.node_signature,
+            "node_public_key": self.sec.node.public_key,
+        }
+
+
+def measure_boot_steps(config: bytes, policy_digest: str | None) -> list[tuple[int, str, bytes]]:
+    """The boot-time measurements beyond kernel code: configuration and policies."""
+    steps = [(attest.PCR_CONFIG, "kernel boot configuration", config)]
+    if policy_digest is not None:
+        steps.append((attest.PCR_POLICY, f"policy set {policy_digest[:16]}", policy_digest.encode()))
+    return steps
+
+
