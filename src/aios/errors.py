@@ -50,11 +50,11 @@ of the other classes and leaves kernel state unchanged.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     CAPABILITY = "capability"
     ARGUMENT = "argument"
     LOOKUP = "lookup"
