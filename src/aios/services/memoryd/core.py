@@ -51,7 +51,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum, IntFlag
+from enum import IntFlag, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ def as_rights(rights: Rights) -> MemRight:
     return out
 
 
-class Tier(str, Enum):
+class Tier(StrEnum):
     CORE = "core"
     RECALL = "recall"
     ARCHIVAL = "archival"
