@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-_WORDS = ("the a meeting weather book flight hotel tomorrow please send email budget recipe "
+_VOCAB = ("the a meeting weather book flight hotel tomorrow please send email budget recipe "
           "song play review code bug deploy server memory agent kernel route intent paris "
           "berlin price order delivery doctor sleep exercise translate spanish account "
-          "transfer calendar schedule friday quickly carefully report summary").split()
+          "transfer calendar schedule friday quickly carefully report summary")
+_WORDS = _VOCAB.split()
 
 
 def sentences(n: int, seed: int = 7) -> list[str]:
