@@ -34,6 +34,7 @@ Backends:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import json
 import re
@@ -252,13 +253,13 @@ class SentenceTransformerEmbedder(Embedder):
     def __init__(self, model: str, device: str = "cpu", **kw: Any) -> None:
         super().__init__(**kw)
         try:
-            from sentence_transformers import SentenceTransformer
+            st = importlib.import_module("sentence_transformers")
         except ImportError as exc:
             raise NoSuchObject(
                 "the sentence-transformers backend needs the 'quality' extra: "
                 "pip install 'aios[quality]' (it brings torch, about 1.4 GB)"
             ) from exc
-        self._model: Any = SentenceTransformer(model, device=device)
+        self._model: Any = st.SentenceTransformer(model, device=device)
         self.dim = int(self._model.get_sentence_embedding_dimension())
         self.name = f"st:{model}"
 

@@ -453,6 +453,7 @@ class VectorIndex:
     def _graph(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[list[Hit]]:
         import faiss
 
+        sel: Any
         if allowed is None:
             bitmap = np.packbits(self._live[: self._n], bitorder="little")
             sel = faiss.IDSelectorBitmap(self._n, faiss.swig_ptr(bitmap))
@@ -460,7 +461,8 @@ class VectorIndex:
         else:
             sel = faiss.IDSelectorBatch(allowed)
             want = min(k, allowed.size)
-        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
+        params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+            sel=sel, efSearch=max(self.ef_search, k))
         scores, rows = self._hnsw.search(q, k, params=params)
         out: list[list[Hit]] = []
         for j in range(q.shape[0]):

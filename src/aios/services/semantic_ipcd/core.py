@@ -230,9 +230,7 @@ class SemanticRouter:
             except (TypeError, ValueError) as exc:
                 raise InvalidArgument(f"payload is not JSON-serialisable: {exc}") from exc
         loads = loads or {}
-        scored = [(k, s) for k, s in self.score(intent)
-                  if self._skills[k].allowed_senders is None
-                  or sender in self._skills[k].allowed_senders]
+        scored = [(k, s) for k, s in self.score(intent) if self._may_reach(sender, k)]
         cands = [Candidate(k[0], k[1], s, int(loads.get(k[0], 0))) for k, s in scored]
         nearest = tuple(cands[:NEAREST_SHOWN])
         mode = RouteMode.BROADCAST if broadcast else RouteMode.BEST
@@ -251,6 +249,10 @@ class SemanticRouter:
                 raise NoSuchObject(error, nearest=[(c.agent, c.skill, c.score) for c in nearest])
             raise InvalidArgument(error)
         return decision
+
+    def _may_reach(self, sender: str, key: tuple[str, str]) -> bool:
+        allowed = self._skills[key].allowed_senders
+        return allowed is None or sender in allowed
 
     def _best(self, cands: list[Candidate]) -> tuple[tuple[Candidate, ...], str]:
         if not cands:
