@@ -9,5 +9,6 @@ def test_memory_bench_small() -> None:
                 "bytes_per_vector"):
         assert isinstance(out[key], int | float), key
     assert out["n"] == 20000 and out["recall_at_10"] >= 0.95
-    assert out["bytes_per_vector"] >= 2 * 384 * 4  # our copy plus faiss's
+    # one float32 copy (faiss holds it; the index keeps a view) plus graph links
+    assert 384 * 4 <= out["bytes_per_vector"] < 2 * 384 * 4
     assert "memory" in names()

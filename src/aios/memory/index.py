@@ -200,7 +200,7 @@ class VectorIndex:
         if id_ not in self._id_row:
             raise NoSuchObject(f"no vector with id {id_}")
         row = self._id_row[id_]
-        vec = self._vecs[row] if vector is None else self._check_vectors(
+        vec = self._vecs[row].copy() if vector is None else self._check_vectors(
             np.asarray(vector).reshape(1, -1), 1)[0]
         new_meta = self._meta[id_] if meta is None else _check_meta(meta)
         self.upsert([id_], vec.reshape(1, -1).copy(), [new_meta])
@@ -255,11 +255,13 @@ class VectorIndex:
         return self._graph(q, k, allowed)
 
     def stats(self) -> IndexStats:
-        mem = self._vecs.nbytes + self._row_id.nbytes + self._live.nbytes
+        mem = self._row_id.nbytes + self._live.nbytes
         if self._hnsw is not None:
             import faiss
 
-            mem += int(faiss.serialize_index(self._hnsw).nbytes)
+            mem += int(faiss.serialize_index(self._hnsw).nbytes)  # vectors + links
+        else:
+            mem += self._vecs.nbytes
         return IndexStats(len(self._id_row), self._n, self._n - len(self._id_row), self.dim,
                           self.mode, mem)
 
@@ -336,18 +338,20 @@ class VectorIndex:
 
     def _append(self, ids: list[int], vecs: np.ndarray, metas: list[Meta]) -> None:
         m = len(ids)
-        need = self._n + m
-        if need > self._vecs.shape[0]:
-            cap = max(need, 2 * self._vecs.shape[0], 1024)
-            grown = np.zeros((cap, self.dim), dtype=np.float32)
-            grown[: self._n] = self._vecs[: self._n]
-            self._vecs = grown
+        start = self._n
+        need = start + m
+        if need > self._row_id.shape[0]:
+            cap = max(need, 2 * self._row_id.shape[0], 1024)
             self._row_id = np.resize(self._row_id, cap)
             live = np.zeros(cap, dtype=bool)
-            live[: self._n] = self._live[: self._n]
+            live[:start] = self._live[:start]
             self._live = live
-        start = self._n
-        self._vecs[start:need] = vecs
+            if self._hnsw is None:
+                grown = np.zeros((cap, self.dim), dtype=np.float32)
+                grown[:start] = self._vecs[:start]
+                self._vecs = grown
+        if self._hnsw is None:
+            self._vecs[start:need] = vecs
         self._row_id[start:need] = ids
         self._live[start:need] = True
         self._n = need
@@ -359,8 +363,21 @@ class VectorIndex:
                 self._post(item, row)
         if self._hnsw is not None:
             self._hnsw.add(vecs)
+            self._vecs = self._graph_view()
         elif len(self._id_row) >= self.exact_threshold:
             self._build_graph()
+
+    def _graph_view(self) -> np.ndarray:
+        # In HNSW mode the vectors live once, in faiss's flat storage; this is a
+        # zero-copy view of it, refreshed after every add (which may reallocate).
+        import faiss
+
+        storage = faiss.downcast_index(self._hnsw.storage)
+        n = int(self._hnsw.ntotal)
+        if n == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        view: np.ndarray = faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+        return view
 
     def _post(self, item: tuple[str, Any], row: int) -> None:
         self._postings.setdefault((item[0], _canon(item[1])), set()).add(row)
@@ -382,6 +399,7 @@ class VectorIndex:
         if self._n:
             g.add(self._vecs[: self._n])
         self._hnsw = g
+        self._vecs = self._graph_view()  # our own copy is freed
 
     def _compact(self) -> None:
         keep = np.flatnonzero(self._live[: self._n])
@@ -550,27 +568,23 @@ class VectorIndex:
 
     def _adopt_graph(self, g: Any, row_ids: np.ndarray, ids: list[int], vecs: np.ndarray,
                      metas: list[Meta]) -> None:
+        # the checksum matched and the graph is not stale, so its stored vectors
+        # are the ones in SQLite; rows whose id is gone stay as tombstones
         by_id = {i: j for j, i in enumerate(ids)}
         n = row_ids.shape[0]
-        in_graph = np.zeros((n, self.dim), dtype=np.float32)
-        for r, i in enumerate(row_ids.tolist()):
-            if i >= 0 and i in by_id:
-                in_graph[r] = vecs[by_id[i]]
-        # rows in the graph keep their positions; dead ones become tombstones
-        self._vecs = in_graph
         self._row_id = row_ids.astype(np.int64).copy()
-        self._live = row_ids >= 0
+        self._live = np.zeros(n, dtype=bool)
         self._n = n
         for r, i in enumerate(row_ids.tolist()):
             if i >= 0 and i in by_id:
+                self._live[r] = True
                 self._id_row[i] = r
                 self._meta[i] = metas[by_id[i]]
                 for item in metas[by_id[i]].items():
                     self._post(item, r)
-            else:
-                self._live[r] = False
         g.hnsw.efSearch = self.ef_search
         self._hnsw = g
+        self._vecs = self._graph_view()
         rest = [j for j, i in enumerate(ids) if i not in self._id_row]
         if rest:
             self._append([ids[j] for j in rest], vecs[rest], [metas[j] for j in rest])
