@@ -372,7 +372,7 @@ class VectorIndex:
         # zero-copy view of it, refreshed after every add (which may reallocate).
         import faiss
 
-        storage = faiss.downcast_index(self._hnsw.storage)
+        storage: Any = faiss.downcast_index(self._hnsw.storage)
         n = int(self._hnsw.ntotal)
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -49,9 +49,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from enum import IntFlag, StrEnum
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +64,25 @@ from aios.errors import (
 )
 from aios.memory.embedding import Embedder
 from aios.memory.index import VectorIndex
+from aios.services.memoryd.records import (
+    CompactionReport,
+    CoreBlock,
+    Hit,
+    MemRight,
+    Namespace,
+    Record,
+    Retention,
+    Rights,
+    Tier,
+    Usage,
+    as_rights,
+    require,
+)
+
+__all__ = [
+    "CompactionReport", "CoreBlock", "Hit", "MemRight", "MemoryCore", "Namespace", "Record",
+    "Retention", "Rights", "Tier", "Usage", "as_rights",
+]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -74,98 +91,6 @@ MAX_TEXT = 64 * 1024  # characters in one record
 MAX_K = 1000
 DEFAULT_QUOTA_ITEMS = 100_000
 DEFAULT_QUOTA_BYTES = 256 << 20
-
-
-class MemRight(IntFlag):
-    NONE = 0
-    READ = 1
-    WRITE = 2
-    GRANT = 4
-    ALL = 7
-
-
-Rights = MemRight | Iterable[str]
-
-
-def as_rights(rights: Rights) -> MemRight:
-    """Accept a :class:`MemRight` or names like ``{"read", "write"}``."""
-    if isinstance(rights, MemRight):
-        return rights
-    if isinstance(rights, int):
-        return MemRight(rights)
-    out = MemRight.NONE
-    for r in rights:
-        try:
-            out |= MemRight[str(r).upper()]
-        except KeyError:
-            raise InvalidArgument(f"unknown memory right {r!r} (read, write, grant)") from None
-    return out
-
-
-class Tier(StrEnum):
-    CORE = "core"
-    RECALL = "recall"
-    ARCHIVAL = "archival"
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    ttl_s: float | None = None
-    max_items: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Namespace:
-    name: str
-    owner: str
-    created: float
-    quota_items: int
-    quota_bytes: int
-    retention: dict[Tier, Retention]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    id: int
-    namespace: str
-    tier: Tier
-    text: str
-    meta: dict[str, Any]
-    created: float
-    expires: float | None
-    role: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    record: Record
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class CoreBlock:
-    namespace: str
-    label: str
-    value: str
-    limit: int
-    version: int
-    updated: float
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    items: int
-    bytes: int
-    quota_items: int
-    quota_bytes: int
-    by_tier: dict[Tier, int]
-
-
-@dataclass(frozen=True, slots=True)
-class CompactionReport:
-    expired: int
-    evicted: int
-    indexes_rebuilt: int
 
 
 _SCHEMA = """
@@ -185,14 +110,6 @@ CREATE TABLE IF NOT EXISTS core_history (
   ns TEXT NOT NULL, label TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,
   updated REAL NOT NULL, PRIMARY KEY (ns, label, version));
 """
-
-
-def _need(rights: Rights, want: MemRight, ns: str, what: str) -> None:
-    have = as_rights(rights)
-    if want & ~have:
-        missing = ", ".join(r.name.lower() for r in MemRight if r in (want & ~have)
-                            and r not in (MemRight.NONE, MemRight.ALL) and r.name)
-        raise PermissionDenied(f"{what} on memory namespace {ns!r} needs the {missing} right")
 
 
 def _text(text: object, what: str = "text") -> str:
@@ -287,7 +204,7 @@ class MemoryCore:
     def drop_namespace(self, name: str, rights: Rights) -> None:
         """Delete a namespace and everything in it (needs WRITE and GRANT)."""
         self.namespace(name)
-        _need(rights, MemRight.WRITE | MemRight.GRANT, name, "dropping")
+        require(rights, MemRight.WRITE | MemRight.GRANT, name, "dropping")
         with self._db:
             self._db.execute("BEGIN")
             for (rid,) in self._db.execute(
@@ -308,7 +225,7 @@ class MemoryCore:
 
     def set_retention(self, name: str, rights: Rights, tier: Tier, retention: Retention) -> None:
         ns = self.namespace(name)
-        _need(rights, MemRight.WRITE, name, "changing retention")
+        require(rights, MemRight.WRITE, name, "changing retention")
         ret = dict(ns.retention)
         ret.update(self._check_retention({tier: retention}))
         self._replace_ns(ns, retention=ret)
@@ -354,7 +271,7 @@ class MemoryCore:
                  limit: int | None = None) -> CoreBlock:
         """Create or overwrite a core block; the old value goes to history."""
         self.namespace(name)
-        _need(rights, MemRight.WRITE, name, "writing a core block")
+        require(rights, MemRight.WRITE, name, "writing a core block")
         if not isinstance(label, str) or not LABEL_RE.match(label):
             raise InvalidArgument(f"bad core block label {label!r}")
         if not isinstance(value, str):
@@ -392,7 +309,7 @@ class MemoryCore:
 
     def core_get(self, name: str, rights: Rights, label: str) -> CoreBlock:
         self.namespace(name)
-        _need(rights, MemRight.READ, name, "reading a core block")
+        require(rights, MemRight.READ, name, "reading a core block")
         blk = self._core_row(name, label)
         if blk is None:
             raise NoSuchObject(f"no core block {label!r} in {name!r}")
@@ -400,7 +317,7 @@ class MemoryCore:
 
     def core_list(self, name: str, rights: Rights) -> list[CoreBlock]:
         self.namespace(name)
-        _need(rights, MemRight.READ, name, "listing core blocks")
+        require(rights, MemRight.READ, name, "listing core blocks")
         return [CoreBlock(name, *r) for r in self._db.execute(
             "SELECT label, value, lim, version, updated FROM core_blocks WHERE ns = ? "
             "ORDER BY label", (name,))]
@@ -413,7 +330,7 @@ class MemoryCore:
 
     def core_delete(self, name: str, rights: Rights, label: str) -> None:
         self.namespace(name)
-        _need(rights, MemRight.WRITE, name, "deleting a core block")
+        require(rights, MemRight.WRITE, name, "deleting a core block")
         with self._db:
             self._db.execute("BEGIN")
             cur = self._db.execute("DELETE FROM core_blocks WHERE ns = ? AND label = ?",
@@ -429,7 +346,7 @@ class MemoryCore:
             role: str | None = None, ttl_s: float | None = None) -> Record:
         """Store a passage (archival, embedded) or a message (recall)."""
         ns = self.namespace(name)
-        _need(rights, MemRight.WRITE, name, "writing")
+        require(rights, MemRight.WRITE, name, "writing")
         tier = Tier(tier)
         if tier is Tier.CORE:
             raise InvalidArgument("core blocks are written with core_set")
@@ -477,7 +394,7 @@ class MemoryCore:
 
     def get(self, name: str, rights: Rights, record_id: int) -> Record:
         self.namespace(name)
-        _need(rights, MemRight.READ, name, "reading")
+        require(rights, MemRight.READ, name, "reading")
         row = self._db.execute(
             "SELECT id, ns, tier, text, meta, created, expires, role FROM records "
             "WHERE id = ? AND ns = ? AND (expires IS NULL OR expires > ?)",
@@ -488,7 +405,7 @@ class MemoryCore:
 
     def delete(self, name: str, rights: Rights, record_id: int) -> None:
         self.namespace(name)
-        _need(rights, MemRight.WRITE, name, "deleting")
+        require(rights, MemRight.WRITE, name, "deleting")
         row = self._db.execute("SELECT tier FROM records WHERE id = ? AND ns = ?",
                                (int(record_id), name)).fetchone()
         if row is None:
@@ -502,7 +419,7 @@ class MemoryCore:
     def records(self, name: str, rights: Rights, tier: Tier | None = None, *,
              limit: int = 100, offset: int = 0) -> list[Record]:
         self.namespace(name)
-        _need(rights, MemRight.READ, name, "listing")
+        require(rights, MemRight.READ, name, "listing")
         q = ("SELECT id, ns, tier, text, meta, created, expires, role FROM records WHERE ns = ? "
              "AND (expires IS NULL OR expires > ?)")
         args: list[Any] = [name, self.clock()]
@@ -524,7 +441,7 @@ class MemoryCore:
             raise InvalidArgument(f"k must be 1..{MAX_K}")
         for name, rights in scopes.items():
             self.namespace(name)
-            _need(rights, MemRight.READ, name, "searching")
+            require(rights, MemRight.READ, name, "searching")
         if isinstance(query, str):
             qv = self.embedder.embed([_text(query, "query")])[0]
         else:
@@ -557,7 +474,7 @@ class MemoryCore:
                       role: str | None = None, k: int = 20) -> list[Record]:
         """Message history by words (BM25 order) and/or time range (newest first)."""
         self.namespace(name)
-        _need(rights, MemRight.READ, name, "searching recall")
+        require(rights, MemRight.READ, name, "searching recall")
         if not 1 <= k <= MAX_K:
             raise InvalidArgument(f"k must be 1..{MAX_K}")
         cond = ["r.ns = ?", "r.tier = 'recall'", "(r.expires IS NULL OR r.expires > ?)"]
