@@ -179,3 +179,18 @@ def test_http_embedder_against_local_server() -> None:
         server.server_close()
     with pytest.raises(Busy):
         HttpEmbedder(url, "m", dim=16, timeout_s=2).embed(["gone"])
+
+
+def test_default_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aios.memory.embedding as emb
+
+    def missing(self: object, runtime: str = "onnx", **kw: object) -> None:
+        raise NoSuchObject(f"the Python package for {runtime} is not installed")
+
+    monkeypatch.setattr(emb, "_DEFAULT", None)
+    monkeypatch.setattr(emb.MiniLMEmbedder, "__init__", missing)
+    e, choice = emb.default_embedder()
+    assert isinstance(e, HashingEmbedder) and choice.name == "hashing-384"
+    assert "no sentence model installed" in choice.reason and "numpy" in choice.reason
+    e2, c2 = emb.default_embedder("hashing-32")
+    assert e2.dim == 32 and c2.reason == "requested: hashing-32"
