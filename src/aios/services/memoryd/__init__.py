@@ -1,0 +1,1 @@
+"""memoryd: the semantic memory fabric service (core.py is its sans-IO core)."""
