@@ -24,7 +24,6 @@ class BootConfig:
     arena_bytes: int = params.ARENA_BYTES
     scheduler: Any = None  # a scheduler factory taking the clock; None: the default
     loader: Callable[[str], Any] | None = None
-    home: Path | None = None  # $AIOS_HOME when the kernel keeps state on disk (the daemon)
     extra_steps: list[Callable[[Kernel, BootConfig], None]] = field(default_factory=list)
     # -- security (aios.security.kernel_glue); all off unless home or policy is set --
     home: Path | None = None  # $AIOS_HOME: keys, measured boot, audit log, policies, tokens
