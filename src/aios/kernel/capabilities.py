@@ -92,8 +92,15 @@ def rights_from_names(names: Any) -> Rights:
     raise InvalidArgument("rights must be an int or a list of names")
 
 
-def rights_names(r: Rights) -> list[str]:
-    return [m.name for m in Rights if m.value and (r & m) == m and m.name is not None]
+_RIGHT_BITS: tuple[tuple[str, int], ...] = tuple(
+    (m.name, int(m.value)) for m in Rights if m.value and m.name is not None
+)
+
+
+def rights_names(r: Rights | int) -> list[str]:
+    """Names of the rights in ``r`` (a plain-int loop: iterating an IntFlag is slow)."""
+    v = int(r)
+    return [name for name, bit in _RIGHT_BITS if v & bit]
 
 
 class ObjKind(IntEnum):
