@@ -200,3 +200,13 @@ async def escape_syscalls() -> None:
 async def crash() -> None:
     await trap(GETPID)
     raise RuntimeError("boom")
+
+
+async def import_stdlib(name: str) -> None:
+    import importlib
+
+    def go() -> str:
+        mod = importlib.import_module(name)
+        return mod.__name__
+
+    await trap(ECHO, _attempt(go))

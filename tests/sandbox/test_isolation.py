@@ -305,3 +305,15 @@ def test_well_behaved_agent_served_during_attacks(agent_root: str) -> None:
 
     run(go)
     assert lat
+
+
+def test_agent_can_import_stdlib_not_preloaded(agent_root: str) -> None:
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "import_stdlib", "email.mime.text"))
+        await ex.spawn(spec(2, agent_root, "import_stdlib", "colorsys"))
+        await k.wait_exit(1)
+        await k.wait_exit(2)
+
+    k = run_collect(go)
+    assert k.echoes[1] == [("ok:'email.mime.text'",)]
+    assert k.echoes[2] == [("ok:'colorsys'",)]

@@ -29,7 +29,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aios.errors import AgentFault, AIOSError, Cancelled, InvalidArgument, ProtocolError, from_code
 from aios.kernel import wire
@@ -59,8 +59,8 @@ class _ChannelBase(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.failed is not None or self.closed:
@@ -296,8 +296,17 @@ def drive(coro: Coroutine[Any, Any, Any], client: TrapClient) -> Outcome:
             error = exc
 
 
+_current: list[TrapClient | None] = [None]
+
+
+def current_client() -> TrapClient | None:
+    """The trap client of this (out-of-process) agent, for batched calls (``call_many``)."""
+    return _current[0]
+
+
 def run_entry(fn: Callable[..., Coroutine[Any, Any, Any]], args: Sequence[Any], client: TrapClient) -> Outcome:
     """Call the agent function and drive the coroutine it returns."""
+    _current[0] = client
     try:
         coro = fn(*args)
     except Exception as exc:

@@ -44,7 +44,7 @@ import sysconfig
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from aios.sandbox import landlock, limits, seccomp
+from aios.sandbox import importer, landlock, limits, seccomp
 from aios.sandbox.limits import Quota
 
 CLONE_NEWNS = 0x00020000
@@ -220,6 +220,15 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
     p["cgroup"] = tuple(attempt("cgroup", lambda: limits.join_cgroup(name, spec.quota)) or ())
     p["rlimits"] = tuple(attempt("rlimits", lambda: limits.apply_rlimits(spec.quota)) or ())
 
+    # descriptors for code the agent uid may not reach by path (see importer.py),
+    # and for the Landlock rules, opened while still privileged
+    roots = importer.open_roots([p for p in [*spec.code_paths, *sys.path] if p])
+    rw = [spec.home] if spec.home else []
+    rw += ["/dev/null"]
+    ro = list(code_paths(spec.code_paths)) + list(DEVICE_FILES)
+    if spec.access_fs:
+        ro.append("/")
+    rw_fds, ro_fds = landlock.open_paths(rw), landlock.open_paths(ro)
     uid = spec.host_uid
     if uid > 0:
 
@@ -267,12 +276,7 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
     p["caps_dropped"] = bool(attempt("caps", lambda: drop_capabilities() or True))
     p["no_new_privs"] = bool(attempt("no_new_privs", lambda: seccomp.set_no_new_privs() or True))
 
-    rw = [spec.home] if spec.home else []
-    ro = list(code_paths(spec.code_paths)) + list(DEVICE_FILES)
-    if spec.access_fs:
-        ro.append("/")
-    rw += ["/dev/null"]
-    ll = attempt("landlock", lambda: landlock.restrict(rw, ro, restrict_net=not spec.access_net))
+    ll = attempt("landlock", lambda: landlock.restrict_fds(rw_fds, ro_fds, restrict_net=not spec.access_net))
     p["landlock_abi"] = ll.abi if ll is not None else 0
 
     def install_seccomp() -> tuple[bool, bool]:
@@ -289,6 +293,7 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
 
     sc = attempt("seccomp", install_seccomp)
     p["seccomp"], p["seccomp_notify"] = sc if sc else (False, False)
+    importer.install(roots)
     return Protections(
         uid=p["uid"], userns=p["userns"], mountns=p["mountns"], netns=p["netns"],
         caps_dropped=p["caps_dropped"], no_new_privs=p["no_new_privs"],

@@ -48,7 +48,7 @@ from typing import Any
 import msgpack
 
 from aios.kernel import wire
-from aios.sandbox import limits, seccomp
+from aios.sandbox import importer, limits, seccomp
 from aios.sandbox.channel import TrapClient, run_entry
 from aios.sandbox.process import (
     EXIT_SANDBOX_FAILED,
@@ -294,6 +294,7 @@ def zygote_main(ctrl_fd: int) -> None:
     # warm what agents use, then freeze so forks share it untouched
     limits.cgroup_layout()
     code_paths()
+    importer.preload()
     importlib.import_module("aios.errors")
     importlib.import_module("aios.sandbox.landlock")
     with contextlib.suppress(ImportError):
