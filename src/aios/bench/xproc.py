@@ -95,7 +95,7 @@ async def _isolated(n: int, warmup: int, window: int, total: int) -> dict[str, f
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
-    ex = IsolatedExecutor(Sink(trap, lambda r: print(r), lambda e: print(e)))
+    ex = IsolatedExecutor(Sink(trap, lambda r: None, lambda e: None))
     await ex.start()
     root = tempfile.mkdtemp(prefix="aios-bench-")
     os.chmod(root, 0o711)

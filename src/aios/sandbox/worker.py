@@ -105,6 +105,8 @@ class _WorkerLoop:
         self.queued: deque[tuple[int, str, tuple[Any, ...]]] = deque()
         self.queued_ids: set[int] = set()
         self.out: list[bytes] = []
+        self.rbuf = bytearray(1 << 20)  # reused: recv(n) would allocate n bytes per call
+        self.rview = memoryview(self.rbuf)
 
     def emit_exit(self, aid: int, status: int, cause: str, message: str) -> None:
         self.coros.pop(aid, None)
@@ -192,10 +194,10 @@ class _WorkerLoop:
                 r, _, _ = select.select([self.sock], [], [], 0)
                 if not r:
                     continue
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
+            n = self.sock.recv_into(self.rbuf)
+            if not n:
                 return
-            for f in self.decoder.feed(chunk):
+            for f in self.decoder.feed(self.rview[:n]):
                 aid, seq, code, payload = f
                 if seq == 0:
                     self.control(aid, code, payload)
