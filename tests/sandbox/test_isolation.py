@@ -42,7 +42,14 @@ def agent_root() -> Iterator[str]:
 
 
 def spec(aid: int, root: str, entry: str, *args: Any, **kw: Any) -> AgentSpec:
-    return AgentSpec(aid, f"agents_hostile:{entry}", args, home=os.path.join(root, f"a{aid}"), code_paths=(HERE,), **kw)
+    return AgentSpec(
+        aid,
+        f"agents_hostile:{entry}",
+        args,
+        home=os.path.join(root, f"a{aid}"),
+        code_paths=(HERE,),
+        **kw,
+    )
 
 
 def run(scenario: Callable[[StandInKernel, IsolatedExecutor], Awaitable[Any]]) -> Any:
@@ -286,7 +293,9 @@ def test_well_behaved_agent_served_during_attacks(agent_root: str) -> None:
                    ("escape_syscalls", ()), ("raw_frames", ("malformed",)), ("raw_frames", ("oversized",)),
                    ("read_outside", ("/etc/hostname",)), ("ptrace_pid", (os.getpid(),))]  # fmt: skip
         for i, (entry, args) in enumerate(attacks, 1):
-            await ex.spawn(spec(i, agent_root, entry, *args, quota=Quota(cpu_seconds=1, processes=8)))
+            await ex.spawn(
+                spec(i, agent_root, entry, *args, quota=Quota(cpu_seconds=1, processes=8))
+            )
         prev_n, prev_t = len(k.echoes[100]), time.perf_counter()
         while any(i not in k.exits for i in range(1, len(attacks) + 1)):
             await asyncio.sleep(0.01)

@@ -49,4 +49,3 @@ async def pipelined(total: int, window: int) -> None:
         client.call_many(calls)
         done += window
     await trap(REPORT, done, time.perf_counter_ns() - t0)
-

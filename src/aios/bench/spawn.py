@@ -83,7 +83,16 @@ async def isolated(n: int, idle_for_pss: int) -> dict[str, float]:
             first[aid] = loop.create_future()
             exited[aid] = loop.create_future()
         t0 = time.perf_counter()
-        await asyncio.gather(*(ex.spawn(AgentSpec(aid, "aios.bench._agents:idle", (), home=os.path.join(root, f"a{aid}"))) for aid in ids))
+        await asyncio.gather(
+            *(
+                ex.spawn(
+                    AgentSpec(
+                        aid, "aios.bench._agents:idle", (), home=os.path.join(root, f"a{aid}")
+                    )
+                )
+                for aid in ids
+            )
+        )
         await asyncio.wait_for(asyncio.gather(*first.values()), 120)
         rate = n / (time.perf_counter() - t0)
         await asyncio.sleep(0.2)
@@ -91,14 +100,21 @@ async def isolated(n: int, idle_for_pss: int) -> dict[str, float]:
         rolls = [_rollup(ex.pid(a)) for a in sample]
         rolls = [r for r in rolls if r]
         pss = sum(r.get("Pss", 0) for r in rolls) / max(1, len(rolls))
-        uss = sum(r.get("Private_Clean", 0) + r.get("Private_Dirty", 0) for r in rolls) / max(1, len(rolls))
+        uss = sum(r.get("Private_Clean", 0) + r.get("Private_Dirty", 0) for r in rolls) / max(
+            1, len(rolls)
+        )
         for aid in ids:
             ex.kill(aid)
         await asyncio.wait_for(asyncio.gather(*exited.values()), 60)
     finally:
         await ex.close()
         shutil.rmtree(root, ignore_errors=True)
-    return {"isolated_spawn_per_s": rate, "isolated_pss_kb": pss, "isolated_uss_kb": uss, "isolated_agents": float(n)}
+    return {
+        "isolated_spawn_per_s": rate,
+        "isolated_pss_kb": pss,
+        "isolated_uss_kb": uss,
+        "isolated_agents": float(n),
+    }
 
 
 def wasm(n: int) -> dict[str, float]:
@@ -110,7 +126,11 @@ def wasm(n: int) -> dict[str, float]:
     from aios.sandbox.wasm import WasmExecutor
 
     src = str(Path(__file__).resolve().parent.parent / "sandbox" / "examples" / "hello.wat")
-    ex = WasmExecutor(Sink(lambda *a: None, lambda r: None, lambda e: None))
+
+    def trap(aid: int, seq: int, sysno: int, args: tuple[Any, ...]) -> None:
+        ex.deliver(aid, seq, 0, aid if sysno == 20 else None)
+
+    ex = WasmExecutor(Sink(trap, lambda r: None, lambda e: None))
     ex.load_module(src)
     ex.spawn_now(AgentSpec(0, src, quota=Quota(memory_bytes=1 << 20)))  # warm
     gc.collect()
@@ -167,7 +187,9 @@ async def worker(n: int, workers: int) -> dict[str, float]:
 def run(argv: list[str]) -> dict[str, float]:
     ap = argparse.ArgumentParser(prog="aios bench spawn")
     ap.add_argument("--isolated", type=int, default=200, help="isolated agents spawned")
-    ap.add_argument("--pss-sample", type=int, default=50, help="idle isolated agents whose PSS is read")
+    ap.add_argument(
+        "--pss-sample", type=int, default=50, help="idle isolated agents whose PSS is read"
+    )
     ap.add_argument("--wasm", type=int, default=10_000, help="Wasm agents instantiated")
     ap.add_argument("--worker", type=int, default=5000, help="worker agents spawned")
     ap.add_argument("--workers", type=int, default=0, help="worker processes (0 = one per core)")

@@ -73,7 +73,11 @@ def raw_baseline(n: int, warmup: int, window: int, total: int) -> dict[str, floa
     pipelined = done / ((clock() - t0) / 1e9)
     a.close()
     os.waitpid(pid, 0)
-    return {"p50": samples[len(samples) // 2], "p99": samples[len(samples) * 99 // 100], "pipelined": pipelined}
+    return {
+        "p50": samples[len(samples) // 2],
+        "p99": samples[len(samples) * 99 // 100],
+        "pipelined": pipelined,
+    }
 
 
 async def _isolated(n: int, warmup: int, window: int, total: int) -> dict[str, float]:
@@ -102,10 +106,16 @@ async def _isolated(n: int, warmup: int, window: int, total: int) -> dict[str, f
     loop = asyncio.get_running_loop()
     try:
         done[1] = loop.create_future()
-        await ex.spawn(AgentSpec(1, "aios.bench._agents:null_loop", (n, warmup), home=os.path.join(root, "a1")))
+        await ex.spawn(
+            AgentSpec(1, "aios.bench._agents:null_loop", (n, warmup), home=os.path.join(root, "a1"))
+        )
         await asyncio.wait_for(done[1], 120)
         done[2] = loop.create_future()
-        await ex.spawn(AgentSpec(2, "aios.bench._agents:pipelined", (total, window), home=os.path.join(root, "a2")))
+        await ex.spawn(
+            AgentSpec(
+                2, "aios.bench._agents:pipelined", (total, window), home=os.path.join(root, "a2")
+            )
+        )
         await asyncio.wait_for(done[2], 120)
     finally:
         await ex.close()
@@ -126,7 +136,9 @@ def new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def measure(n: int = 5000, warmup: int = 500, window: int = 256, total: int = 200_000) -> dict[str, float]:
+def measure(
+    n: int = 5000, warmup: int = 500, window: int = 256, total: int = 200_000
+) -> dict[str, float]:
     """The xproc keys, for ``aios bench xproc`` and for merging into ``aios bench syscall``."""
     raw = raw_baseline(n, warmup, window, total)
     loop = new_loop()

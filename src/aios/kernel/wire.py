@@ -129,7 +129,9 @@ def encode_mux_reply(agent: int, seq: int, errno: int, result: Any) -> bytes:
     try:
         return encode_frame((agent, seq, errno, result))
     except ProtocolError as exc:
-        return encode_frame((agent, seq, ProtocolError.code, f"result not encodable: {exc.message}"))
+        return encode_frame(
+            (agent, seq, ProtocolError.code, f"result not encodable: {exc.message}")
+        )
 
 
 class Encoder:
@@ -346,7 +348,7 @@ class FrameDecoder:
                     raise self._fail(f"more than {self.max_in_flight} requests in flight")
                 self._in_flight[agent] = n + 1
                 self._next_seq[agent] = seq + 1
-                out.append(f)
+                out.append(f)  # type: ignore[arg-type]  # a tuple: checked by shape above
             else:
                 pending = self._expected.get(agent)
                 if pending is None or seq not in pending:

@@ -44,7 +44,9 @@ CloseHandler = Callable[[], None]
 
 
 class _ChannelBase(asyncio.Protocol):
-    def __init__(self, *, mux: bool, on_error: ErrorHandler | None, on_close: CloseHandler | None) -> None:
+    def __init__(
+        self, *, mux: bool, on_error: ErrorHandler | None, on_close: CloseHandler | None
+    ) -> None:
         self.decoder = FrameDecoder(Kind.REQUEST, mux=mux)
         self.encoder = wire.Encoder()
         self.transport: asyncio.Transport | None = None
@@ -287,7 +289,9 @@ def drive(coro: Coroutine[Any, Any, Any], client: TrapClient) -> Outcome:
             return Outcome(1, "exception", f"{type(exc).__name__}: {exc}")
         value, error = None, None
         if type(trap) is not tuple or len(trap) != 2 or type(trap[0]) is not int:
-            error = InvalidArgument(f"agent yielded {type(trap).__name__}, not a (sysno, args) trap")
+            error = InvalidArgument(
+                f"agent yielded {type(trap).__name__}, not a (sysno, args) trap"
+            )
             continue
         sysno, args = trap
         try:
@@ -310,7 +314,9 @@ def current_client() -> TrapClient | None:
     return _current[0]
 
 
-def run_entry(fn: Callable[..., Coroutine[Any, Any, Any]], args: Sequence[Any], client: TrapClient) -> Outcome:
+def run_entry(
+    fn: Callable[..., Coroutine[Any, Any, Any]], args: Sequence[Any], client: TrapClient
+) -> Outcome:
     """Call the agent function and drive the coroutine it returns."""
     _current[0] = client
     try:

@@ -58,7 +58,9 @@ def open_roots(paths: Sequence[str]) -> list[tuple[str, int]]:
         if not p or not os.path.isdir(p):
             continue
         with contextlib.suppress(OSError):
-            out.append((os.path.realpath(p), os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)))
+            out.append(
+                (os.path.realpath(p), os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            )
     return out
 
 
@@ -94,7 +96,11 @@ class DirFdFinder(importlib.abc.MetaPathFinder):
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         leaf = fullname.rpartition(".")[2]
-        where = [(r, fd, ".") for r, fd in self.roots] if path is None else [x for p in path if (x := self._locate(p))]
+        where = (
+            [(r, fd, ".") for r, fd in self.roots]
+            if path is None
+            else [x for p in path if (x := self._locate(p))]
+        )
         for root, fd, reldir in where:
             base = os.path.normpath(os.path.join(reldir, leaf))
             init = os.path.join(base, "__init__.py")
@@ -104,7 +110,9 @@ class DirFdFinder(importlib.abc.MetaPathFinder):
                 except OSError:
                     continue
                 origin = os.path.join(root, rel)
-                spec = importlib.machinery.ModuleSpec(fullname, _FdLoader(fd, rel, origin), origin=origin, is_package=is_pkg)
+                spec = importlib.machinery.ModuleSpec(
+                    fullname, _FdLoader(fd, rel, origin), origin=origin, is_package=is_pkg
+                )
                 if is_pkg:
                     spec.submodule_search_locations = [os.path.join(root, base)]
                 spec.has_location = True

@@ -140,7 +140,9 @@ class IsolatedExecutor:
 
     # -- events -------------------------------------------------------------------
     def _security(self, aid: int, kind: str, detail: str, trusted: bool = True) -> None:
-        self.sink.security(SecurityEvent(aid, kind, detail, self.kind, trusted, time.monotonic_ns()))
+        self.sink.security(
+            SecurityEvent(aid, kind, detail, self.kind, trusted, time.monotonic_ns())
+        )
 
     def _on_control(self, aid: int, op: int, args: tuple[Any, ...]) -> None:
         a = self.agents.get(aid)
@@ -177,7 +179,9 @@ class IsolatedExecutor:
             a.stream_closed = True
             self._maybe_finish(aid)
 
-    def _on_reaped(self, aid: int, pid: int, code: int, signo: int, counters: dict[str, int]) -> None:
+    def _on_reaped(
+        self, aid: int, pid: int, code: int, signo: int, counters: dict[str, int]
+    ) -> None:
         a = self.agents.get(aid)
         if a is None or a.pid not in (pid, 0):
             return
@@ -205,9 +209,13 @@ class IsolatedExecutor:
         msg = a.outcome[2] if a.outcome else ""
         if a.kill_cause is not None:
             return ExitRecord(aid, a.kill_cause, code, signo, msg or a.kill_cause.value)
-        if signo in (signal.SIGXCPU,) or (signo == signal.SIGKILL and a.outcome is None and a.spec.quota.cpu_seconds):
+        if signo in (signal.SIGXCPU,) or (
+            signo == signal.SIGKILL and a.outcome is None and a.spec.quota.cpu_seconds
+        ):
             self._security(aid, "limit", "CPU time limit")
-            return ExitRecord(aid, FaultCause.KILLED_FOR_LIMIT, code, signo, "cpu seconds exhausted")
+            return ExitRecord(
+                aid, FaultCause.KILLED_FOR_LIMIT, code, signo, "cpu seconds exhausted"
+            )
         if signo == signal.SIGSYS:
             self._security(aid, "syscall", "killed by seccomp (foreign syscall ABI)")
         if signo:

@@ -103,7 +103,9 @@ class _PathBeneathAttr(ctypes.Structure):
 
 def abi_version() -> int:
     """The running kernel's Landlock ABI, or 0 when Landlock is unavailable."""
-    v = _syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+    v = _syscall(
+        SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION)
+    )
     return int(v) if v > 0 else 0
 
 
@@ -145,7 +147,9 @@ def restrict(
     scope: bool = True,
 ) -> LandlockResult:
     """Confine this process (and its future children) to the listed paths."""
-    return restrict_fds(open_paths(read_write), open_paths(read_only), restrict_net=restrict_net, scope=scope)
+    return restrict_fds(
+        open_paths(read_write), open_paths(read_only), restrict_net=restrict_net, scope=scope
+    )
 
 
 def restrict_fds(
@@ -170,7 +174,10 @@ def restrict_fds(
 
 
 def _restrict(
-    read_write: list[tuple[str, int]], read_only: list[tuple[str, int]], restrict_net: bool, scope: bool
+    read_write: list[tuple[str, int]],
+    read_only: list[tuple[str, int]],
+    restrict_net: bool,
+    scope: bool,
 ) -> LandlockResult:
     abi = abi_version()
     if abi <= 0:
@@ -193,7 +200,10 @@ def _restrict(
     rw_done: list[str] = []
     ro_done: list[str] = []
     try:
-        for paths, rights, done in ((read_write, handled, rw_done), (read_only, READ_ONLY, ro_done)):
+        for paths, rights, done in (
+            (read_write, handled, rw_done),
+            (read_only, READ_ONLY, ro_done),
+        ):
             for p, pfd in paths:
                 allowed = rights & handled
                 if not stat.S_ISDIR(os.fstat(pfd).st_mode):

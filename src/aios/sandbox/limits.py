@@ -47,7 +47,13 @@ class Quota:
     cpu_weight: int = DEFAULT_CHILD_CPU_WEIGHT
 
     def to_wire(self) -> tuple[int, int, int, int, int]:
-        return (self.memory_bytes, self.processes, self.open_files, self.cpu_seconds, self.cpu_weight)
+        return (
+            self.memory_bytes,
+            self.processes,
+            self.open_files,
+            self.cpu_seconds,
+            self.cpu_weight,
+        )
 
     @classmethod
     def from_wire(cls, t: tuple[int, ...] | list[int]) -> Quota:

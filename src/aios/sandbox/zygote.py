@@ -102,7 +102,9 @@ def _child_main(spec: AgentSpec, chan_fd: int, notify_fd: int) -> None:
         notify.close()
         client.control(wire.Control.HELLO, (spec.agent_id, os.getpid(), prot.to_wire()))
         sys.path[:0] = list(spec.code_paths)
-        install_audit_hook(spec, lambda kind, detail: client.control(wire.Control.SECURITY, (kind, detail)))
+        install_audit_hook(
+            spec, lambda kind, detail: client.control(wire.Control.SECURITY, (kind, detail))
+        )
         mod_name, _, fn_name = spec.entry.partition(":")
         try:
             fn = getattr(importlib.import_module(mod_name), fn_name)
@@ -112,7 +114,9 @@ def _child_main(spec: AgentSpec, chan_fd: int, notify_fd: int) -> None:
         outcome = run_entry(fn, spec.args, client)
         status = outcome.status
         with contextlib.suppress(OSError):
-            client.control(wire.Control.EXIT, (outcome.status, outcome.cause, outcome.message[:4096]))
+            client.control(
+                wire.Control.EXIT, (outcome.status, outcome.cause, outcome.message[:4096])
+            )
     except BaseException as exc:
         status = 1
         with contextlib.suppress(BaseException):
@@ -272,7 +276,9 @@ class _ZygoteLoop:
             counters = self.counters(cg)
             limits.remove_cgroup(cg)
             code = os.waitstatus_to_exitcode(status)
-            self.send("exit", agent, pid, code if code >= 0 else 0, -code if code < 0 else 0, counters)
+            self.send(
+                "exit", agent, pid, code if code >= 0 else 0, -code if code < 0 else 0, counters
+            )
 
     def counters(self, cg: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -308,14 +314,18 @@ def zygote_main(ctrl_fd: int) -> None:
 # -- kernel-side client -------------------------------------------------------------------
 
 
-ExitCallback = Callable[[int, int, int, int, dict[str, int]], None]  # agent, pid, code, signal, counters
+ExitCallback = Callable[
+    [int, int, int, int, dict[str, int]], None
+]  # agent, pid, code, signal, counters
 SecurityCallback = Callable[[int, int, str, str], None]  # agent, pid, kind, detail
 
 
 class Zygote:
     """Kernel-side handle on a zygote process (asyncio; works with uvloop)."""
 
-    def __init__(self, *, on_exit: ExitCallback | None = None, on_security: SecurityCallback | None = None) -> None:
+    def __init__(
+        self, *, on_exit: ExitCallback | None = None, on_security: SecurityCallback | None = None
+    ) -> None:
         self.on_exit = on_exit
         self.on_security = on_security
         self.proc: subprocess.Popen[bytes] | None = None

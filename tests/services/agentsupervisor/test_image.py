@@ -26,7 +26,11 @@ def env(tmp_path: Path) -> dict[str, Path]:
     trust = tmp_path / "trust"
     trust.mkdir()
     key, pub = img.create_key(keys, "acme")
-    (trust / "acme.toml").write_text(img.trust_entry("acme", pub.read_bytes(), capabilities=["ACCESS_NET"], executors=["isolated", "wasm"]))
+    (trust / "acme.toml").write_text(
+        img.trust_entry(
+            "acme", pub.read_bytes(), capabilities=["ACCESS_NET"], executors=["isolated", "wasm"]
+        )
+    )
     image = tmp_path / "hello"
     (image / "pkg").mkdir(parents=True)
     (image / "agent.toml").write_text(MANIFEST)
@@ -97,7 +101,9 @@ def test_forged_signature_bytes_refused(env: dict[str, Path]) -> None:
     s = img.Signature.parse(sig_path.read_text())
     bad = bytearray(s.signature)
     bad[10] ^= 0xFF
-    sig_path.write_text(img.Signature(s.publisher, s.key_fingerprint, s.digest, bytes(bad)).to_toml())
+    sig_path.write_text(
+        img.Signature(s.publisher, s.key_fingerprint, s.digest, bytes(bad)).to_toml()
+    )
     with pytest.raises(IntegrityError, match="does not verify"):
         img.verify(env["image"], env["trust"])
 
