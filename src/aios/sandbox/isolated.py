@@ -41,6 +41,7 @@ from aios.sandbox.zygote import Zygote
 
 UID_BASE = 200_000
 UID_COUNT = 60_000
+MAX_ADVISORIES = 256  # untrusted in-agent reports forwarded per agent
 
 
 @dataclass(slots=True)
@@ -154,7 +155,10 @@ class IsolatedExecutor:
             elif op == wire.Control.EXIT and a.outcome is None:
                 a.outcome = (int(args[0]), str(args[1]), str(args[2]))
             elif op == wire.Control.SECURITY:
-                self._security(aid, str(args[0])[:32], str(args[1])[:512], trusted=False)
+                n = a.extra.get("advisories", 0) + 1
+                a.extra["advisories"] = n
+                if n <= MAX_ADVISORIES:  # an agent cannot flood the event bus with reports
+                    self._security(aid, str(args[0])[:32], str(args[1])[:512], trusted=False)
             else:
                 raise ProtocolError(f"unexpected control op {op}")
         except (IndexError, TypeError, ValueError) as exc:

@@ -142,3 +142,40 @@ def test_tar_with_escape_refused(env: dict[str, Path]) -> None:
         tar.add(env["image"] / "hello.py", arcname="../evil.py")
     with pytest.raises(IntegrityError, match="escapes"):
         img.read_tree(bad)
+
+
+def test_valid_wasm_image_runs(env: dict[str, Path]) -> None:
+    from aios.sandbox.executor import Sink
+    from aios.sandbox.wasm import WasmExecutor
+
+    d = env["tmp"] / "wasmimg"
+    d.mkdir()
+    src = Path(img.__file__).resolve().parents[2] / "sandbox" / "examples" / "hello.wat"
+    (d / "hello.wat").write_text(src.read_text())
+    (d / "agent.toml").write_text(
+        'name="hello"\nversion="1"\nentry="hello.wat"\nexecutor="wasm"\n[resources]\nmemory_bytes=1048576\n'
+    )
+    img.sign(d, env["key"], "acme")
+    spec = img.to_spec(img.verify(d, env["trust"]), d, agent_id=7)
+    echoes: list[tuple[object, ...]] = []
+
+    def trap(aid: int, seq: int, sysno: int, args: tuple[object, ...]) -> None:
+        echoes.append(args) if sysno == 21 else None
+        ex.deliver(aid, seq, 0, aid)
+
+    ex = WasmExecutor(Sink(trap, lambda r: None, lambda e: None))
+    ex.spawn_now(spec)
+    assert ex.run_slice(7).value == 7
+    assert echoes == [("hello", 1)]
+    ex.shutdown()
+
+
+def test_wasm_entry_outside_image_refused(env: dict[str, Path]) -> None:
+    d = env["tmp"] / "escape"
+    d.mkdir()
+    (d / "agent.toml").write_text(
+        'name="x"\nversion="1"\nentry="../../etc/passwd"\nexecutor="wasm"\n'
+    )
+    img.sign(d, env["key"], "acme")
+    with pytest.raises(IntegrityError, match="outside"):
+        img.to_spec(img.verify(d, env["trust"]), d, agent_id=1)

@@ -441,3 +441,43 @@ def verify(image: str | os.PathLike[str], trust_dir: str | os.PathLike[str]) -> 
     return VerifiedImage(
         manifest, digest, pub.name, tuple(sorted(n for n in files if n != SIGNATURE))
     )
+
+
+def to_spec(
+    verified: VerifiedImage, image_dir: str | os.PathLike[str], agent_id: int, home: str = ""
+) -> Any:
+    """The executor launch spec for a verified image unpacked at ``image_dir``.
+
+    For ``wasm`` the entry is a module path inside the image; otherwise it is
+    ``module:function`` importable from the image directory (added to the
+    agent's read-only code paths).  Capabilities ACCESS_NET / ACCESS_FS /
+    ACCESS_FS_WRITE map to the sandbox switches.
+    """
+    from aios.sandbox.limits import Quota
+    from aios.sandbox.process import AgentSpec
+
+    m = verified.manifest
+    root = str(Path(image_dir).resolve())
+    r = m.resources
+    quota = Quota(
+        memory_bytes=r.memory_bytes,
+        processes=r.processes,
+        cpu_seconds=r.cpu_seconds,
+        cpu_weight=r.cpu_weight,
+    )
+    caps = set(m.capabilities)
+    entry = m.entry
+    if m.executor == "wasm":
+        entry = str((Path(root) / m.entry).resolve())
+        if not entry.startswith(root + os.sep):
+            raise IntegrityError(f"wasm entry {m.entry!r} is outside the image")
+    return AgentSpec(
+        agent_id,
+        entry,
+        home=home,
+        code_paths=(root,),
+        quota=quota,
+        access_net="ACCESS_NET" in caps,
+        access_fs="ACCESS_FS" in caps or "ACCESS_FS_WRITE" in caps,
+        access_fs_write="ACCESS_FS_WRITE" in caps,
+    )
