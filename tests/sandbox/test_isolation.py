@@ -326,3 +326,22 @@ def test_agent_can_import_stdlib_not_preloaded(agent_root: str) -> None:
     k = run_collect(go)
     assert k.echoes[1] == [("ok:'email.mime.text'",)]
     assert k.echoes[2] == [("ok:'colorsys'",)]
+
+
+def test_no_cgroup_left_behind_after_close(agent_root: str) -> None:
+    from aios.sandbox import limits
+
+    pids: list[int] = []
+
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "idle"))
+        await ex.spawn(spec(2, agent_root, "fork_bomb", quota=Quota(processes=8)))
+        await k.wait_echo(2)
+        pids.extend([ex.pid(1), ex.pid(2)])  # close() with both still alive
+
+    run(go)
+    layout = limits.cgroup_layout()
+    if layout is None:
+        pytest.skip("no writable cgroup tree")
+    left = [d for base in layout.dirs.values() for pid in pids for d in base.glob(f"agent-*-{pid}")]
+    assert left == []

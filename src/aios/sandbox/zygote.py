@@ -134,6 +134,7 @@ class _ZygoteLoop:
         self.children: dict[int, tuple[int, str]] = {}  # pid -> (agent id, cgroup name)
         self.notify_socks: dict[socket.socket, int] = {}  # receiving end -> child pid
         self.listeners: dict[int, int] = {}  # listener fd -> child pid
+        self.stale: set[str] = set()  # cgroups whose removal must be retried
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_r = r
         signal.set_wakeup_fd(w)
@@ -148,9 +149,11 @@ class _ZygoteLoop:
         while True:
             rlist: list[Any] = [self.ctrl, self.wake_r, *self.notify_socks, *self.listeners]
             try:
-                ready, _, _ = select.select(rlist, [], [])
+                ready, _, _ = select.select(rlist, [], [], 0.1 if self.stale else None)
             except InterruptedError:
                 continue
+            if self.stale:
+                self.stale = {cg for cg in self.stale if not limits.remove_cgroup(cg)}
             for r in ready:
                 if r is self.ctrl:
                     if not self.on_ctrl():
@@ -183,9 +186,7 @@ class _ZygoteLoop:
         elif op == "kill":
             self.kill(int(msg[1]), int(msg[2]))
         elif op == "quit":
-            for pid in list(self.children):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            self.shutdown()
             return False
         for fd in fds[1 if op == "spawn" else 0 :]:
             os.close(fd)
@@ -239,6 +240,30 @@ class _ZygoteLoop:
         with contextlib.suppress(OSError):
             os.close(fd)
 
+    def shutdown(self) -> None:
+        """Kill every agent (and its descendants), reap them, remove their cgroups."""
+        import time
+
+        for pid, (_aid, cg) in list(self.children.items()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            self.kill_group(cg)
+        deadline = time.monotonic() + 3.0
+        groups = {cg for _aid, cg in self.children.values()} | self.stale
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.children.pop(pid, None)
+        while groups and time.monotonic() < deadline:
+            for cg in list(groups):
+                self.kill_group(cg)
+                if limits.remove_cgroup(cg):
+                    groups.discard(cg)
+            if groups:
+                time.sleep(0.02)
+
     def kill(self, agent: int, signo: int) -> None:
         for pid, (aid, cg) in list(self.children.items()):
             if aid == agent:
@@ -274,7 +299,8 @@ class _ZygoteLoop:
                     s.close()
             self.kill_group(cg)
             counters = self.counters(cg)
-            limits.remove_cgroup(cg)
+            if not limits.remove_cgroup(cg):
+                self.stale.add(cg)
             code = os.waitstatus_to_exitcode(status)
             self.send(
                 "exit", agent, pid, code if code >= 0 else 0, -code if code < 0 else 0, counters
