@@ -26,7 +26,9 @@ def test_reply_roundtrip_results_are_lists() -> None:
     dec = FrameDecoder(Kind.REPLY)
     dec.expect(1)
     dec.expect(2)
-    out = dec.feed(wire.encode_batch([wire.encode_reply(2, 0, [1, 2]), wire.encode_reply(1, 3, "gone")]))
+    out = dec.feed(
+        wire.encode_batch([wire.encode_reply(2, 0, [1, 2]), wire.encode_reply(1, 3, "gone")])
+    )
     assert out == [(2, 0, [1, 2]), (1, 3, "gone")]
     assert dec.in_flight() == 0
 
@@ -55,7 +57,9 @@ def test_arbitrary_split_points(cuts: list[int]) -> None:
 
 def test_control_frames_bypass_seq() -> None:
     dec = FrameDecoder(Kind.REQUEST)
-    out = dec.feed(wire.encode_control(wire.Control.EXIT, (0, "ok", "")) + wire.encode_request(1, 1, ()))
+    out = dec.feed(
+        wire.encode_control(wire.Control.EXIT, (0, "ok", "")) + wire.encode_request(1, 1, ())
+    )
     assert out[0] == (0, int(wire.Control.EXIT), (0, "ok", ""))
     assert out[1][0] == 1
 

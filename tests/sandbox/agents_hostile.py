@@ -72,8 +72,12 @@ async def write_home(path: str) -> None:
 
 
 async def open_sockets() -> None:
-    tcp = _attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(("1.1.1.1", 80)))
-    udp = _attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("1.1.1.1", 53)))
+    tcp = _attempt(
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(("1.1.1.1", 80))
+    )
+    udp = _attempt(
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("1.1.1.1", 53))
+    )
     await trap(ECHO, tcp, udp)
 
 
@@ -200,3 +204,13 @@ async def escape_syscalls() -> None:
 async def crash() -> None:
     await trap(GETPID)
     raise RuntimeError("boom")
+
+
+async def import_stdlib(name: str) -> None:
+    import importlib
+
+    def go() -> str:
+        mod = importlib.import_module(name)
+        return mod.__name__
+
+    await trap(ECHO, _attempt(go))

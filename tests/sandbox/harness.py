@@ -45,7 +45,9 @@ class StandInKernel:
         if sysno == 22:
             if args and args[0] in HELD_SLOTS:
                 return 0
-            self.events.append(SecurityEvent(aid, "capability", f"slot {args[:1]} not held", self.kind))
+            self.events.append(
+                SecurityEvent(aid, "capability", f"slot {args[:1]} not held", self.kind)
+            )
             raise InvalidCapability(f"slot {args[:1]} is empty")
         raise NoSuchSyscall(f"syscall {sysno}")
 

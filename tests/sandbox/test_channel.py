@@ -66,7 +66,12 @@ def test_pipelined_calls_answered_out_of_order() -> None:
         def on_trap(seq: int, sysno: int, args: tuple[Any, ...]) -> None:
             held.append(seq)
             if len(held) == 100:  # answer all, newest first, later
-                loop.call_soon(lambda: [ch.reply(s, 0 if s % 7 else InvalidCapability.code, s if s % 7 else "no") for s in reversed(held)])
+                loop.call_soon(
+                    lambda: [
+                        ch.reply(s, 0 if s % 7 else InvalidCapability.code, s if s % 7 else "no")
+                        for s in reversed(held)
+                    ]
+                )
 
         loop = asyncio.get_running_loop()
         ch = await RemoteAgentChannel.open(a, on_trap)
@@ -82,13 +87,18 @@ def test_pipelined_calls_answered_out_of_order() -> None:
     assert all(isinstance(res[s - 1], InvalidCapability) for s in range(7, 101, 7))
 
 
-@pytest.mark.parametrize("garbage", [struct.pack(">I", 10**9), struct.pack(">I", 2) + b"\xc1\xc1", wire.encode_request(5, 1, ())])
+@pytest.mark.parametrize(
+    "garbage",
+    [struct.pack(">I", 10**9), struct.pack(">I", 2) + b"\xc1\xc1", wire.encode_request(5, 1, ())],
+)
 def test_protocol_error_reported_once_and_stream_closed(garbage: bytes) -> None:
     async def main() -> list[ProtocolError]:
         a, b = socket.socketpair()
         errors: list[ProtocolError] = []
         traps: list[int] = []
-        ch = await RemoteAgentChannel.open(a, lambda s, n, x: traps.append(s), on_error=errors.append)
+        ch = await RemoteAgentChannel.open(
+            a, lambda s, n, x: traps.append(s), on_error=errors.append
+        )
         b.sendall(garbage + wire.encode_request(1, 1, ()))
         for _ in range(100):
             await asyncio.sleep(0.005)
@@ -110,7 +120,9 @@ def test_control_frames_reach_on_control() -> None:
     async def main() -> list[Any]:
         a, b = socket.socketpair()
         got: list[Any] = []
-        await RemoteAgentChannel.open(a, lambda *x: None, on_control=lambda op, args: got.append((op, args)))
+        await RemoteAgentChannel.open(
+            a, lambda *x: None, on_control=lambda op, args: got.append((op, args))
+        )
         TrapClient(b).control(wire.Control.HELLO, (7, 123, []))
         for _ in range(100):
             await asyncio.sleep(0.005)

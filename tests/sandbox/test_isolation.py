@@ -42,7 +42,14 @@ def agent_root() -> Iterator[str]:
 
 
 def spec(aid: int, root: str, entry: str, *args: Any, **kw: Any) -> AgentSpec:
-    return AgentSpec(aid, f"agents_hostile:{entry}", args, home=os.path.join(root, f"a{aid}"), code_paths=(HERE,), **kw)
+    return AgentSpec(
+        aid,
+        f"agents_hostile:{entry}",
+        args,
+        home=os.path.join(root, f"a{aid}"),
+        code_paths=(HERE,),
+        **kw,
+    )
 
 
 def run(scenario: Callable[[StandInKernel, IsolatedExecutor], Awaitable[Any]]) -> Any:
@@ -286,7 +293,9 @@ def test_well_behaved_agent_served_during_attacks(agent_root: str) -> None:
                    ("escape_syscalls", ()), ("raw_frames", ("malformed",)), ("raw_frames", ("oversized",)),
                    ("read_outside", ("/etc/hostname",)), ("ptrace_pid", (os.getpid(),))]  # fmt: skip
         for i, (entry, args) in enumerate(attacks, 1):
-            await ex.spawn(spec(i, agent_root, entry, *args, quota=Quota(cpu_seconds=1, processes=8)))
+            await ex.spawn(
+                spec(i, agent_root, entry, *args, quota=Quota(cpu_seconds=1, processes=8))
+            )
         prev_n, prev_t = len(k.echoes[100]), time.perf_counter()
         while any(i not in k.exits for i in range(1, len(attacks) + 1)):
             await asyncio.sleep(0.01)
@@ -305,3 +314,34 @@ def test_well_behaved_agent_served_during_attacks(agent_root: str) -> None:
 
     run(go)
     assert lat
+
+
+def test_agent_can_import_stdlib_not_preloaded(agent_root: str) -> None:
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "import_stdlib", "email.mime.text"))
+        await ex.spawn(spec(2, agent_root, "import_stdlib", "colorsys"))
+        await k.wait_exit(1)
+        await k.wait_exit(2)
+
+    k = run_collect(go)
+    assert k.echoes[1] == [("ok:'email.mime.text'",)]
+    assert k.echoes[2] == [("ok:'colorsys'",)]
+
+
+def test_no_cgroup_left_behind_after_close(agent_root: str) -> None:
+    from aios.sandbox import limits
+
+    pids: list[int] = []
+
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "idle"))
+        await ex.spawn(spec(2, agent_root, "fork_bomb", quota=Quota(processes=8)))
+        await k.wait_echo(2)
+        pids.extend([ex.pid(1), ex.pid(2)])  # close() with both still alive
+
+    run(go)
+    layout = limits.cgroup_layout()
+    if layout is None:
+        pytest.skip("no writable cgroup tree")
+    left = [d for base in layout.dirs.values() for pid in pids for d in base.glob(f"agent-*-{pid}")]
+    assert left == []

@@ -87,7 +87,9 @@ def test_memory_capped_by_quota(kx: tuple[StandInKernel, WasmExecutor]) -> None:
     assert any(e.kind == "limit" and "memory" in e.detail for e in k.events_for(1))
 
 
-def test_wasi_preopen_only_with_access_fs(kx: tuple[StandInKernel, WasmExecutor], tmp_path: Path) -> None:
+def test_wasi_preopen_only_with_access_fs(
+    kx: tuple[StandInKernel, WasmExecutor], tmp_path: Path
+) -> None:
     _k, ex = kx
     home = tmp_path / "home"
     home.mkdir()
@@ -101,7 +103,9 @@ def test_wasi_preopen_only_with_access_fs(kx: tuple[StandInKernel, WasmExecutor]
     assert (home / "probe.txt").exists()
 
 
-def _agent_calling(sysno: int, args_hex: str, args_len: int, ret_cap: int, args_ptr: int = 0) -> bytes:
+def _agent_calling(
+    sysno: int, args_hex: str, args_len: int, ret_cap: int, args_ptr: int = 0
+) -> bytes:
     wat = f"""(module
       (import "aios" "syscall" (func $sys (param i32 i32 i32 i32 i32) (result i32)))
       (memory (export "memory") 1)

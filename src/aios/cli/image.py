@@ -10,7 +10,9 @@ import typer
 from aios.cli.keys import publishers_dir, trust_dir
 
 NAME = "image"
-app = typer.Typer(help="Agent images: build, sign (ML-DSA-65), verify, inspect.", no_args_is_help=True)
+app = typer.Typer(
+    help="Agent images: build, sign (ML-DSA-65), verify, inspect.", no_args_is_help=True
+)
 
 OUT = typer.Option("table", "-o", "--output", help="table | json")
 
@@ -22,7 +24,11 @@ def _run(fn, output: str, title: str):  # type: ignore[no-untyped-def]
         result = fn()
     except AIOSError as exc:
         if output == "json":
-            typer.echo(json.dumps({"ok": False, "error": exc.name, "code": exc.code, "message": exc.message}))
+            typer.echo(
+                json.dumps(
+                    {"ok": False, "error": exc.name, "code": exc.code, "message": exc.message}
+                )
+            )
         else:
             typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -41,7 +47,11 @@ def _run(fn, output: str, title: str):  # type: ignore[no-untyped-def]
 
 
 @app.command("build")
-def build_cmd(directory: str, out: str = typer.Option("", "--out", help="also write a .tar archive"), output: str = OUT) -> None:
+def build_cmd(
+    directory: str,
+    out: str = typer.Option("", "--out", help="also write a .tar archive"),
+    output: str = OUT,
+) -> None:
     """Check an image directory (agent.toml, files) and print its content digest."""
     from aios.services.agentsupervisor.image import build
 
@@ -53,7 +63,11 @@ def build_cmd(directory: str, out: str = typer.Option("", "--out", help="also wr
 
 
 @app.command("sign")
-def sign_cmd(image: str, key: str = typer.Option(..., "--key", help="publisher key name (or path to a .key file)"), output: str = OUT) -> None:
+def sign_cmd(
+    image: str,
+    key: str = typer.Option(..., "--key", help="publisher key name (or path to a .key file)"),
+    output: str = OUT,
+) -> None:
     """Sign IMAGE with a publisher key (ML-DSA-65)."""
     from pathlib import Path
 
@@ -70,13 +84,24 @@ def sign_cmd(image: str, key: str = typer.Option(..., "--key", help="publisher k
 
 
 @app.command("verify")
-def verify_cmd(image: str, trust: str = typer.Option("", "--trust", help="trust store dir (default $AIOS_HOME/keys/trusted)"), output: str = OUT) -> None:
+def verify_cmd(
+    image: str,
+    trust: str = typer.Option(
+        "", "--trust", help="trust store dir (default $AIOS_HOME/keys/trusted)"
+    ),
+    output: str = OUT,
+) -> None:
     """Verify signature, content hash, publisher trust and grants."""
     from aios.services.agentsupervisor.image import verify
 
     def go() -> dict[str, object]:
         v = verify(image, trust or trust_dir())
-        return {"name": v.manifest.name, "publisher": v.publisher, "digest": v.digest, "verified": True}
+        return {
+            "name": v.manifest.name,
+            "publisher": v.publisher,
+            "digest": v.digest,
+            "verified": True,
+        }
 
     _run(go, output, "image verify")
 

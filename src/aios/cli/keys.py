@@ -9,7 +9,9 @@ from pathlib import Path
 import typer
 
 NAME = "keys"
-app = typer.Typer(help="Publisher keys for signing agent images, and the trust store.", no_args_is_help=True)
+app = typer.Typer(
+    help="Publisher keys for signing agent images, and the trust store.", no_args_is_help=True
+)
 
 
 def aios_home() -> Path:
@@ -30,7 +32,9 @@ def _fail(exc: Exception) -> None:
 
 
 @app.command("create")
-def create(name: str, output: str = typer.Option("table", "-o", "--output", help="table | json")) -> None:
+def create(
+    name: str, output: str = typer.Option("table", "-o", "--output", help="table | json")
+) -> None:
     """Create publisher key NAME ($AIOS_HOME/keys/publishers/NAME.key, mode 0600)."""
     from aios.errors import AIOSError
     from aios.services.agentsupervisor.image import create_key, fingerprint
@@ -42,7 +46,9 @@ def create(name: str, output: str = typer.Option("table", "-o", "--output", help
         return
     fp = fingerprint(pub.read_bytes())
     if output == "json":
-        typer.echo(json.dumps({"name": name, "key": str(key), "public": str(pub), "fingerprint": fp}))
+        typer.echo(
+            json.dumps({"name": name, "key": str(key), "public": str(pub), "fingerprint": fp})
+        )
     else:
         typer.echo(f"created {key} (0600) and {pub}\nfingerprint {fp}")
 
@@ -80,7 +86,10 @@ def list_keys(output: str = typer.Option("table", "-o", "--output", help="table 
     """List own publisher keys and trusted publishers."""
     from aios.services.agentsupervisor.image import fingerprint, load_trust
 
-    own = [{"name": p.stem, "fingerprint": fingerprint(p.read_bytes()), "kind": "own"} for p in sorted(publishers_dir().glob("*.pub"))]
+    own = [
+        {"name": p.stem, "fingerprint": fingerprint(p.read_bytes()), "kind": "own"}
+        for p in sorted(publishers_dir().glob("*.pub"))
+    ]
     trusted = [{"name": t.name, "fingerprint": t.fingerprint, "kind": "trusted", "capabilities": sorted(t.capabilities)}
                for t in load_trust(trust_dir()).values()]  # fmt: skip
     rows = own + trusted
@@ -94,5 +103,10 @@ def list_keys(output: str = typer.Option("table", "-o", "--output", help="table 
     for col in ("kind", "name", "fingerprint", "capabilities"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["kind"]), str(r["name"]), str(r["fingerprint"]), ", ".join(r.get("capabilities", [])))  # type: ignore[arg-type]
+        table.add_row(
+            str(r["kind"]),
+            str(r["name"]),
+            str(r["fingerprint"]),
+            ", ".join(r.get("capabilities", [])),
+        )  # type: ignore[arg-type]
     Console().print(table)

@@ -129,7 +129,43 @@ def encode_mux_reply(agent: int, seq: int, errno: int, result: Any) -> bytes:
     try:
         return encode_frame((agent, seq, errno, result))
     except ProtocolError as exc:
-        return encode_frame((agent, seq, ProtocolError.code, f"result not encodable: {exc.message}"))
+        return encode_frame(
+            (agent, seq, ProtocolError.code, f"result not encodable: {exc.message}")
+        )
+
+
+class Encoder:
+    """Frame encoder with its own reusable msgpack packer (one per stream end).
+
+    A reused ``msgpack.Packer`` is about three times faster than ``packb``;
+    it is not thread-safe, so each channel or client owns one.
+    """
+
+    __slots__ = ("_pack",)
+
+    def __init__(self) -> None:
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+
+    def frame(self, obj: Any) -> bytes:
+        try:
+            body: bytes = self._pack(obj)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode frame: {exc}") from None
+        if len(body) > MAX_FRAME:
+            raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
+        return HEADER.pack(len(body)) + body
+
+    def request(self, seq: int, sysno: int, args: Sequence[Any]) -> bytes:
+        return self.frame((seq, sysno, args))
+
+    def reply(self, seq: int, errno: int, result: Any) -> bytes:
+        try:
+            return self.frame((seq, errno, result))
+        except ProtocolError as exc:
+            return self.frame((seq, ProtocolError.code, f"result not encodable: {exc.message}"))
+
+    def control(self, op: int, args: Sequence[Any]) -> bytes:
+        return self.frame((CONTROL_SEQ, int(op), args))
 
 
 def encode_batch(frames: Iterable[bytes]) -> bytes:
@@ -166,6 +202,22 @@ class RawDecoder:
         if self._poisoned is not None:
             raise ProtocolError(f"stream already failed: {self._poisoned.message}")
         buf = self._buf
+        if not buf and len(data) > HEADER_SIZE:
+            # fast path: exactly one whole frame (the common unbatched case)
+            (n,) = HEADER.unpack_from(data, 0)
+            if n == len(data) - HEADER_SIZE and 0 < n <= self.max_frame:
+                try:
+                    return [
+                        msgpack.unpackb(
+                            memoryview(data)[HEADER_SIZE:],
+                            raw=False,
+                            use_list=self._use_list,
+                            ext_hook=_refuse_ext,
+                            strict_map_key=False,
+                        )
+                    ]
+                except Exception as exc:
+                    raise self._fail(f"malformed msgpack frame: {type(exc).__name__}") from None
         buf += data
         out: list[Any] = []
         pos = 0
@@ -194,10 +246,6 @@ class RawDecoder:
         if pos:
             del buf[:pos]
         return out
-
-
-def _is_int(x: Any) -> bool:
-    return type(x) is int
 
 
 class FrameDecoder:
@@ -265,19 +313,21 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[Any, ...]]:
         frames = self._raw.feed(data)
         out: list[tuple[Any, ...]] = []
-        width = 4 if self.mux else 3
+        mux = self.mux
+        width = 4 if mux else 3
+        request = self.kind is Kind.REQUEST
+        shape = tuple if request else list
         for f in frames:
-            if type(f) is not (tuple if self.kind is Kind.REQUEST else list) or len(f) != width:
+            if type(f) is not shape or len(f) != width:
                 raise self._fail(f"frame is not a {width}-element array")
-            if self.mux:
-                agent = f[0]
-                seq, code, payload = f[1], f[2], f[3]
-                if not _is_int(agent) or agent < 0:
+            if mux:
+                agent, seq, code, payload = f
+                if type(agent) is not int or agent < 0:
                     raise self._fail("agent id must be a non-negative integer")
             else:
                 agent = 0
-                seq, code, payload = f[0], f[1], f[2]
-            if not _is_int(seq) or not _is_int(code):
+                seq, code, payload = f
+            if type(seq) is not int or type(code) is not int:
                 raise self._fail("seq and code must be integers")
             if seq == CONTROL_SEQ:
                 if not isinstance(payload, (tuple, list)):
@@ -286,8 +336,8 @@ class FrameDecoder:
                 continue
             if seq < 0 or seq > MAX_SEQ:
                 raise self._fail(f"seq {seq} out of range")
-            if self.kind is Kind.REQUEST:
-                if not isinstance(payload, tuple):
+            if request:
+                if type(payload) is not tuple:
                     raise self._fail("syscall arguments must be an array")
                 want = self._next_seq.get(agent, 1)
                 if seq != want:
@@ -298,12 +348,13 @@ class FrameDecoder:
                     raise self._fail(f"more than {self.max_in_flight} requests in flight")
                 self._in_flight[agent] = n + 1
                 self._next_seq[agent] = seq + 1
+                out.append(f)  # type: ignore[arg-type]  # a tuple: checked by shape above
             else:
                 pending = self._expected.get(agent)
                 if pending is None or seq not in pending:
                     raise self._fail(f"reply for seq {seq} which is not in flight")
                 pending.discard(seq)
-                if code != 0 and not isinstance(payload, str):
+                if code != 0 and type(payload) is not str:
                     raise self._fail("error reply must carry a message string")
-            out.append(tuple(f))
+                out.append(tuple(f))
         return out

@@ -29,7 +29,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aios.errors import AgentFault, AIOSError, Cancelled, InvalidArgument, ProtocolError, from_code
 from aios.kernel import wire
@@ -44,8 +44,11 @@ CloseHandler = Callable[[], None]
 
 
 class _ChannelBase(asyncio.Protocol):
-    def __init__(self, *, mux: bool, on_error: ErrorHandler | None, on_close: CloseHandler | None) -> None:
+    def __init__(
+        self, *, mux: bool, on_error: ErrorHandler | None, on_close: CloseHandler | None
+    ) -> None:
         self.decoder = FrameDecoder(Kind.REQUEST, mux=mux)
+        self.encoder = wire.Encoder()
         self.transport: asyncio.Transport | None = None
         self._on_error = on_error
         self._on_close = on_close
@@ -59,8 +62,8 @@ class _ChannelBase(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses; they do write()
-        self.transport = transport  # type: ignore[assignment]
+        # uvloop's transports implement the interface without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.failed is not None or self.closed:
@@ -152,13 +155,13 @@ class RemoteAgentChannel(_ChannelBase):
 
     def reply(self, seq: int, errno: int, result: Any) -> None:
         self.decoder.settle()
-        self._queue(wire.encode_reply(seq, errno, result))
+        self._queue(self.encoder.reply(seq, errno, result))
 
     def reply_error(self, seq: int, exc: AIOSError) -> None:
         self.reply(seq, exc.code, exc.message)
 
     def control(self, op: int, args: Sequence[Any]) -> None:
-        self._queue(wire.encode_control(op, args))
+        self._queue(self.encoder.control(op, args))
 
 
 class MuxChannel(_ChannelBase):
@@ -207,27 +210,31 @@ class MuxChannel(_ChannelBase):
 class TrapClient:
     """Blocking agent-side end of a trap stream (one agent, one socket)."""
 
-    __slots__ = ("_dec", "_pending", "_seq", "sock")
+    __slots__ = ("_buf", "_dec", "_enc", "_pending", "_seq", "_view", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
         self.sock = sock
         self._dec = FrameDecoder(Kind.REPLY)
+        self._enc = wire.Encoder()
+        # a reused receive buffer: recv(n) would allocate (and for large n, mmap) n bytes per call
+        self._buf = bytearray(wire.MAX_FRAME + wire.HEADER_SIZE)
+        self._view = memoryview(self._buf)
         self._seq = 0
         self._pending: list[tuple[int, int, Any]] = []
 
     def _next(self) -> tuple[int, int, Any]:
         while not self._pending:
-            data = self.sock.recv(262144)
-            if not data:
+            n = self.sock.recv_into(self._buf)
+            if not n:
                 raise Cancelled("kernel closed the trap channel")
-            self._pending.extend(self._dec.feed(data))  # type: ignore[arg-type]
+            self._pending.extend(self._dec.feed(self._view[:n]))  # type: ignore[arg-type]
         return self._pending.pop(0)
 
     def call(self, sysno: int, args: Sequence[Any]) -> Any:
         """One syscall; returns the result or raises the kernel's error."""
         seq = self._seq + 1
-        frame = wire.encode_request(seq, sysno, args)  # may raise: then nothing was sent
+        frame = self._enc.request(seq, sysno, args)  # may raise: then nothing was sent
         self._seq = seq
         self._dec.expect(seq)
         self.sock.sendall(frame)
@@ -241,7 +248,8 @@ class TrapClient:
     def call_many(self, calls: Sequence[tuple[int, Sequence[Any]]]) -> list[Any]:
         """Pipelined syscalls: all requests in one write; results (or errors) in order."""
         base = self._seq
-        frames = [wire.encode_request(base + i, sysno, args) for i, (sysno, args) in enumerate(calls, 1)]
+        req = self._enc.request
+        frames = [req(base + i, sysno, args) for i, (sysno, args) in enumerate(calls, 1)]
         for i in range(1, len(calls) + 1):
             self._dec.expect(base + i)
         self._seq = base + len(calls)
@@ -253,7 +261,7 @@ class TrapClient:
         return out
 
     def control(self, op: int, args: Sequence[Any]) -> None:
-        self.sock.sendall(wire.encode_control(op, args))
+        self.sock.sendall(self._enc.control(op, args))
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +289,9 @@ def drive(coro: Coroutine[Any, Any, Any], client: TrapClient) -> Outcome:
             return Outcome(1, "exception", f"{type(exc).__name__}: {exc}")
         value, error = None, None
         if type(trap) is not tuple or len(trap) != 2 or type(trap[0]) is not int:
-            error = InvalidArgument(f"agent yielded {type(trap).__name__}, not a (sysno, args) trap")
+            error = InvalidArgument(
+                f"agent yielded {type(trap).__name__}, not a (sysno, args) trap"
+            )
             continue
         sysno, args = trap
         try:
@@ -296,8 +306,19 @@ def drive(coro: Coroutine[Any, Any, Any], client: TrapClient) -> Outcome:
             error = exc
 
 
-def run_entry(fn: Callable[..., Coroutine[Any, Any, Any]], args: Sequence[Any], client: TrapClient) -> Outcome:
+_current: list[TrapClient | None] = [None]
+
+
+def current_client() -> TrapClient | None:
+    """The trap client of this (out-of-process) agent, for batched calls (``call_many``)."""
+    return _current[0]
+
+
+def run_entry(
+    fn: Callable[..., Coroutine[Any, Any, Any]], args: Sequence[Any], client: TrapClient
+) -> Outcome:
     """Call the agent function and drive the coroutine it returns."""
+    _current[0] = client
     try:
         coro = fn(*args)
     except Exception as exc:

@@ -41,6 +41,7 @@ from aios.sandbox.zygote import Zygote
 
 UID_BASE = 200_000
 UID_COUNT = 60_000
+MAX_ADVISORIES = 256  # untrusted in-agent reports forwarded per agent
 
 
 @dataclass(slots=True)
@@ -140,7 +141,9 @@ class IsolatedExecutor:
 
     # -- events -------------------------------------------------------------------
     def _security(self, aid: int, kind: str, detail: str, trusted: bool = True) -> None:
-        self.sink.security(SecurityEvent(aid, kind, detail, self.kind, trusted, time.monotonic_ns()))
+        self.sink.security(
+            SecurityEvent(aid, kind, detail, self.kind, trusted, time.monotonic_ns())
+        )
 
     def _on_control(self, aid: int, op: int, args: tuple[Any, ...]) -> None:
         a = self.agents.get(aid)
@@ -152,7 +155,10 @@ class IsolatedExecutor:
             elif op == wire.Control.EXIT and a.outcome is None:
                 a.outcome = (int(args[0]), str(args[1]), str(args[2]))
             elif op == wire.Control.SECURITY:
-                self._security(aid, str(args[0])[:32], str(args[1])[:512], trusted=False)
+                n = a.extra.get("advisories", 0) + 1
+                a.extra["advisories"] = n
+                if n <= MAX_ADVISORIES:  # an agent cannot flood the event bus with reports
+                    self._security(aid, str(args[0])[:32], str(args[1])[:512], trusted=False)
             else:
                 raise ProtocolError(f"unexpected control op {op}")
         except (IndexError, TypeError, ValueError) as exc:
@@ -177,7 +183,9 @@ class IsolatedExecutor:
             a.stream_closed = True
             self._maybe_finish(aid)
 
-    def _on_reaped(self, aid: int, pid: int, code: int, signo: int, counters: dict[str, int]) -> None:
+    def _on_reaped(
+        self, aid: int, pid: int, code: int, signo: int, counters: dict[str, int]
+    ) -> None:
         a = self.agents.get(aid)
         if a is None or a.pid not in (pid, 0):
             return
@@ -205,9 +213,13 @@ class IsolatedExecutor:
         msg = a.outcome[2] if a.outcome else ""
         if a.kill_cause is not None:
             return ExitRecord(aid, a.kill_cause, code, signo, msg or a.kill_cause.value)
-        if signo in (signal.SIGXCPU,) or (signo == signal.SIGKILL and a.outcome is None and a.spec.quota.cpu_seconds):
+        if signo in (signal.SIGXCPU,) or (
+            signo == signal.SIGKILL and a.outcome is None and a.spec.quota.cpu_seconds
+        ):
             self._security(aid, "limit", "CPU time limit")
-            return ExitRecord(aid, FaultCause.KILLED_FOR_LIMIT, code, signo, "cpu seconds exhausted")
+            return ExitRecord(
+                aid, FaultCause.KILLED_FOR_LIMIT, code, signo, "cpu seconds exhausted"
+            )
         if signo == signal.SIGSYS:
             self._security(aid, "syscall", "killed by seccomp (foreign syscall ABI)")
         if signo:

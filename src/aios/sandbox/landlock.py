@@ -31,6 +31,7 @@ process: these functions run in a freshly forked agent child.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import stat
@@ -102,7 +103,9 @@ class _PathBeneathAttr(ctypes.Structure):
 
 def abi_version() -> int:
     """The running kernel's Landlock ABI, or 0 when Landlock is unavailable."""
-    v = _syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+    v = _syscall(
+        SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION)
+    )
     return int(v) if v > 0 else 0
 
 
@@ -120,6 +123,22 @@ def _oserror(what: str) -> OSError:
     return OSError(e, f"{what}: {os.strerror(e)}")
 
 
+def open_paths(paths: Iterable[str]) -> list[tuple[str, int]]:
+    """``O_PATH`` descriptors for rule paths; missing or unreachable paths are skipped.
+
+    Open them while still privileged: a rule needs only the descriptor, so a
+    read-only tree below a directory the agent's uid cannot traverse can
+    still be granted.
+    """
+    out = []
+    for p in paths:
+        try:
+            out.append((p, os.open(p, os.O_PATH | os.O_CLOEXEC)))
+        except OSError:
+            continue
+    return out
+
+
 def restrict(
     read_write: Iterable[str],
     read_only: Iterable[str],
@@ -127,12 +146,39 @@ def restrict(
     restrict_net: bool = False,
     scope: bool = True,
 ) -> LandlockResult:
-    """Confine this process (and its future children) to the listed paths.
+    """Confine this process (and its future children) to the listed paths."""
+    return restrict_fds(
+        open_paths(read_write), open_paths(read_only), restrict_net=restrict_net, scope=scope
+    )
+
+
+def restrict_fds(
+    read_write: list[tuple[str, int]],
+    read_only: list[tuple[str, int]],
+    *,
+    restrict_net: bool = False,
+    scope: bool = True,
+) -> LandlockResult:
+    """Confine this process to the trees of the given ``O_PATH`` descriptors (closed here).
 
     ``restrict_net`` additionally denies every TCP bind/connect (ABI >= 4);
     ``scope`` keeps signals and abstract UNIX sockets inside the domain (ABI
     >= 6).  Raises OSError if Landlock is unavailable or a syscall fails.
     """
+    try:
+        return _restrict(read_write, read_only, restrict_net, scope)
+    finally:
+        for _, fd in (*read_write, *read_only):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _restrict(
+    read_write: list[tuple[str, int]],
+    read_only: list[tuple[str, int]],
+    restrict_net: bool,
+    scope: bool,
+) -> LandlockResult:
     abi = abi_version()
     if abi <= 0:
         raise OSError(38, "Landlock is not supported by this kernel")
@@ -154,29 +200,25 @@ def restrict(
     rw_done: list[str] = []
     ro_done: list[str] = []
     try:
-        for paths, rights, done in ((read_write, handled, rw_done), (read_only, READ_ONLY, ro_done)):
-            for p in paths:
-                try:
-                    pfd = os.open(p, os.O_PATH | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                try:
-                    allowed = rights & handled
-                    if not stat.S_ISDIR(os.fstat(pfd).st_mode):
-                        allowed &= FILE_RIGHTS
-                    rule = _PathBeneathAttr(allowed_access=allowed, parent_fd=pfd)
-                    r = _syscall(
-                        SYS_ADD_RULE,
-                        ctypes.c_int(fd),
-                        ctypes.c_int(RULE_PATH_BENEATH),
-                        ctypes.byref(rule),
-                        ctypes.c_uint32(0),
-                    )
-                    if r < 0:
-                        raise _oserror(f"landlock_add_rule({p})")
-                    done.append(p)
-                finally:
-                    os.close(pfd)
+        for paths, rights, done in (
+            (read_write, handled, rw_done),
+            (read_only, READ_ONLY, ro_done),
+        ):
+            for p, pfd in paths:
+                allowed = rights & handled
+                if not stat.S_ISDIR(os.fstat(pfd).st_mode):
+                    allowed &= FILE_RIGHTS
+                rule = _PathBeneathAttr(allowed_access=allowed, parent_fd=pfd)
+                r = _syscall(
+                    SYS_ADD_RULE,
+                    ctypes.c_int(fd),
+                    ctypes.c_int(RULE_PATH_BENEATH),
+                    ctypes.byref(rule),
+                    ctypes.c_uint32(0),
+                )
+                if r < 0:
+                    raise _oserror(f"landlock_add_rule({p})")
+                done.append(p)
         if _syscall(SYS_RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0)) < 0:
             raise _oserror("landlock_restrict_self")
     finally:

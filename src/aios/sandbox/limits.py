@@ -47,7 +47,13 @@ class Quota:
     cpu_weight: int = DEFAULT_CHILD_CPU_WEIGHT
 
     def to_wire(self) -> tuple[int, int, int, int, int]:
-        return (self.memory_bytes, self.processes, self.open_files, self.cpu_seconds, self.cpu_weight)
+        return (
+            self.memory_bytes,
+            self.processes,
+            self.open_files,
+            self.cpu_seconds,
+            self.cpu_weight,
+        )
 
     @classmethod
     def from_wire(cls, t: tuple[int, ...] | list[int]) -> Quota:
@@ -184,16 +190,20 @@ def join_cgroup(name: str, q: Quota, pid: int = 0) -> list[str]:
     return done
 
 
-def remove_cgroup(name: str) -> None:
-    """Remove the agent's (empty) groups; silently ignores what is gone."""
+def remove_cgroup(name: str) -> bool:
+    """Remove the agent's (empty) groups; True when none is left."""
     layout = cgroup_layout()
     if layout is None:
-        return
+        return True
+    clean = True
     for d in {p / name for p in layout.dirs.values()}:
         try:
             d.rmdir()
-        except OSError:
+        except FileNotFoundError:
             pass
+        except OSError:
+            clean = False  # still populated (descendants dying): retry later
+    return clean
 
 
 def cgroup_stat(name: str, ctrl: str, fname: str) -> str | None:

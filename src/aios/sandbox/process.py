@@ -44,7 +44,7 @@ import sysconfig
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from aios.sandbox import landlock, limits, seccomp
+from aios.sandbox import importer, landlock, limits, seccomp
 from aios.sandbox.limits import Quota
 
 CLONE_NEWNS = 0x00020000
@@ -55,7 +55,18 @@ PR_SET_DUMPABLE = 4
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 
-MECHANISMS = ("uid", "userns", "mountns", "netns", "caps", "no_new_privs", "landlock", "seccomp", "rlimits", "cgroup")
+MECHANISMS = (
+    "uid",
+    "userns",
+    "mountns",
+    "netns",
+    "caps",
+    "no_new_privs",
+    "landlock",
+    "seccomp",
+    "rlimits",
+    "cgroup",
+)
 EXIT_SANDBOX_FAILED = 78  # EX_CONFIG
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -115,11 +126,14 @@ class Protections:
     missing: tuple[str, ...] = ()  # mechanisms that failed but policy allowed
 
     def to_wire(self) -> list[Any]:
-        return [list(v) if isinstance(v, tuple) else v for v in (getattr(self, f.name) for f in fields(self))]
+        return [
+            list(v) if isinstance(v, tuple) else v
+            for v in (getattr(self, f.name) for f in fields(self))
+        ]
 
     @classmethod
     def from_wire(cls, t: Any) -> Protections:
-        vals = [tuple(v) if isinstance(v, (list, tuple)) else v for v in t]
+        vals: list[Any] = [tuple(v) if isinstance(v, (list, tuple)) else v for v in t]
         return cls(*vals)
 
     def summary(self) -> str:
@@ -185,7 +199,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
 
 
 def drop_capabilities() -> None:
@@ -220,6 +238,15 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
     p["cgroup"] = tuple(attempt("cgroup", lambda: limits.join_cgroup(name, spec.quota)) or ())
     p["rlimits"] = tuple(attempt("rlimits", lambda: limits.apply_rlimits(spec.quota)) or ())
 
+    # descriptors for code the agent uid may not reach by path (see importer.py),
+    # and for the Landlock rules, opened while still privileged
+    roots = importer.open_roots([p for p in [*spec.code_paths, *sys.path] if p])
+    rw = [spec.home] if spec.home else []
+    rw += ["/dev/null"]
+    ro = list(code_paths(spec.code_paths)) + list(DEVICE_FILES)
+    if spec.access_fs:
+        ro.append("/")
+    rw_fds, ro_fds = landlock.open_paths(rw), landlock.open_paths(ro)
     uid = spec.host_uid
     if uid > 0:
 
@@ -264,15 +291,21 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
 
     p["mountns"] = bool(ok) and bool(attempt("mountns", private_mounts))
     _libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(0), 0, 0, 0)  # no ptrace / /proc/PID/mem by peers
-    p["caps_dropped"] = bool(attempt("caps", lambda: drop_capabilities() or True))
-    p["no_new_privs"] = bool(attempt("no_new_privs", lambda: seccomp.set_no_new_privs() or True))
 
-    rw = [spec.home] if spec.home else []
-    ro = list(code_paths(spec.code_paths)) + list(DEVICE_FILES)
-    if spec.access_fs:
-        ro.append("/")
-    rw += ["/dev/null"]
-    ll = attempt("landlock", lambda: landlock.restrict(rw, ro, restrict_net=not spec.access_net))
+    def caps() -> bool:
+        drop_capabilities()
+        return True
+
+    def nnp() -> bool:
+        seccomp.set_no_new_privs()
+        return True
+
+    p["caps_dropped"] = bool(attempt("caps", caps))
+    p["no_new_privs"] = bool(attempt("no_new_privs", nnp))
+
+    ll = attempt(
+        "landlock", lambda: landlock.restrict_fds(rw_fds, ro_fds, restrict_net=not spec.access_net)
+    )
     p["landlock_abi"] = ll.abi if ll is not None else 0
 
     def install_seccomp() -> tuple[bool, bool]:
@@ -289,6 +322,7 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
 
     sc = attempt("seccomp", install_seccomp)
     p["seccomp"], p["seccomp_notify"] = sc if sc else (False, False)
+    importer.install(roots)
     return Protections(
         uid=p["uid"], userns=p["userns"], mountns=p["mountns"], netns=p["netns"],
         caps_dropped=p["caps_dropped"], no_new_privs=p["no_new_privs"],
@@ -299,7 +333,9 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
 
 def install_audit_hook(spec: AgentSpec, report: Any) -> None:
     """Advisory: report file opens outside the allowed tree (Landlock enforces)."""
-    allowed = tuple(os.path.realpath(x) for x in [spec.home, *code_paths(spec.code_paths), *DEVICE_FILES] if x)
+    allowed = tuple(
+        os.path.realpath(x) for x in [spec.home, *code_paths(spec.code_paths), *DEVICE_FILES] if x
+    )
     if spec.access_fs:
         return
     busy = [False]
@@ -315,7 +351,12 @@ def install_audit_hook(spec: AgentSpec, report: Any) -> None:
                     report("fs", path)
                 finally:
                     busy[0] = False
-        elif event == "socket.__new__" and len(args) > 1 and args[1] not in (socket.AF_UNIX,) and not spec.access_net:
+        elif (
+            event == "socket.__new__"
+            and len(args) > 1
+            and args[1] not in (socket.AF_UNIX,)
+            and not spec.access_net
+        ):
             busy[0] = True
             try:
                 report("net", f"socket family {args[1]}")

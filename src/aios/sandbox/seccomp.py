@@ -198,6 +198,7 @@ def build_program(arch: Arch, *, allow_net: bool, notify: bool) -> bytes:
 
     out = bytearray()
     for i, (code, jt, jf, k) in enumerate(prog):
+
         def rel(t: object, i: int = i) -> int:
             if isinstance(t, str):
                 off = labels[t] - i - 1
@@ -222,7 +223,16 @@ _libc.ioctl.restype = ctypes.c_int
 
 
 def set_no_new_privs() -> None:
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+    if (
+        _libc.prctl(
+            PR_SET_NO_NEW_PRIVS,
+            ctypes.c_ulong(1),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+        != 0
+    ):
         e = ctypes.get_errno()
         raise OSError(e, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(e)}")
 
@@ -240,7 +250,12 @@ def install(program: bytes, *, listener: bool) -> int | None:
     fprog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
     nr = SYS_SECCOMP_X86_64 if arch is X86_64 else SYS_SECCOMP_AARCH64
     flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if listener else 0
-    r = _libc.syscall(ctypes.c_long(nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags), ctypes.byref(fprog))
+    r = _libc.syscall(
+        ctypes.c_long(nr),
+        ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+        ctypes.c_uint(flags),
+        ctypes.byref(fprog),
+    )
     if r < 0:
         e = ctypes.get_errno()
         raise OSError(e, f"seccomp(SET_MODE_FILTER): {os.strerror(e)}")

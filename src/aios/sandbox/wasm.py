@@ -143,7 +143,9 @@ class WasmExecutor:
             self._ticker = None
         self.agents.clear()
 
-    def load_module(self, source: str | bytes) -> tuple[wasmtime.Module, wasmtime.InstancePre, bool]:
+    def load_module(
+        self, source: str | bytes
+    ) -> tuple[wasmtime.Module, wasmtime.InstancePre, bool]:
         """Compile (once) a module from a path (.wat/.wasm) or bytes."""
         if isinstance(source, str):
             data = Path(source).read_bytes()
@@ -188,7 +190,12 @@ class WasmExecutor:
         mem = instance.exports(store).get("memory")
         budget = spec.quota.cpu_seconds * DEFAULT_FUEL_PER_CPU_S if spec.quota.cpu_seconds else -1
         self.agents[spec.agent_id] = _WasmAgent(
-            spec, store, instance, mem if isinstance(mem, wasmtime.Memory) else None, budget, wasi=wasi
+            spec,
+            store,
+            instance,
+            mem if isinstance(mem, wasmtime.Memory) else None,
+            budget,
+            wasi=wasi,
         )
 
     def protections(self, agent_id: int) -> Protections | None:
@@ -213,7 +220,14 @@ class WasmExecutor:
         return a.fuel_used if a is not None else 0
 
     # -- running ---------------------------------------------------------------------
-    def run_slice(self, agent_id: int, export: str = "aios_main", *, fuel: int | None = None, deadline_ticks: int | None = None) -> SliceResult:
+    def run_slice(
+        self,
+        agent_id: int,
+        export: str = "aios_main",
+        *,
+        fuel: int | None = None,
+        deadline_ticks: int | None = None,
+    ) -> SliceResult:
         """Run ``export`` for at most one slice of fuel and wall time."""
         a = self.agents.get(agent_id)
         if a is None:
@@ -222,17 +236,27 @@ class WasmExecutor:
         give = want if a.fuel_budget < 0 else min(want, a.fuel_budget)
         store = a.store
         store.set_fuel(give)
-        store.set_epoch_deadline(deadline_ticks if deadline_ticks is not None else self.deadline_ticks)
+        store.set_epoch_deadline(
+            deadline_ticks if deadline_ticks is not None else self.deadline_ticks
+        )
         fn = a.instance.exports(store).get(export)
         if not isinstance(fn, wasmtime.Func):
-            return self._finish(a, 0, ExitRecord(agent_id, FaultCause.EXCEPTION, 1, 0, f"no exported function {export!r}"))
+            return self._finish(
+                a,
+                0,
+                ExitRecord(
+                    agent_id, FaultCause.EXCEPTION, 1, 0, f"no exported function {export!r}"
+                ),
+            )
         self._current = a
         t0 = time.perf_counter_ns()
         value: Any = None
         record: ExitRecord | None = None
         try:
             value = fn(store)
-            record = ExitRecord(agent_id, FaultCause.EXITED, 0, 0, "") if export == "aios_main" else None
+            record = (
+                ExitRecord(agent_id, FaultCause.EXITED, 0, 0, "") if export == "aios_main" else None
+            )
         except wasmtime.Trap as trap:
             record = self._trap_record(a, trap)
         except wasmtime.WasmtimeError as exc:
@@ -253,7 +277,9 @@ class WasmExecutor:
         self._check_memory(a)
         return self._finish(a, used, record, value, wall)
 
-    def _finish(self, a: _WasmAgent, used: int, record: ExitRecord | None, value: Any = None, wall: int = 0) -> SliceResult:
+    def _finish(
+        self, a: _WasmAgent, used: int, record: ExitRecord | None, value: Any = None, wall: int = 0
+    ) -> SliceResult:
         aid = a.spec.agent_id
         if record is not None:
             self.agents.pop(aid, None)
@@ -283,7 +309,15 @@ class WasmExecutor:
         self.sink.security(SecurityEvent(aid, kind, detail, self.kind, True, time.monotonic_ns()))
 
     # -- the host import -------------------------------------------------------------
-    def _host_syscall(self, caller: wasmtime.Caller, sysno: int, args_ptr: int, args_len: int, ret_ptr: int, ret_cap: int) -> int:
+    def _host_syscall(
+        self,
+        caller: wasmtime.Caller,
+        sysno: int,
+        args_ptr: int,
+        args_len: int,
+        ret_ptr: int,
+        ret_cap: int,
+    ) -> int:
         a = self._current
         if a is None:
             return -_errno.EFAULT
@@ -296,7 +330,9 @@ class WasmExecutor:
         if args_ptr + args_len > size or ret_ptr + ret_cap > size:
             return -_errno.EFAULT
         try:
-            args = msgpack.unpackb(mem.read(caller, args_ptr, args_ptr + args_len), raw=False, use_list=False)
+            args = msgpack.unpackb(
+                mem.read(caller, args_ptr, args_ptr + args_len), raw=False, use_list=False
+            )
         except Exception:
             return -_errno.EPROTO
         if type(args) is not tuple:
@@ -307,7 +343,10 @@ class WasmExecutor:
         self.sink.trap(aid, seq, sysno, args)
         answer = a.pending.pop(seq, None)
         if answer is None:
-            errno, result = WouldBlock.code, "the call would block (Wasm agents use the _nowait forms)"
+            errno, result = (
+                WouldBlock.code,
+                "the call would block (Wasm agents use the _nowait forms)",
+            )
         else:
             errno, result = answer
         if self.agents.get(aid) is not a:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import os
 import select
@@ -66,7 +67,9 @@ class Placement:
         self.load = [0] * self.n
 
     def place(self, agent: int, exclude: int | None = None) -> int:
-        best = min((i for i in range(self.n) if i != exclude), key=lambda i: (self.load[i], i), default=0)
+        best = min(
+            (i for i in range(self.n) if i != exclude), key=lambda i: (self.load[i], i), default=0
+        )
         self.where[agent] = best
         self.load[best] += 1
         return best
@@ -105,12 +108,16 @@ class _WorkerLoop:
         self.queued: deque[tuple[int, str, tuple[Any, ...]]] = deque()
         self.queued_ids: set[int] = set()
         self.out: list[bytes] = []
+        self.rbuf = bytearray(1 << 20)  # reused: recv(n) would allocate n bytes per call
+        self.rview = memoryview(self.rbuf)
 
     def emit_exit(self, aid: int, status: int, cause: str, message: str) -> None:
         self.coros.pop(aid, None)
         self.seqs.pop(aid, None)
         self.decoder.forget(aid)
-        self.out.append(wire.encode_frame((aid, 0, int(wire.Control.EXIT), (status, cause, message[:2048]))))
+        self.out.append(
+            wire.encode_frame((aid, 0, int(wire.Control.EXIT), (status, cause, message[:2048])))
+        )
 
     def step(self, aid: int, value: Any = None, error: BaseException | None = None) -> None:
         coro = self.coros[aid]
@@ -129,7 +136,10 @@ class _WorkerLoop:
             if type(trap) is not tuple or len(trap) != 2 or type(trap[0]) is not int:
                 from aios.errors import InvalidArgument
 
-                value, error = None, InvalidArgument(f"agent yielded {type(trap).__name__}, not a trap")
+                value, error = (
+                    None,
+                    InvalidArgument(f"agent yielded {type(trap).__name__}, not a trap"),
+                )
                 continue
             seq = self.seqs.get(aid, 0) + 1
             try:
@@ -192,10 +202,10 @@ class _WorkerLoop:
                 r, _, _ = select.select([self.sock], [], [], 0)
                 if not r:
                     continue
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
+            n = self.sock.recv_into(self.rbuf)
+            if not n:
                 return
-            for f in self.decoder.feed(chunk):
+            for f in self.decoder.feed(self.rview[:n]):
                 aid, seq, code, payload = f
                 if seq == 0:
                     self.control(aid, code, payload)
@@ -248,13 +258,11 @@ class WorkerExecutor:
                 pass_fds=[theirs.fileno()], env=env, close_fds=True,
             )  # fmt: skip
             theirs.close()
-            chan = await MuxChannel.open(
-                ours,
-                lambda aid, seq, sysno, args, i=i: self._on_trap(i, aid, seq, sysno, args),
-                on_control=lambda aid, op, args, i=i: self._on_control(i, aid, op, args),
-                on_error=lambda exc, i=i: self._on_worker_error(i, exc),
-                on_close=lambda i=i: self._on_worker_error(i, ProtocolError("worker exited")),
-            )
+            chan = await MuxChannel.open(ours, functools.partial(self._on_trap, i),
+                on_control=functools.partial(self._on_control, i),
+                on_error=functools.partial(self._on_worker_error, i),
+                on_close=functools.partial(self._on_worker_error, i, ProtocolError("worker exited")),
+            )  # fmt: skip
             self.workers.append(_Worker(i, proc, chan))
 
     async def spawn(self, spec: AgentSpec, *, pin: int | None = None) -> int:
@@ -274,7 +282,9 @@ class WorkerExecutor:
         return w
 
     def _send_spawn(self, w: int, spec: AgentSpec) -> None:
-        self.workers[w].channel.control(spec.agent_id, wire.Control.SPAWN, (spec.entry, list(spec.args), list(spec.code_paths)))
+        self.workers[w].channel.control(
+            spec.agent_id, wire.Control.SPAWN, (spec.entry, list(spec.args), list(spec.code_paths))
+        )
 
     def worker_of(self, agent_id: int) -> int | None:
         return self.placement.where.get(agent_id)
@@ -331,7 +341,9 @@ class WorkerExecutor:
     # -- callbacks ---------------------------------------------------------------------------
     def _on_trap(self, w: int, aid: int, seq: int, sysno: int, args: tuple[Any, ...]) -> None:
         if self.placement.where.get(aid) != w:
-            self._on_worker_error(w, ProtocolError(f"worker {w} sent a trap for agent {aid} it does not host"))
+            self._on_worker_error(
+                w, ProtocolError(f"worker {w} sent a trap for agent {aid} it does not host")
+            )
             return
         self.started.add(aid)
         self.sink.trap(aid, seq, sysno, args)
@@ -348,7 +360,9 @@ class WorkerExecutor:
             self.specs.pop(aid, None)
             self.started.discard(aid)
             self.workers[w].channel.forget(aid)
-            fc = {"ok": FaultCause.EXITED, "killed": FaultCause.KILLED}.get(str(cause), FaultCause.EXCEPTION)
+            fc = {"ok": FaultCause.EXITED, "killed": FaultCause.KILLED}.get(
+                str(cause), FaultCause.EXCEPTION
+            )
             self.sink.exited(ExitRecord(aid, fc, int(status), 0, str(message)))
             return
         self._on_worker_error(w, ProtocolError(f"unexpected control op {op} for agent {aid}"))

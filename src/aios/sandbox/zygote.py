@@ -48,7 +48,7 @@ from typing import Any
 import msgpack
 
 from aios.kernel import wire
-from aios.sandbox import limits, seccomp
+from aios.sandbox import importer, limits, seccomp
 from aios.sandbox.channel import TrapClient, run_entry
 from aios.sandbox.process import (
     EXIT_SANDBOX_FAILED,
@@ -102,7 +102,9 @@ def _child_main(spec: AgentSpec, chan_fd: int, notify_fd: int) -> None:
         notify.close()
         client.control(wire.Control.HELLO, (spec.agent_id, os.getpid(), prot.to_wire()))
         sys.path[:0] = list(spec.code_paths)
-        install_audit_hook(spec, lambda kind, detail: client.control(wire.Control.SECURITY, (kind, detail)))
+        install_audit_hook(
+            spec, lambda kind, detail: client.control(wire.Control.SECURITY, (kind, detail))
+        )
         mod_name, _, fn_name = spec.entry.partition(":")
         try:
             fn = getattr(importlib.import_module(mod_name), fn_name)
@@ -112,7 +114,9 @@ def _child_main(spec: AgentSpec, chan_fd: int, notify_fd: int) -> None:
         outcome = run_entry(fn, spec.args, client)
         status = outcome.status
         with contextlib.suppress(OSError):
-            client.control(wire.Control.EXIT, (outcome.status, outcome.cause, outcome.message[:4096]))
+            client.control(
+                wire.Control.EXIT, (outcome.status, outcome.cause, outcome.message[:4096])
+            )
     except BaseException as exc:
         status = 1
         with contextlib.suppress(BaseException):
@@ -130,6 +134,7 @@ class _ZygoteLoop:
         self.children: dict[int, tuple[int, str]] = {}  # pid -> (agent id, cgroup name)
         self.notify_socks: dict[socket.socket, int] = {}  # receiving end -> child pid
         self.listeners: dict[int, int] = {}  # listener fd -> child pid
+        self.stale: set[str] = set()  # cgroups whose removal must be retried
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_r = r
         signal.set_wakeup_fd(w)
@@ -144,9 +149,11 @@ class _ZygoteLoop:
         while True:
             rlist: list[Any] = [self.ctrl, self.wake_r, *self.notify_socks, *self.listeners]
             try:
-                ready, _, _ = select.select(rlist, [], [])
+                ready, _, _ = select.select(rlist, [], [], 0.1 if self.stale else None)
             except InterruptedError:
                 continue
+            if self.stale:
+                self.stale = {cg for cg in self.stale if not limits.remove_cgroup(cg)}
             for r in ready:
                 if r is self.ctrl:
                     if not self.on_ctrl():
@@ -179,9 +186,7 @@ class _ZygoteLoop:
         elif op == "kill":
             self.kill(int(msg[1]), int(msg[2]))
         elif op == "quit":
-            for pid in list(self.children):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            self.shutdown()
             return False
         for fd in fds[1 if op == "spawn" else 0 :]:
             os.close(fd)
@@ -235,6 +240,30 @@ class _ZygoteLoop:
         with contextlib.suppress(OSError):
             os.close(fd)
 
+    def shutdown(self) -> None:
+        """Kill every agent (and its descendants), reap them, remove their cgroups."""
+        import time
+
+        for pid, (_aid, cg) in list(self.children.items()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            self.kill_group(cg)
+        deadline = time.monotonic() + 3.0
+        groups = {cg for _aid, cg in self.children.values()} | self.stale
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.children.pop(pid, None)
+        while groups and time.monotonic() < deadline:
+            for cg in list(groups):
+                self.kill_group(cg)
+                if limits.remove_cgroup(cg):
+                    groups.discard(cg)
+            if groups:
+                time.sleep(0.02)
+
     def kill(self, agent: int, signo: int) -> None:
         for pid, (aid, cg) in list(self.children.items()):
             if aid == agent:
@@ -270,9 +299,12 @@ class _ZygoteLoop:
                     s.close()
             self.kill_group(cg)
             counters = self.counters(cg)
-            limits.remove_cgroup(cg)
+            if not limits.remove_cgroup(cg):
+                self.stale.add(cg)
             code = os.waitstatus_to_exitcode(status)
-            self.send("exit", agent, pid, code if code >= 0 else 0, -code if code < 0 else 0, counters)
+            self.send(
+                "exit", agent, pid, code if code >= 0 else 0, -code if code < 0 else 0, counters
+            )
 
     def counters(self, cg: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -294,6 +326,7 @@ def zygote_main(ctrl_fd: int) -> None:
     # warm what agents use, then freeze so forks share it untouched
     limits.cgroup_layout()
     code_paths()
+    importer.preload()
     importlib.import_module("aios.errors")
     importlib.import_module("aios.sandbox.landlock")
     with contextlib.suppress(ImportError):
@@ -307,14 +340,18 @@ def zygote_main(ctrl_fd: int) -> None:
 # -- kernel-side client -------------------------------------------------------------------
 
 
-ExitCallback = Callable[[int, int, int, int, dict[str, int]], None]  # agent, pid, code, signal, counters
+ExitCallback = Callable[
+    [int, int, int, int, dict[str, int]], None
+]  # agent, pid, code, signal, counters
 SecurityCallback = Callable[[int, int, str, str], None]  # agent, pid, kind, detail
 
 
 class Zygote:
     """Kernel-side handle on a zygote process (asyncio; works with uvloop)."""
 
-    def __init__(self, *, on_exit: ExitCallback | None = None, on_security: SecurityCallback | None = None) -> None:
+    def __init__(
+        self, *, on_exit: ExitCallback | None = None, on_security: SecurityCallback | None = None
+    ) -> None:
         self.on_exit = on_exit
         self.on_security = on_security
         self.proc: subprocess.Popen[bytes] | None = None

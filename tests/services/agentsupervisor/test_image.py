@@ -26,7 +26,11 @@ def env(tmp_path: Path) -> dict[str, Path]:
     trust = tmp_path / "trust"
     trust.mkdir()
     key, pub = img.create_key(keys, "acme")
-    (trust / "acme.toml").write_text(img.trust_entry("acme", pub.read_bytes(), capabilities=["ACCESS_NET"], executors=["isolated", "wasm"]))
+    (trust / "acme.toml").write_text(
+        img.trust_entry(
+            "acme", pub.read_bytes(), capabilities=["ACCESS_NET"], executors=["isolated", "wasm"]
+        )
+    )
     image = tmp_path / "hello"
     (image / "pkg").mkdir(parents=True)
     (image / "agent.toml").write_text(MANIFEST)
@@ -97,7 +101,9 @@ def test_forged_signature_bytes_refused(env: dict[str, Path]) -> None:
     s = img.Signature.parse(sig_path.read_text())
     bad = bytearray(s.signature)
     bad[10] ^= 0xFF
-    sig_path.write_text(img.Signature(s.publisher, s.key_fingerprint, s.digest, bytes(bad)).to_toml())
+    sig_path.write_text(
+        img.Signature(s.publisher, s.key_fingerprint, s.digest, bytes(bad)).to_toml()
+    )
     with pytest.raises(IntegrityError, match="does not verify"):
         img.verify(env["image"], env["trust"])
 
@@ -136,3 +142,40 @@ def test_tar_with_escape_refused(env: dict[str, Path]) -> None:
         tar.add(env["image"] / "hello.py", arcname="../evil.py")
     with pytest.raises(IntegrityError, match="escapes"):
         img.read_tree(bad)
+
+
+def test_valid_wasm_image_runs(env: dict[str, Path]) -> None:
+    from aios.sandbox.executor import Sink
+    from aios.sandbox.wasm import WasmExecutor
+
+    d = env["tmp"] / "wasmimg"
+    d.mkdir()
+    src = Path(img.__file__).resolve().parents[2] / "sandbox" / "examples" / "hello.wat"
+    (d / "hello.wat").write_text(src.read_text())
+    (d / "agent.toml").write_text(
+        'name="hello"\nversion="1"\nentry="hello.wat"\nexecutor="wasm"\n[resources]\nmemory_bytes=1048576\n'
+    )
+    img.sign(d, env["key"], "acme")
+    spec = img.to_spec(img.verify(d, env["trust"]), d, agent_id=7)
+    echoes: list[tuple[object, ...]] = []
+
+    def trap(aid: int, seq: int, sysno: int, args: tuple[object, ...]) -> None:
+        echoes.append(args) if sysno == 21 else None
+        ex.deliver(aid, seq, 0, aid)
+
+    ex = WasmExecutor(Sink(trap, lambda r: None, lambda e: None))
+    ex.spawn_now(spec)
+    assert ex.run_slice(7).value == 7
+    assert echoes == [("hello", 1)]
+    ex.shutdown()
+
+
+def test_wasm_entry_outside_image_refused(env: dict[str, Path]) -> None:
+    d = env["tmp"] / "escape"
+    d.mkdir()
+    (d / "agent.toml").write_text(
+        'name="x"\nversion="1"\nentry="../../etc/passwd"\nexecutor="wasm"\n'
+    )
+    img.sign(d, env["key"], "acme")
+    with pytest.raises(IntegrityError, match="outside"):
+        img.to_spec(img.verify(d, env["trust"]), d, agent_id=1)

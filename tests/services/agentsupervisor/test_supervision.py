@@ -34,7 +34,9 @@ def boot(sup: Supervisor, agent: int, now: int = 0, **kw: object) -> None:
     sup.handle(Started(agent, now))
 
 
-def crash(sup: Supervisor, agent: int, now: int, cause: FaultCause = FaultCause.EXCEPTION) -> list[object]:
+def crash(
+    sup: Supervisor, agent: int, now: int, cause: FaultCause = FaultCause.EXCEPTION
+) -> list[object]:
     return list(sup.handle(Exited(agent, now, cause, 1, "boom")))
 
 
@@ -126,7 +128,9 @@ def test_stop_is_not_restarted() -> None:
 
 def test_crash_in_one_domain_leaves_others_running() -> None:
     sup = Supervisor()
-    sup.add_domain(DomainSpec("web", strategy=Strategy.ONE_FOR_ALL, max_restarts=2, within_ns=60 * SECOND))
+    sup.add_domain(
+        DomainSpec("web", strategy=Strategy.ONE_FOR_ALL, max_restarts=2, within_ns=60 * SECOND)
+    )
     sup.add_domain(DomainSpec("db"))
     for a, d in ((1, "web"), (2, "web"), (3, "db"), (4, "db")):
         boot(sup, a, domain=d, backoff_base_ns=0)
@@ -155,7 +159,15 @@ def test_crash_in_one_domain_leaves_others_running() -> None:
 
 def test_fault_names_each_cause() -> None:
     sup = Supervisor()
-    for i, cause in enumerate([FaultCause.EXCEPTION, FaultCause.SIGNAL, FaultCause.OUT_OF_FUEL, FaultCause.KILLED_FOR_LIMIT], 1):
+    for i, cause in enumerate(
+        [
+            FaultCause.EXCEPTION,
+            FaultCause.SIGNAL,
+            FaultCause.OUT_OF_FUEL,
+            FaultCause.KILLED_FOR_LIMIT,
+        ],
+        1,
+    ):
         boot(sup, i, policy=RestartPolicy.NO)
         (f,) = crash(sup, i, 1, cause)
         assert isinstance(f, Fault) and f.cause is cause

@@ -247,7 +247,9 @@ class Supervisor:
             if c.state in (State.BACKOFF, State.FAILED):
                 self._move(c, State.STOPPED)
                 return []
-            return [StopAgent(event.agent, "stop requested")] if c.state is not State.STOPPED else []
+            return (
+                [StopAgent(event.agent, "stop requested")] if c.state is not State.STOPPED else []
+            )
         if isinstance(event, Reset):
             c = self._child(event.agent)
             if c.state is not State.FAILED:
@@ -270,7 +272,12 @@ class Supervisor:
             c.starts.popleft()
         if len(c.starts) >= c.spec.start_limit_burst:
             self._move(c, State.FAILED)
-            return [MarkFailed(c.spec.agent, f"start limit hit: {len(c.starts)} starts within {window / SECOND:g}s")]
+            return [
+                MarkFailed(
+                    c.spec.agent,
+                    f"start limit hit: {len(c.starts)} starts within {window / SECOND:g}s",
+                )
+            ]
         self._move(c, State.STARTING)
         c.starts.append(now_ns)
         return [Start(c.spec.agent)]
@@ -303,11 +310,21 @@ class Supervisor:
             dom.restarts.popleft()
         if len(dom.restarts) >= d.max_restarts:
             self._move(c, State.FAILED)
-            out.extend(self._give_up_domain(dom, ev.now_ns, f"more than {d.max_restarts} restarts within {d.within_ns / SECOND:g}s"))
+            out.extend(
+                self._give_up_domain(
+                    dom,
+                    ev.now_ns,
+                    f"more than {d.max_restarts} restarts within {d.within_ns / SECOND:g}s",
+                )
+            )
             return out
         dom.restarts.append(ev.now_ns)
         c.failures = c.failures + 1 if failed else c.failures
-        delay = 0 if c.failures == 0 else min(c.spec.backoff_max_ns, c.spec.backoff_base_ns << (c.failures - 1))
+        delay = (
+            0
+            if c.failures == 0
+            else min(c.spec.backoff_max_ns, c.spec.backoff_base_ns << (c.failures - 1))
+        )
         self._move(c, State.BACKOFF)
         c.restart_at = ev.now_ns + delay
         out.append(RestartAt(ev.agent, c.restart_at, c.failures))
@@ -337,7 +354,9 @@ class Supervisor:
                     out.append(StopAgent(c.spec.agent, f"domain {dom.spec.name} gave up"))
                 if c.state is not State.FAILED and State.FAILED in TRANSITIONS[c.state]:
                     self._move(c, State.FAILED)
-                    out.append(MarkFailed(c.spec.agent, f"domain {dom.spec.name} gave up: {reason}"))
+                    out.append(
+                        MarkFailed(c.spec.agent, f"domain {dom.spec.name} gave up: {reason}")
+                    )
             stack.extend(self._subdomains(d.spec.name))
         out.append(Escalate(dom.spec.name, dom.spec.parent, reason))
         parent = self.domains.get(dom.spec.parent) if dom.spec.parent else None
@@ -347,7 +366,11 @@ class Supervisor:
                 parent.restarts.popleft()
             parent.restarts.append(now_ns)
             if len(parent.restarts) > p.max_restarts:
-                out.extend(self._give_up_domain(parent, now_ns, f"child domain {dom.spec.name} failed too often"))
+                out.extend(
+                    self._give_up_domain(
+                        parent, now_ns, f"child domain {dom.spec.name} failed too often"
+                    )
+                )
         return out
 
     def _tick(self, now_ns: int) -> list[Action]:

@@ -84,11 +84,19 @@ class Manifest:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InvalidArgument(f"agent.toml is not valid TOML: {exc}") from None
-        missing = [k for k in ("name", "version", "entry", "executor") if not isinstance(d.get(k), str) or not d[k]]
+        missing = [
+            k
+            for k in ("name", "version", "entry", "executor")
+            if not isinstance(d.get(k), str) or not d[k]
+        ]
         if missing:
-            raise InvalidArgument(f"agent.toml lacks required string field(s): {', '.join(missing)}")
+            raise InvalidArgument(
+                f"agent.toml lacks required string field(s): {', '.join(missing)}"
+            )
         if d["executor"] not in EXECUTORS:
-            raise InvalidArgument(f"executor {d['executor']!r} is not one of {', '.join(EXECUTORS)}")
+            raise InvalidArgument(
+                f"executor {d['executor']!r} is not one of {', '.join(EXECUTORS)}"
+            )
         caps = d.get("capabilities", [])
         if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
             raise InvalidArgument("capabilities must be a list of strings")
@@ -101,7 +109,14 @@ class Manifest:
             raise InvalidArgument(f"unknown resource(s): {', '.join(sorted(unknown))}")
         if not all(isinstance(v, int) and v >= 0 for v in res.values()):
             raise InvalidArgument("resources must be non-negative integers")
-        return cls(d["name"], d["version"], d["entry"], d["executor"], tuple(sorted(set(caps))), Resources(**res))
+        return cls(
+            d["name"],
+            d["version"],
+            d["entry"],
+            d["executor"],
+            tuple(sorted(set(caps))),
+            Resources(**res),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +191,9 @@ def read_tree(image: str | os.PathLike[str]) -> dict[str, bytes]:
         for root, dirs, names in os.walk(p, followlinks=False):
             for d in dirs:
                 if os.path.islink(os.path.join(root, d)):
-                    raise IntegrityError(f"image contains a symlink: {os.path.relpath(os.path.join(root, d), p)}")
+                    raise IntegrityError(
+                        f"image contains a symlink: {os.path.relpath(os.path.join(root, d), p)}"
+                    )
             for n in names:
                 full = os.path.join(root, n)
                 rel = os.path.relpath(full, p).replace(os.sep, "/")
@@ -216,7 +233,9 @@ def read_tree(image: str | os.PathLike[str]) -> dict[str, bytes]:
 
 def listing(files: dict[str, bytes]) -> str:
     return "".join(
-        f"{hashlib.sha256(files[n]).hexdigest()}  {len(files[n])}  {n}\n" for n in sorted(files) if n != SIGNATURE
+        f"{hashlib.sha256(files[n]).hexdigest()}  {len(files[n])}  {n}\n"
+        for n in sorted(files)
+        if n != SIGNATURE
     )
 
 
@@ -268,7 +287,16 @@ def load_private_key(path: str | os.PathLike[str]) -> Any:
     return mldsa.MLDSA65PrivateKey.from_seed_bytes(seed)
 
 
-def trust_entry(name: str, public_key: bytes, *, capabilities: list[str], executors: list[str], max_memory_bytes: int = 1 << 30, max_cpu_seconds: int = 3600, max_processes: int = 64) -> str:
+def trust_entry(
+    name: str,
+    public_key: bytes,
+    *,
+    capabilities: list[str],
+    executors: list[str],
+    max_memory_bytes: int = 1 << 30,
+    max_cpu_seconds: int = 3600,
+    max_processes: int = 64,
+) -> str:
     """The text of a trust-store file for one publisher."""
     caps = ", ".join(f'"{c}"' for c in capabilities)
     exes = ", ".join(f'"{e}"' for e in executors)
@@ -302,7 +330,9 @@ def load_trust(directory: str | os.PathLike[str]) -> dict[str, Publisher]:
 # -- build / sign / verify ---------------------------------------------------------------
 
 
-def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> tuple[Manifest, str]:
+def build(
+    directory: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> tuple[Manifest, str]:
     """Validate an image directory; optionally write a deterministic tar. Returns (manifest, digest)."""
     files = read_tree(directory)
     manifest = manifest_of(files)
@@ -322,14 +352,21 @@ def write_tar(files: dict[str, bytes], out: str | os.PathLike[str]) -> None:
             tar.addfile(info, io.BytesIO(files[name]))
 
 
-def sign(image: str | os.PathLike[str], key_path: str | os.PathLike[str], publisher: str) -> Signature:
+def sign(
+    image: str | os.PathLike[str], key_path: str | os.PathLike[str], publisher: str
+) -> Signature:
     """Sign an image in place (directory: writes agent.sig; tar: rewrites the archive)."""
     files = read_tree(image)
     manifest_of(files)  # refuse to sign something that is not an image
     files.pop(SIGNATURE, None)
     sk = load_private_key(key_path)
     digest = digest_of(files)
-    sig = Signature(publisher, fingerprint(sk.public_key().public_bytes_raw()), digest, sk.sign(bytes.fromhex(digest), CONTEXT))
+    sig = Signature(
+        publisher,
+        fingerprint(sk.public_key().public_bytes_raw()),
+        digest,
+        sk.sign(bytes.fromhex(digest), CONTEXT),
+    )
     p = Path(image)
     if p.is_dir():
         (p / SIGNATURE).write_text(sig.to_toml())
@@ -361,7 +398,10 @@ def check_grant(manifest: Manifest, pub: Publisher) -> None:
     if r.processes > pub.max_processes:
         excess.append(f"processes {r.processes} > {pub.max_processes}")
     if excess:
-        raise PermissionDenied(f"image {manifest.name} asks for more than publisher {pub.name} may grant: " + "; ".join(excess))
+        raise PermissionDenied(
+            f"image {manifest.name} asks for more than publisher {pub.name} may grant: "
+            + "; ".join(excess)
+        )
 
 
 def verify(image: str | os.PathLike[str], trust_dir: str | os.PathLike[str]) -> VerifiedImage:
@@ -378,16 +418,66 @@ def verify(image: str | os.PathLike[str], trust_dir: str | os.PathLike[str]) -> 
     manifest = manifest_of(files)
     digest = digest_of(files)
     if digest != sig.digest:
-        raise IntegrityError(f"content hash mismatch: files hash to {digest[:16]}…, signature covers {sig.digest[:16]}… (image was modified after signing)")
+        raise IntegrityError(
+            f"content hash mismatch: files hash to {digest[:16]}…, signature covers {sig.digest[:16]}… (image was modified after signing)"
+        )
     trust = load_trust(trust_dir)
     pub = trust.get(sig.publisher)
     if pub is None:
         raise PermissionDenied(f"publisher {sig.publisher!r} is not in the trust store")
     if pub.fingerprint != sig.key_fingerprint:
-        raise PermissionDenied(f"image was signed with key {sig.key_fingerprint[:16]}…, not publisher {pub.name}'s trusted key {pub.fingerprint[:16]}…")
+        raise PermissionDenied(
+            f"image was signed with key {sig.key_fingerprint[:16]}…, not publisher {pub.name}'s trusted key {pub.fingerprint[:16]}…"
+        )
     try:
-        mldsa.MLDSA65PublicKey.from_public_bytes(pub.public_key).verify(sig.signature, bytes.fromhex(sig.digest), CONTEXT)
+        mldsa.MLDSA65PublicKey.from_public_bytes(pub.public_key).verify(
+            sig.signature, bytes.fromhex(sig.digest), CONTEXT
+        )
     except (InvalidSignature, ValueError):
-        raise IntegrityError(f"ML-DSA-65 signature of image {manifest.name} does not verify") from None
+        raise IntegrityError(
+            f"ML-DSA-65 signature of image {manifest.name} does not verify"
+        ) from None
     check_grant(manifest, pub)
-    return VerifiedImage(manifest, digest, pub.name, tuple(sorted(n for n in files if n != SIGNATURE)))
+    return VerifiedImage(
+        manifest, digest, pub.name, tuple(sorted(n for n in files if n != SIGNATURE))
+    )
+
+
+def to_spec(
+    verified: VerifiedImage, image_dir: str | os.PathLike[str], agent_id: int, home: str = ""
+) -> Any:
+    """The executor launch spec for a verified image unpacked at ``image_dir``.
+
+    For ``wasm`` the entry is a module path inside the image; otherwise it is
+    ``module:function`` importable from the image directory (added to the
+    agent's read-only code paths).  Capabilities ACCESS_NET / ACCESS_FS /
+    ACCESS_FS_WRITE map to the sandbox switches.
+    """
+    from aios.sandbox.limits import Quota
+    from aios.sandbox.process import AgentSpec
+
+    m = verified.manifest
+    root = str(Path(image_dir).resolve())
+    r = m.resources
+    quota = Quota(
+        memory_bytes=r.memory_bytes,
+        processes=r.processes,
+        cpu_seconds=r.cpu_seconds,
+        cpu_weight=r.cpu_weight,
+    )
+    caps = set(m.capabilities)
+    entry = m.entry
+    if m.executor == "wasm":
+        entry = str((Path(root) / m.entry).resolve())
+        if not entry.startswith(root + os.sep):
+            raise IntegrityError(f"wasm entry {m.entry!r} is outside the image")
+    return AgentSpec(
+        agent_id,
+        entry,
+        home=home,
+        code_paths=(root,),
+        quota=quota,
+        access_net="ACCESS_NET" in caps,
+        access_fs="ACCESS_FS" in caps or "ACCESS_FS_WRITE" in caps,
+        access_fs_write="ACCESS_FS_WRITE" in caps,
+    )
