@@ -3,8 +3,10 @@
 In-process: an agent traps ``N`` times; batches of 1,000 traps are timed and
 the median batch gives ``inproc_null_p50_ns``.  The baseline is a bare Python
 method call timed the same way in the same run.  Whitepaper target: < 1 µs.
-If the cross-process executor is installed, its figures (``xproc_*``) from
-``aios.bench.xproc`` are added.
+Cross-process figures are added: ``xproc_*`` from :mod:`aios.bench.xproc`
+(an isolated agent against a minimal kernel-side channel, and the raw
+socketpair echo baseline), and ``kernel_xproc_*``, the same null syscall from
+an isolated agent served by this kernel's full remote dispatch.
 """
 
 from __future__ import annotations
@@ -54,6 +56,25 @@ def _inproc(batches: int) -> float:
     return statistics.median(samples)
 
 
+def _kernel_xproc() -> dict[str, float]:
+    """The same null syscall from an isolated agent, through this kernel's remote dispatch."""
+    from aios.kernel.clock import MonotonicClock
+
+    out: dict[str, float] = {}
+
+    async def main(ctx: Any) -> None:
+        c = await ctx.spawn("aios.demos.remote_agents:null_timing", executor="isolated", spec={"n": 5000})
+        _, st = await ctx.wait(c.aid, timeout=300)
+        out.update(st["exit"] or {})
+
+    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 24)
+    try:
+        run_sync(run_async(k, main))
+    finally:
+        k.close()
+    return out
+
+
 def run(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="aios bench syscall")
     ap.add_argument("--batches", type=int, default=300)
@@ -71,5 +92,12 @@ def run(argv: list[str]) -> dict[str, Any]:
             from aios.bench import xproc
         except ImportError:
             return out
-        out.update(xproc.run([]))
+        x = xproc.measure()
+        out.update(x)
+        kx = _kernel_xproc()
+        if kx:
+            out["kernel_xproc_null_p50_ns"] = kx["p50"]
+            out["kernel_xproc_null_p99_ns"] = kx["p99"]
+            out["kernel_xproc_ratio"] = round(kx["p50"] / x["raw_socketpair_rtt_p50_ns"], 3)
+            out["kernel_xproc_pipelined_per_s"] = round(kx["pipelined"])
     return out

@@ -59,3 +59,32 @@ async def prober(ctx: Context) -> dict[str, Any]:
     except AIOSError as e:
         out["forged_slot"] = f"denied: {e.name}"
     return out
+
+
+async def null_timing(ctx: Context) -> dict[str, float]:
+    """Times ``n`` null syscalls (AgentSelf) one by one, then ``n`` pipelined in windows."""
+    import time
+
+    from aios.kernel.syscalls import Sys
+    from aios.sandbox.channel import current_client
+    from aios.sdk import syscalls as sc
+
+    n = int(ctx.spec.get("n", 5000))
+    for _ in range(500):
+        await sc.agent_self()
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        await sc.agent_self()
+        lat.append(time.perf_counter_ns() - t0)
+    lat.sort()
+    out = {"p50": float(lat[n // 2]), "p99": float(lat[n * 99 // 100]), "pipelined": 0.0}
+    client = current_client()
+    if client is not None:
+        window, total = 256, 50_000
+        calls = [(int(Sys.AGENT_SELF), ())] * window
+        t0 = time.perf_counter_ns()
+        for _ in range(total // window):
+            client.call_many(calls)
+        out["pipelined"] = (total // window) * window / ((time.perf_counter_ns() - t0) / 1e9)
+    return out
