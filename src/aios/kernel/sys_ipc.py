@@ -6,6 +6,7 @@ either a hand-off to a parked receiver or an append to the mailbox.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import AgentGone, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
@@ -169,14 +170,16 @@ def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
     cap, mb = _open(a, ep, WRITE)
     if type(payloads) is not list or not 1 <= len(payloads) <= params.IPC_MAX_BATCH:
         raise InvalidArgument(f"payloads must be a list of 1 to {params.IPC_MAX_BATCH} bytes objects")
-    limit = params.IPC_MAX_PAYLOAD
-    for p in payloads:
-        if type(p) is not bytes or len(p) > limit:
-            check_payload(p)
-    _rate(k, a, len(payloads))
-    seq = k._msg_seq
+    if not all(type(p) is bytes for p in payloads) or max(map(len, payloads)) > params.IPC_MAX_PAYLOAD:
+        for p in payloads:
+            check_payload(p)  # raises the precise error for the first bad one
+    n = len(payloads)
+    _rate(k, a, n)
+    s0 = next(k._msg_seq)
+    k._msg_seq = itertools.count(s0 + n)  # reserve n sequence numbers at once
+    new = tuple.__new__
     aid, badge = a.aid, cap.badge
-    msgs = [Message(next(seq), aid, badge, p) for p in payloads]
+    msgs = [new(Message, (s, aid, badge, p, 0, -1)) for s, p in zip(range(s0, s0 + n), payloads)]
     sent = 0
     rw = mb.recv_waiters
     while sent < len(msgs) and rw:
