@@ -82,3 +82,14 @@ def test_down_stops_and_cleans_up(tmp_path: Path) -> None:
     assert not (home / "kernel.sock").exists() and not (home / "kernel.pid").exists()
     r = aios(home, "ps", check=False)
     assert r.returncode == 2 and "no kernel is running" in r.stderr
+
+
+def test_operator_hooks_reach_the_kernel(daemon: Path) -> None:
+    home = daemon
+    r = json.loads(aios(home, "policy", "reload", "-o", "json").stdout)
+    assert r["ok"] is True and "generation" in r
+    iso = json.loads(aios(home, "spawn", "aios.demos.remote_agents:echo", "-o", "json").stdout)
+    out = aios(home, "agent", "resume", str(iso["aid"]), "-o", "json")
+    assert json.loads(out.stdout) == []  # nothing was in force to reverse
+    bad = aios(home, "agent", "resume", "424242", check=False)
+    assert bad.returncode == 1 and "ESRCH" in bad.stderr

@@ -235,3 +235,32 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(rows))
             return
         Console().print(render_sched_table(rows))
+
+
+def _reload_via_kernel() -> dict[str, Any]:
+    """``aios policy reload`` with a kernel running: ask it (POLICY_RELOAD)."""
+    from aios.daemon import socket_path
+
+    if not socket_path(_home()).exists():
+        return {"ok": True, "kernel": "not running: the files validated; the next boot loads them"}
+    c = _connect()
+    result: dict[str, Any] = _call(c, "POLICY_RELOAD", 2)
+    return result
+
+
+def _node_key() -> Any:
+    """``aios token mint`` without --key: the node identity of $AIOS_HOME."""
+    from aios.security.identity import Keystore
+
+    return Keystore(_home(), None).node_identity()._key
+
+
+def _install_hooks() -> None:
+    import aios.cli.policy as policy_cli
+    import aios.cli.token as token_cli
+
+    policy_cli.reload_via = _reload_via_kernel
+    token_cli.default_key = _node_key
+
+
+_install_hooks()
