@@ -179,7 +179,7 @@ def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
     k._msg_seq = itertools.count(s0 + n)  # reserve n sequence numbers at once
     new = tuple.__new__
     aid, badge = a.aid, cap.badge
-    msgs = [new(Message, (s, aid, badge, p, 0, -1)) for s, p in zip(range(s0, s0 + n), payloads)]
+    msgs = [new(Message, (s, aid, badge, p, 0, -1)) for s, p in zip(range(s0, s0 + n), payloads, strict=True)]
     sent = 0
     rw = mb.recv_waiters
     while sent < len(msgs) and rw:
