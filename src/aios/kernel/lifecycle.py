@@ -118,6 +118,7 @@ class SpawnPlan:
             raise InvalidArgument("state and spec must be dicts")
         self.detached = as_bool(opts.get("detached", False), "detached")
         self.code_paths: tuple[str, ...] = ()
+        self.limits: dict[str, int] = {}  # process limits from an image manifest (isolated executor)
         self.restart = opts.get("restart", "no")
         if self.restart not in ("no", "on-failure", "always"):
             raise InvalidArgument("restart must be 'no', 'on-failure' or 'always'")
@@ -239,6 +240,7 @@ def load_image(k: Kernel, path: str, plan: SpawnPlan) -> str:
     plan.spec = {**plan.spec, "image": {"name": m.name, "version": m.version, "digest": verified.digest,
                                         "publisher": verified.publisher}}
     plan.code_paths = (str(root),)
+    plan.limits = {"cpu_seconds": m.resources.cpu_seconds, "processes": m.resources.processes}
     if m.executor == "wasm":
         return str(root / m.entry)
     if m.executor == "inproc":

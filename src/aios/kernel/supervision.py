@@ -139,7 +139,7 @@ class Supervision:
             if plan.executor != "inproc":
                 from aios.kernel.sys_agent import remote_spec
 
-                kw = remote_spec(k, a)
+                kw = remote_spec(k, a, plan.limits)
                 kw["code_paths"] = plan.code_paths
                 k.executors.spawn(a, plan.executor, a.entry, k.boot_info(a), kw, lambda _e: None)
         except AIOSError as e:

@@ -51,7 +51,7 @@ def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any =
         k.complete_async(op, (child.aid, ctl, ep))
     else:
         result = (child.aid, ctl, ep)
-        spec_kw = remote_spec(k, child)
+        spec_kw = remote_spec(k, child, plan.limits)
         spec_kw["code_paths"] = plan.code_paths
         k.executors.spawn(
             child, plan.executor, child.entry, k.boot_info(child), spec_kw,
@@ -60,8 +60,8 @@ def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any =
     return op.handle
 
 
-def remote_spec(k: Kernel, child: Agent) -> dict[str, Any]:
-    """What an out-of-process executor needs from the child's authority."""
+def remote_spec(k: Kernel, child: Agent, limits: dict[str, int] | None = None) -> dict[str, Any]:
+    """What an out-of-process executor needs from the child's authority (and an image's limits)."""
     from aios.sandbox.limits import Quota as ProcessQuota
 
     auth = child.cspace.get(2)
@@ -73,7 +73,9 @@ def remote_spec(k: Kernel, child: Agent) -> dict[str, Any]:
     kw: dict[str, Any] = {
         "home": home,
         "quota": ProcessQuota(memory_bytes=mem or params.DEFAULT_CHILD_MEMORY,
-                              cpu_weight=min(weight or 1024, 10000)),
+                              cpu_weight=min(weight or 1024, 10000),
+                              cpu_seconds=(limits or {}).get("cpu_seconds", 0),
+                              processes=(limits or {}).get("processes", 16) or 16),
         "access_net": bool(auth.rights & Rights.ACCESS_NET),
         "access_fs": bool(auth.rights & Rights.ACCESS_FS),
         "access_fs_write": bool(auth.rights & Rights.ACCESS_FS and auth.rights & Rights.WRITE),
