@@ -90,6 +90,7 @@ class SpawnPlan:
         "domain",
         "events_rights",
         "executor",
+        "limits",
         "name",
         "opts",
         "quota",
