@@ -145,3 +145,15 @@ def test_over_asking_image_is_refused(signed_home: dict[str, Path]) -> None:
         return "refused"
 
     assert only(run_real(main, home=signed_home["home"])) == "refused"
+
+
+def test_wasm_fuel_is_charged_to_scheduling_statistics() -> None:
+    from aios.sdk import syscalls as sc
+
+    async def main(ctx: Context):
+        s = await ctx.spawn(str(EXAMPLES / "spinner.wat"), executor="wasm")
+        await ctx.wait(s.aid, timeout=30)  # it runs until its fuel (its CPU budget) is spent
+        return await sc.sched_stats(s.ctl)
+
+    (row,) = only(run_real(main))
+    assert row["class"] == "wasm" and row["fuel"] > 0 and row["runtime_ns"] > 0

@@ -175,6 +175,7 @@ class ExecutorHost:
         self._starting: dict[str, Any] = {}
         self.live: set[int] = set()  # remote agents alive, and spawns in flight
         self._tasks: set[Any] = set()
+        self.fuel: dict[int, int] = {}  # Wasm agents: fuel consumed (their CPU time)
         self.require_all_protections = True
 
     def busy(self) -> int:
@@ -267,9 +268,8 @@ class ExecutorHost:
         if a is None or not a.alive:
             return
         res = ex.run_slice(aid)
-        if a.sched is not None and res.fuel_used:
-            pass  # Wasm agents are not on the run queue; fuel is their CPU accounting
-        a.state["fuel_used"] = ex.fuel_used(aid) if aid in ex.agents else res.fuel_used
+        # Wasm agents are not on the run queue: fuel is their CPU accounting
+        self.fuel[aid] = self.fuel.get(aid, 0) + int(res.fuel_used)
 
     def _kill(self, ex: Any, aid: int) -> None:
         self.live.discard(aid)

@@ -87,6 +87,13 @@ def _row(k: Kernel, t: Agent) -> dict[str, Any]:
     row: dict[str, Any] = {"aid": t.aid, "name": t.name, "agent_state": t.status.value}
     if t.sched is not None and t.alive:
         row.update(k.sched.stats(t.sched))
+    elif t.aid in k.executors.fuel:
+        from aios.sandbox.wasm import DEFAULT_FUEL_PER_CPU_S
+
+        fuel = k.executors.fuel[t.aid]
+        row.update({"class": "wasm", "fuel": fuel, "runtime_ns": fuel * 1_000_000_000 // DEFAULT_FUEL_PER_CPU_S})
+    elif t.executor is not None:
+        row["class"] = t.kind  # scheduled by the host (cgroup CPU weight)
     return row
 
 
