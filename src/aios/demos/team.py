@@ -42,14 +42,17 @@ class Member(SkillAgent):
         self.svc: int | None = None
         while True:
             m = await self.ctx.recv()
-            if m.payload == b"memory":
+            if m.cap >= 0 and m.payload.startswith(b"memory"):  # also `aios mem share`
                 self.notes = Memory.adopt(m.cap, NAMESPACE)
             elif m.payload == b"semantic":
                 self.svc = m.cap
             elif m.payload == b"start":
                 break
         await super().on_start()
-        await self.ctx.send(self.ctx.slots.parent, b"ready")
+        try:
+            await self.ctx.send(self.ctx.slots.parent, b"ready")
+        except AIOSError:  # started by a console that has gone (``aios spawn``): nobody to tell
+            pass
 
     async def note(self, text: str, **meta: Any) -> None:
         if self.notes is not None:

@@ -173,6 +173,8 @@ def sys_memd_search(k: Kernel, a: Agent, ns_slots: Any, query: Any, opts: Any = 
     """Archival (semantic) or recall (words) search over namespaces the caller may READ."""
     if type(ns_slots) is int:
         ns_slots = [ns_slots]
+    if type(ns_slots) is tuple:  # lists may arrive as tuples over the trap wire
+        ns_slots = list(ns_slots)
     if type(ns_slots) is not list or not 1 <= len(ns_slots) <= MAX_SEARCH_NAMESPACES:
         raise InvalidArgument(f"ns_slots must be a slot or a list of 1 to {MAX_SEARCH_NAMESPACES} slots")
     scopes: dict[str, int] = {}

@@ -144,6 +144,8 @@ def register(k: Kernel, a: Agent, name: Any, description: Any, examples: Any, op
     if not nm.strip() or not desc.strip():
         raise InvalidArgument("name and description must be non-empty")
     ex = [] if examples is None else examples
+    if type(ex) is tuple:  # lists may arrive as tuples over the trap wire
+        ex = list(ex)
     if type(ex) is not list or len(ex) > 64:
         raise InvalidArgument("examples must be a list of up to 64 strings")
     for e in ex:
@@ -156,6 +158,8 @@ def register(k: Kernel, a: Agent, name: Any, description: Any, examples: Any, op
         schema = copy_plain(schema, "schema", 16 * 1024)
     senders = o.get("allowed_senders")
     if senders is not None:
+        if type(senders) is tuple:
+            senders = list(senders)
         if type(senders) is not list or not all(type(s) is int and s > 0 for s in senders):
             raise InvalidArgument("allowed_senders must be a list of agent ids")
         senders = [str(s) for s in senders]
