@@ -105,14 +105,18 @@ def share(
     aid: int = typer.Argument(..., help="the agent to share with"),
     rights: str = typer.Option("READ", "--rights", help="comma-separated: READ, WRITE, GRANT"),
 ) -> None:
-    """Grant agent AID a capability for NS (it arrives as a message carrying the slot)."""
+    """Give agent AID a capability for NS (it arrives as a message carrying the slot).
+
+    The console is gone when this command returns, so the agent's capability is installed by
+    the kernel (MEMD_OPEN with an endpoint) rather than derived from the console's own.
+    """
     from aios.cli.kernel_cmds import _call
 
     c = _client()
-    slot = _open(c, ns)
+    _open(c, ns)  # a clear error if the namespace does not exist
     _ctl, ep = _call(c, "AGENT_CONTROL", 2, aid)
     names = [r.strip().upper() for r in rights.split(",") if r.strip()]
-    peer = _call(c, "CAP_GRANT", slot, ep, names, f"memory namespace {ns}".encode())
+    peer = acall(c, "MEMD_OPEN", 2, ns, names, ep)
     typer.echo(f"shared {ns} with agent {aid} ({', '.join(names)}): its slot {peer}")
 
 

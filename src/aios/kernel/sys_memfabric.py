@@ -115,16 +115,43 @@ def sys_memd_create(k: Kernel, a: Agent, auth_slot: Any, name: Any, opts: Any = 
     return handle
 
 
-def sys_memd_open(k: Kernel, a: Agent, auth_slot: Any, name: Any, rights: Any = None) -> int:
-    """Operator access (ADMIN): a capability for an existing namespace (e.g. after a restart)."""
+def sys_memd_open(k: Kernel, a: Agent, auth_slot: Any, name: Any, rights: Any = None,
+                  ep_slot: Any = None) -> int:
+    """Operator access (ADMIN): a capability for an existing namespace (e.g. after a restart).
+
+    With ``ep_slot`` the capability is installed in the space of that endpoint's owner
+    instead (a message names its slot, as with CAP_GRANT): an operator's share that outlives
+    the operator's console, since it derives from no capability of the console.
+    """
     a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.ADMIN)
     nm = as_str(name, "name", 128)
     r = MEM_RIGHTS if rights is None else rights_from_names(rights) & MEM_RIGHTS
+    if ep_slot is not None:
+        a.cspace.lookup(ep_slot, ObjKind.ENDPOINT, Rights.WRITE | Rights.GRANT)
     fab = _fab(k)
 
     def then(_v: Any) -> int:
-        slot: int = k.cdt.root(a.cspace, fab.ns_object(nm), r).slot
-        return slot
+        obj = fab.ns_object(nm)
+        if ep_slot is None:
+            slot: int = k.cdt.root(a.cspace, obj, r).slot
+            return slot
+        from aios.errors import AgentGone
+        from aios.kernel.ipc import Message
+        from aios.kernel.sys_ipc import _hand_off
+
+        ep = a.cspace.lookup(ep_slot, ObjKind.ENDPOINT, Rights.WRITE | Rights.GRANT)
+        mb = ep.obj.payload
+        receiver = k.find(mb.owner)
+        if receiver is None or not receiver.alive or mb.closed:
+            raise AgentGone(f"agent {mb.owner} is gone")
+        k.guard("grant", a, to=receiver.aid, kind=MEMNS.name, rights=int(r))
+        cap = k.cdt.root(receiver.cspace, obj, r)
+        payload = f"memory namespace {nm}".encode()
+        _hand_off(k, mb, Message(next(k._msg_seq), a.aid, ep.badge, payload, 0, cap.slot))
+        k.publish("cap.granted", a.aid, agent=a.aid, to=receiver.aid, kind=MEMNS.name,
+                  object=obj.oid, rights=int(cap.rights))
+        peer: int = cap.slot
+        return peer
 
     handle: int = fab.submit(a, lambda: fab.core().namespace(nm), then=then)
     return handle

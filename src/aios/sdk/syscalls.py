@@ -494,9 +494,10 @@ async def memd_create(auth_slot: Any, name: Any, opts: Any = None) -> Any:
     return await _waited(_MEMD_CREATE, auth_slot, name, opts)
 
 
-async def memd_open(auth_slot: Any, name: Any, rights: Any = None) -> Any:
-    """A capability for an existing namespace (ADMIN); returns its slot."""
-    return await _waited(_MEMD_OPEN, auth_slot, name, rights)
+async def memd_open(auth_slot: Any, name: Any, rights: Any = None, ep_slot: Any = None) -> Any:
+    """A capability for an existing namespace (ADMIN); returns its slot (with ``ep_slot``:
+    installed in that endpoint owner's space, returns the slot there)."""
+    return await _waited(_MEMD_OPEN, auth_slot, name, rights, ep_slot)
 
 
 async def memd_put(ns_slot: Any, text: Any, opts: Any = None) -> Any:
