@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from aios.errors import AIOSError
 from aios.sdk import Context
@@ -79,13 +79,13 @@ class Converter(Member):
                     ("how many miles is 10 km", "convert 30 celsius to fahrenheit", "what is 5 kg in pounds",
                      "turn 26.2 miles into kilometres")),)
 
-    RULES = {"km": ("miles", 0.621371, 0.0), "kilometre": ("miles", 0.621371, 0.0),
+    RULES: ClassVar[dict[str, tuple[str, float, float]]] = {"km": ("miles", 0.621371, 0.0), "kilometre": ("miles", 0.621371, 0.0),
              "mile": ("km", 1.609344, 0.0), "kg": ("lb", 2.204623, 0.0),
              "pound": ("kg", 0.453592, 0.0), "celsius": ("°F", 1.8, 32.0),
              "fahrenheit": ("°C", 1 / 1.8, -32.0 / 1.8)}
     QUANTITY = re.compile(r"(-?\d+(?:\.\d+)?)\s*(km|kilomet\w*|miles?|kg|kilo\w*|pounds?|lbs?|"
                           r"°?c\b|celsius|°?f\b|fahrenheit)", re.I)
-    ALIASES = {"kilo": "kg", "lb": "pound", "c": "celsius", "°c": "celsius", "f": "fahrenheit",
+    ALIASES: ClassVar[dict[str, str]] = {"kilo": "kg", "lb": "pound", "c": "celsius", "°c": "celsius", "f": "fahrenheit",
                "°f": "fahrenheit", "kilomet": "kilometre"}
 
     async def handle(self, req: Request) -> Any:
