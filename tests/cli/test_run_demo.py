@@ -24,6 +24,14 @@ def test_demo_shows_each_part() -> None:
     assert "get emma: Jane Austen" in out
     assert "messages ['move', 'move']" in out
     assert "agent.lifecycle.merged" in out and "security.violation" in out
+    # part 2: the team, routed by meaning, sharing one memory namespace
+    assert "Part 2: a team that works by meaning" in out
+    assert "-> weather (agent" in out and "Lisbon, Saturday:" in out
+    assert "reply: 42 km = 26.1 miles" in out
+    assert "-> travel (agent" in out and "forecast via weather: Lisbon, Saturday" in out
+    assert "-> summary (agent" in out and "'by': {'weather': 2, 'travel': 1}" in out
+    assert "refused: [ENOENT] no skill matches 'Tell me a joke about penguins'" in out
+    assert "shared namespace 'team/findings': 3 findings" in out
 
 
 def test_run_file(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 TOUR_RIGHTS = ["SPAWN_AGENT", "KILL_AGENT", "ALLOC_MEMORY", "SUPERVISOR"]
+TEAM_RIGHTS = [*TOUR_RIGHTS, "SEMANTIC_SEND"]
 
 
 def _agents_in(path: Path) -> list[Any]:
@@ -56,11 +57,15 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd() -> None:
         """The main job: a multi-agent workload that shows the system at work."""
-        from aios.demos import tour
+        from aios.demos import team, tour
         from aios.host import run
 
         print("AIOS demo: one kernel, in this process; every agent below is an AIOS process.\n")
         results = run(tour.main, rights=TOUR_RIGHTS, name="tour", arena_bytes=1 << 28)
+        _print_results(results)
+        if any(r["fault"] for r in results.values()):
+            raise typer.Exit(1)
+        results = run(team.main, rights=TEAM_RIGHTS, name="team", arena_bytes=1 << 28)
         _print_results(results)
         if any(r["fault"] for r in results.values()):
             raise typer.Exit(1)

@@ -32,6 +32,8 @@ class BootConfig:
     behavior: Any = True  # behavior monitor as kernel.observer: True, False or a BehaviorConfig
     agent_identity: str = "lazy"  # per-agent ML-DSA identity: "lazy", "eager" or "off"
     audit_flush_ms: float = 5.0  # group-commit interval of the audit log
+    # -- memory fabric (memoryd, semantic-ipcd); loaded lazily on first use --
+    embedder: str | None = None  # an embedder spec (None: $AIOS_EMBEDDER, else the default)
 
 
 def _core(cfg: BootConfig) -> Kernel:
@@ -54,8 +56,16 @@ def _security(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _memory_fabric(k: Kernel, cfg: BootConfig) -> None:
+    """memoryd and semantic-ipcd: their worker and store start on the first syscall."""
+    from aios.services.memoryd.service import install
+
+    install(k, cfg.embedder)
+
+
 STEPS: list[Callable[[Kernel, BootConfig], None]] = [
     _security,
+    _memory_fabric,
     _announce,
 ]
 

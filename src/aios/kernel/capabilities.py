@@ -114,6 +114,7 @@ class ObjKind(IntEnum):
     SERVICE = 8
     DIRECTORY = 9
     SYNC = 10
+    MEMNS = 11  # a memory-fabric namespace (memoryd): READ, WRITE, GRANT
 
 
 class Resource(IntEnum):

@@ -23,6 +23,7 @@ from aios.kernel import (
     sys_event,
     sys_ipc,
     sys_mem,
+    sys_memfabric,
     sys_misc,
     sys_sched,
     sys_security,
@@ -106,6 +107,25 @@ class Sys(IntEnum):
     COND_WAIT = 97
     COND_SIGNAL = 98
     COND_BROADCAST = 99
+    # -- memory fabric: memoryd (100-119); async: results via GET_ASYNC_RESULT --
+    MEMD_CREATE = 100
+    MEMD_OPEN = 101
+    MEMD_PUT = 102
+    MEMD_GET = 103
+    MEMD_DELETE = 104
+    MEMD_SEARCH = 105
+    MEMD_CORE_SET = 106
+    MEMD_CORE_GET = 107
+    MEMD_RECALL = 108
+    MEMD_STATS = 109
+    MEMD_LIST = 110
+    MEMD_COMPACT = 111
+    # -- semantic IPC: semantic-ipcd (120-139) ------------------------------------
+    SEMANTIC_OPEN = 120
+    SKILL_REGISTER = 121  # async
+    SKILL_UNREGISTER = 122  # async
+    INTENT_SEND = 123  # async
+    SEMANTIC_STATUS = 124  # async
     # -- security (150-169) ------------------------------------------------------
     POLICY_RELOAD = 150
     TOKEN_EXPORT = 151
@@ -192,6 +212,23 @@ TABLE: dict[Sys, Handler] = {
     Sys.COND_WAIT: sys_sched.sys_cond_wait,
     Sys.COND_SIGNAL: sys_sched.sys_cond_signal,
     Sys.COND_BROADCAST: sys_sched.sys_cond_broadcast,
+    Sys.MEMD_CREATE: sys_memfabric.sys_memd_create,
+    Sys.MEMD_OPEN: sys_memfabric.sys_memd_open,
+    Sys.MEMD_PUT: sys_memfabric.sys_memd_put,
+    Sys.MEMD_GET: sys_memfabric.sys_memd_get,
+    Sys.MEMD_DELETE: sys_memfabric.sys_memd_delete,
+    Sys.MEMD_SEARCH: sys_memfabric.sys_memd_search,
+    Sys.MEMD_CORE_SET: sys_memfabric.sys_memd_core_set,
+    Sys.MEMD_CORE_GET: sys_memfabric.sys_memd_core_get,
+    Sys.MEMD_RECALL: sys_memfabric.sys_memd_recall,
+    Sys.MEMD_STATS: sys_memfabric.sys_memd_stats,
+    Sys.MEMD_LIST: sys_memfabric.sys_memd_list,
+    Sys.MEMD_COMPACT: sys_memfabric.sys_memd_compact,
+    Sys.SEMANTIC_OPEN: sys_memfabric.sys_semantic_open,
+    Sys.SKILL_REGISTER: sys_memfabric.sys_skill_register,
+    Sys.SKILL_UNREGISTER: sys_memfabric.sys_skill_unregister,
+    Sys.INTENT_SEND: sys_memfabric.sys_intent_send,
+    Sys.SEMANTIC_STATUS: sys_memfabric.sys_semantic_status,
     Sys.POLICY_RELOAD: sys_security.sys_policy_reload,
     Sys.TOKEN_EXPORT: sys_security.sys_token_export,
     Sys.TOKEN_IMPORT: sys_security.sys_token_import,

@@ -459,3 +459,115 @@ async def attest_quote(nonce: Any) -> Any:
 async def audit_status() -> Any:
     """Size, acknowledged size and pending entries of the audit log."""
     return await trap(_AUDIT_STATUS)
+
+
+# -- memory fabric: memoryd (100-119) and semantic-ipcd (120-139) --------------------
+# Each of these but SEMANTIC_OPEN is async in the kernel (SQLite and embedding run on the
+# fabric's worker thread); the wrappers wait for the result with GET_ASYNC_RESULT.
+
+_MEMD_CREATE = int(Sys.MEMD_CREATE)
+_MEMD_OPEN = int(Sys.MEMD_OPEN)
+_MEMD_PUT = int(Sys.MEMD_PUT)
+_MEMD_GET = int(Sys.MEMD_GET)
+_MEMD_DELETE = int(Sys.MEMD_DELETE)
+_MEMD_SEARCH = int(Sys.MEMD_SEARCH)
+_MEMD_CORE_SET = int(Sys.MEMD_CORE_SET)
+_MEMD_CORE_GET = int(Sys.MEMD_CORE_GET)
+_MEMD_RECALL = int(Sys.MEMD_RECALL)
+_MEMD_STATS = int(Sys.MEMD_STATS)
+_MEMD_LIST = int(Sys.MEMD_LIST)
+_MEMD_COMPACT = int(Sys.MEMD_COMPACT)
+_SEMANTIC_OPEN = int(Sys.SEMANTIC_OPEN)
+_SKILL_REGISTER = int(Sys.SKILL_REGISTER)
+_SKILL_UNREGISTER = int(Sys.SKILL_UNREGISTER)
+_INTENT_SEND = int(Sys.INTENT_SEND)
+_SEMANTIC_STATUS = int(Sys.SEMANTIC_STATUS)
+
+
+async def _waited(sysno: int, *args: Any) -> Any:
+    handle = await trap(sysno, *args)
+    return await trap(_GET_ASYNC_RESULT, handle, None)
+
+
+async def memd_create(auth_slot: Any, name: Any, opts: Any = None) -> Any:
+    """A new memory namespace (quota_items, quota_bytes, ttl_s, max_items); returns its slot."""
+    return await _waited(_MEMD_CREATE, auth_slot, name, opts)
+
+
+async def memd_open(auth_slot: Any, name: Any, rights: Any = None, ep_slot: Any = None) -> Any:
+    """A capability for an existing namespace (ADMIN); returns its slot (with ``ep_slot``:
+    installed in that endpoint owner's space, returns the slot there)."""
+    return await _waited(_MEMD_OPEN, auth_slot, name, rights, ep_slot)
+
+
+async def memd_put(ns_slot: Any, text: Any, opts: Any = None) -> Any:
+    """Store a passage (archival, embedded) or a message (recall); returns the record."""
+    return await _waited(_MEMD_PUT, ns_slot, text, opts)
+
+
+async def memd_get(ns_slot: Any, record_id: Any) -> Any:
+    return await _waited(_MEMD_GET, ns_slot, record_id)
+
+
+async def memd_delete(ns_slot: Any, record_id: Any) -> Any:
+    return await _waited(_MEMD_DELETE, ns_slot, record_id)
+
+
+async def memd_search(ns_slots: Any, query: Any, opts: Any = None) -> Any:
+    """Search one or several namespaces (k, filters, tier); returns hits, best first."""
+    return await _waited(_MEMD_SEARCH, ns_slots, query, opts)
+
+
+async def memd_core_set(ns_slot: Any, label: Any, value: Any, opts: Any = None) -> Any:
+    """Set / append / replace a core block (opts: mode, limit, old); returns the block."""
+    return await _waited(_MEMD_CORE_SET, ns_slot, label, value, opts)
+
+
+async def memd_core_get(ns_slot: Any, label: Any = None, opts: Any = None) -> Any:
+    """A core block, its history (opts history=True), or every block (label None)."""
+    return await _waited(_MEMD_CORE_GET, ns_slot, label, opts)
+
+
+async def memd_recall(ns_slot: Any, op: Any, text: Any = None, opts: Any = None) -> Any:
+    """The recall tier: op 'append' (opts role, meta) or 'search' (opts k, since, until, role)."""
+    return await _waited(_MEMD_RECALL, ns_slot, op, text, opts)
+
+
+async def memd_stats(ns_slot: Any = None) -> Any:
+    """The fabric's status (embedder, store) or one namespace's usage and quotas."""
+    return await _waited(_MEMD_STATS, ns_slot)
+
+
+async def memd_list(auth_slot: Any = 2) -> Any:
+    """The caller's namespace capabilities (ADMIN: every namespace, with usage)."""
+    return await _waited(_MEMD_LIST, auth_slot)
+
+
+async def memd_compact(auth_slot: Any = 2) -> Any:
+    """Apply retention now (ADMIN)."""
+    return await _waited(_MEMD_COMPACT, auth_slot)
+
+
+async def semantic_open(auth_slot: Any = 2) -> Any:
+    """A semantic-ipcd send capability (authority needs SEMANTIC_SEND); returns its slot."""
+    return await trap(_SEMANTIC_OPEN, auth_slot)
+
+
+async def skill_register(name: Any, description: Any, examples: Any = None, opts: Any = None) -> Any:
+    """Register a skill of the caller (opts: schema, allowed_senders)."""
+    return await _waited(_SKILL_REGISTER, name, description, examples, opts)
+
+
+async def skill_unregister(name: Any = None) -> Any:
+    """Remove one of the caller's skills (None: all); returns how many."""
+    return await _waited(_SKILL_UNREGISTER, name)
+
+
+async def intent_send(svc_slot: Any, intent: Any, payload: Any = None, opts: Any = None) -> Any:
+    """Route an intent by meaning (opts: broadcast, explain, timeout); returns the decision and reply."""
+    return await _waited(_INTENT_SEND, svc_slot, intent, payload, opts)
+
+
+async def semantic_status() -> Any:
+    """semantic-ipcd's embedder, thresholds and registered skills."""
+    return await _waited(_SEMANTIC_STATUS)

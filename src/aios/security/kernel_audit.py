@@ -88,6 +88,8 @@ AUDIT_PATTERNS: Final = (
     "kernel.panic",
     "kernel.booted",
     "sched.changed",
+    "semantic.**",
+    "mem.namespace.**",
 )
 AUDIT_PREFIXES: Final = (
     "security.",
@@ -105,6 +107,8 @@ AUDIT_PREFIXES: Final = (
     "kernel.panic",
     "kernel.booted",
     "sched.changed",
+    "semantic.",
+    "mem.namespace.",
 )
 _SLOT_RE: Final = re.compile(r"slot (\d+)")
 IDENTITY_MODES: Final = ("lazy", "eager", "off")

@@ -1,0 +1,64 @@
+"""``aios ask "TEXT"``: send an intent through semantic-ipcd and print the route and reply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+
+def _plain(v: Any) -> Any:
+    from aios.sdk.semantic import decode
+
+    return decode(v)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ask")
+    def ask(
+        text: str = typer.Argument(..., help="what you want, in words"),
+        payload: str = typer.Option("", "--payload", help="a JSON payload for the skill"),
+        broadcast: bool = typer.Option(False, "--broadcast", help="every agent above the threshold"),
+        explain: bool = typer.Option(False, "--explain", help="show the decision, deliver nothing"),
+        timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for the reply"),
+        output: str = typer.Option("table", "-o", "--output", help="table or json"),
+    ) -> None:
+        """Route TEXT by meaning to the agent whose skill it matches; print the route and the reply."""
+        from aios.cli.kernel_cmds import _call, _connect
+        from aios.cli.mem import acall
+
+        data = None
+        if payload:
+            try:
+                data = json.loads(payload)
+            except ValueError as e:
+                raise typer.BadParameter(f"--payload is not JSON: {e}") from None
+        c = _connect()
+        svc = _call(c, "SEMANTIC_OPEN", 2)
+        opts: dict[str, Any] = {"timeout": timeout}
+        if broadcast:
+            opts["broadcast"] = True
+        if explain:
+            opts["explain"] = True
+        r = acall(c, "INTENT_SEND", svc, text, data, opts, timeout=timeout + 60)
+        if "reply" in r:
+            r["reply"] = _plain(r["reply"])
+        for row in r.get("replies", []):
+            if "reply" in row:
+                row["reply"] = _plain(row["reply"])
+        if output == "json":
+            typer.echo(json.dumps(r, default=str))
+            return
+        typer.echo(f"intent: {r['intent']!r}  ({r['mode']}; {r['reason']})")
+        for t in r["targets"]:
+            typer.echo(f"route:  -> agent {t['agent']} skill {t['skill']} score {t['score']:.3f}")
+        near = ", ".join(f"{n['skill']}@{n['agent']} {n['score']:.3f}" for n in r["nearest"])
+        typer.echo(f"scores: {near}")
+        if r.get("error"):
+            typer.echo(f"would fail: {r['error']}")
+        if "reply" in r:
+            typer.echo(f"reply:  {json.dumps(r['reply'], default=str)}")
+        for row in r.get("replies", []):
+            typer.echo(f"reply from {row['agent']} ({row['skill']}): "
+                       f"{json.dumps(row.get('reply', row.get('error')), default=str)}")
