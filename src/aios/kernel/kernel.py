@@ -95,7 +95,9 @@ SLOT_EVENTS = 4  # TOPIC: the event bus (READ subscribe, WRITE publish under app
 SLOT_PARENT = 5  # ENDPOINT: its parent's mailbox (WRITE), badged with its own id
 FIRST_FREE_SLOT = 6
 
-KERNEL_TOPIC_PREFIXES = ("agent.", "security.", "ipc.", "kernel.", "cap.", "perf.", "mem.", "policy.", "sched.")
+KERNEL_TOPIC_PREFIXES = (
+    "agent.", "security.", "ipc.", "kernel.", "cap.", "perf.", "mem.", "policy.", "sched.", "semantic.",
+)
 
 
 class AsyncOp:
