@@ -71,6 +71,7 @@ class Rights(IntFlag):
 
 
 ALL_RIGHTS = Rights((1 << 14) - 1)
+RIGHT_NAMES: tuple[str, ...] = tuple(m.name for m in Rights if m.value and m.name is not None)
 RW = Rights.READ | Rights.WRITE
 
 

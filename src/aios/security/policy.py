@@ -79,26 +79,11 @@ from typing import Any, Final
 import cedarpy
 
 from aios.errors import InvalidArgument, PolicyDenied
+from aios.kernel.capabilities import RIGHT_NAMES
 
 # -- vocabulary --------------------------------------------------------------
 
-RIGHTS: Final = frozenset(
-    {
-        "READ",
-        "WRITE",
-        "GRANT",
-        "SPAWN_AGENT",
-        "KILL_AGENT",
-        "ALLOC_MEMORY",
-        "ACCESS_FS",
-        "ACCESS_NET",
-        "ACCESS_GPU",
-        "ACCESS_TPU",
-        "ACCESS_NPU",
-        "SUPERVISOR",
-        "ADMIN",
-    }
-)
+RIGHTS: Final = frozenset(RIGHT_NAMES)  # the kernel's rights, by name
 TRUST_LEVELS: Final = ("system", "trusted", "untrusted")
 SECURITY_ACTIONS: Final = (
     "spawn",

@@ -64,6 +64,7 @@ from aios.errors import (
     TokenExpired,
     TokenRevoked,
 )
+from aios.kernel.capabilities import RIGHT_NAMES
 
 VERSION: Final = 1
 CONTEXT: Final = b"aios-token-v1"
@@ -74,23 +75,7 @@ MAX_TOKEN_BYTES: Final = 512 * 1024
 PK_BYTES: Final = 1952
 SIG_BYTES: Final = 3309
 SEED_BYTES: Final = 32
-RIGHTS: Final = frozenset(
-    {
-        "READ",
-        "WRITE",
-        "GRANT",
-        "SPAWN_AGENT",
-        "KILL_AGENT",
-        "ALLOC_MEMORY",
-        "ACCESS_FS",
-        "ACCESS_NET",
-        "ACCESS_GPU",
-        "ACCESS_TPU",
-        "ACCESS_NPU",
-        "SUPERVISOR",
-        "ADMIN",
-    }
-)
+RIGHTS: Final = frozenset(RIGHT_NAMES)  # the kernel's rights, by name
 
 
 @dataclass(frozen=True, slots=True)
