@@ -125,3 +125,14 @@ async def steady(ctx: Context) -> dict[str, Any]:
         lat.append(time.perf_counter_ns() - t0)
     lat.sort()
     return {"calls": len(lat), "p50_ns": lat[len(lat) // 2], "p99_ns": lat[len(lat) * 99 // 100]}
+
+
+async def scan_slots(ctx: Context) -> int:
+    """Probes capability slots it was never given, as fast as it can."""
+    refused = 0
+    for slot in range(6, 3000):
+        try:
+            await ctx.send(slot, b"x")
+        except AIOSError:
+            refused += 1
+    return refused

@@ -308,7 +308,12 @@ class Kernel:
         now = self.now()
         while timers and timers[0][0] <= now:
             _, _, fn, args = heapq.heappop(timers)
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception as e:  # noqa: BLE001 - a timer bug must not stop the kernel
+                self.stats["panics"] += 1
+                log.error("kernel timer %r failed: %r", fn, e, exc_info=e)
+                self.publish("kernel.panic", 0, timer=getattr(fn, "__qualname__", repr(fn)), error=repr(e))
 
     def next_timer_ns(self) -> int | None:
         timers = self._timers

@@ -419,6 +419,8 @@ class BehaviorResponder:
         try:
             if a is None or not a.alive:
                 result = "agent gone"
+            elif r.kind is ResponseKind.THROTTLE and a.sched is None:
+                result = "not on the kernel's run queue (out-of-process agent)"
             elif r.kind is ResponseKind.THROTTLE:
                 ent = a.sched
                 self.saved_weight.setdefault(a.aid, ent.weight)
@@ -427,7 +429,7 @@ class BehaviorResponder:
                 extra["weight"] = new_w
             elif r.kind is ResponseKind.UNTHROTTLE:
                 w = self.saved_weight.pop(a.aid, None)
-                if w is not None:
+                if w is not None and a.sched is not None:
                     k.sched.set_fair(a.sched, weight=w)
                     extra["weight"] = w
             elif r.kind is ResponseKind.SUSPEND:
@@ -444,12 +446,20 @@ class BehaviorResponder:
                 mask = rights_from_names(list(r.rights))
                 taken = self.narrowed.setdefault(a.aid, [])
                 n = 0
-                for cap in a.cspace.caps():
-                    hit = Rights(cap.rights & mask)
-                    if hit:
-                        cap.rights = Rights(cap.rights & ~mask)
-                        taken.append((cap, hit))
-                        n += 1
+                for cap in list(a.cspace.caps()):
+                    if not cap.rights & mask:
+                        continue
+                    # narrow the capability and everything derived from it, so no
+                    # descendant keeps a right its parent lost
+                    stack = [cap]
+                    while stack:
+                        c = stack.pop()
+                        stack.extend(c.children)
+                        hit = Rights(c.rights & mask)
+                        if hit:
+                            c.rights = Rights(c.rights & ~mask)
+                            taken.append((c, hit))
+                    n += 1
                 extra["capabilities"] = n
             elif r.kind is ResponseKind.REGRANT:
                 n = 0
