@@ -22,7 +22,7 @@ def test_isolated_scanner_is_handled_and_kernel_survives(tmp_path: Path) -> None
         while True:
             try:
                 ev = await ctx.next_event(sid, timeout=0.2)
-            except Exception:  # noqa: BLE001 - drained
+            except Exception:
                 break
             if ev["topic"] == "security.response" and ev["data"].get("agent") == s.aid:
                 responses.append((ev["data"].get("response"), ev["data"].get("result")))
@@ -35,7 +35,7 @@ def test_isolated_scanner_is_handled_and_kernel_survives(tmp_path: Path) -> None
         k.close()
     (r,) = res.values()
     assert r["fault"] is None, r["fault"]
-    st, responses, stats = r["exit"]
+    _st, responses, stats = r["exit"]
     assert responses, "the scanner drew no automated response"
     assert stats["panics"] == 0
     kinds = {kind for kind, _ in responses}

@@ -310,7 +310,7 @@ class Kernel:
             _, _, fn, args = heapq.heappop(timers)
             try:
                 fn(*args)
-            except Exception as e:  # noqa: BLE001 - a timer bug must not stop the kernel
+            except Exception as e:
                 self.stats["panics"] += 1
                 log.error("kernel timer %r failed: %r", fn, e, exc_info=e)
                 self.publish("kernel.panic", 0, timer=getattr(fn, "__qualname__", repr(fn)), error=repr(e))
