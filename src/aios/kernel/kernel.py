@@ -50,7 +50,6 @@ from aios.errors import (
     AgentFault,
     AgentGone,
     AIOSError,
-    Cancelled,
     Category,
     InvalidArgument,
     KernelPanic,
@@ -818,32 +817,11 @@ class Kernel:
     def find(self, aid: int) -> Agent | None:
         return self.agents._agents.get(aid)
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        rows = []
-        for a in self.agents:
-            rows.append({
-                "aid": a.aid,
-                "name": a.name,
-                "parent": a.parent,
-                "state": a.status.value,
-                "kind": a.kind,
-                "syscalls": a.syscalls,
-                "mailbox": len(a.mailbox) if a.mailbox is not None else 0,
-                "fault": a.fault,
-            })
-        return rows
-
     def lookup_named(self, name: str) -> Capability:
         cap = self.directory.get(name)
         if cap is None or not cap.valid:
             raise NoSuchObject(f"no agent registered as {name!r}")
         return cap
-
-    def cancel_all_waits(self, a: Agent) -> None:
-        if a.wait is not None:
-            w = a.wait
-            self._end_wait(w)
-            self.deliver(a, None, Cancelled("wait cancelled"))
 
 
 def _noop(*_args: Any) -> None:
