@@ -157,3 +157,12 @@ def test_wasm_fuel_is_charged_to_scheduling_statistics() -> None:
 
     (row,) = only(run_real(main))
     assert row["class"] == "wasm" and row["fuel"] > 0 and row["runtime_ns"] > 0
+
+
+def test_batches_cross_the_wire() -> None:
+    async def main(ctx: Context):
+        w = await ctx.spawn("aios.demos.remote_agents:batcher", executor="worker")
+        i = await ctx.spawn("aios.demos.remote_agents:batcher", executor="isolated")
+        return [(await ctx.wait(c.aid, timeout=60))[1]["exit"] for c in (w, i)]
+
+    assert only(run_real(main)) == [300, 300]

@@ -88,3 +88,12 @@ async def null_timing(ctx: Context) -> dict[str, float]:
             client.call_many(calls)
         out["pipelined"] = (total // window) * window / ((time.perf_counter_ns() - t0) / 1e9)
     return out
+
+
+async def batcher(ctx: Context) -> int:
+    """Batched sends and receives through the wire (arrays arrive as tuples there)."""
+    await ctx.send_many(ctx.slots.mailbox, [b"m%d" % i for i in range(300)])
+    got = 0
+    while got < 300:
+        got += len(await ctx.recv_many(128))
+    return got

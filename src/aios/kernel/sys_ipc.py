@@ -168,7 +168,7 @@ def sys_ipc_reply(k: Kernel, a: Agent, call_id: Any, payload: Any) -> None:
 def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
     """Send many messages; returns how many were accepted (blocks only if none fit)."""
     cap, mb = _open(a, ep, WRITE)
-    if type(payloads) is not list or not 1 <= len(payloads) <= params.IPC_MAX_BATCH:
+    if type(payloads) not in (list, tuple) or not 1 <= len(payloads) <= params.IPC_MAX_BATCH:
         raise InvalidArgument(f"payloads must be a list of 1 to {params.IPC_MAX_BATCH} bytes objects")
     if not all(type(p) is bytes for p in payloads) or max(map(len, payloads)) > params.IPC_MAX_PAYLOAD:
         for p in payloads:

@@ -202,7 +202,7 @@ def sys_memd_search(k: Kernel, a: Agent, ns_slots: Any, query: Any, opts: Any = 
         ns_slots = [ns_slots]
     if type(ns_slots) is tuple:  # lists may arrive as tuples over the trap wire
         ns_slots = list(ns_slots)
-    if type(ns_slots) is not list or not 1 <= len(ns_slots) <= MAX_SEARCH_NAMESPACES:
+    if type(ns_slots) not in (list, tuple) or not 1 <= len(ns_slots) <= MAX_SEARCH_NAMESPACES:
         raise InvalidArgument(f"ns_slots must be a slot or a list of 1 to {MAX_SEARCH_NAMESPACES} slots")
     scopes: dict[str, int] = {}
     for s in ns_slots:

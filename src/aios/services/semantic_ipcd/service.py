@@ -146,7 +146,7 @@ def register(k: Kernel, a: Agent, name: Any, description: Any, examples: Any, op
     ex = [] if examples is None else examples
     if type(ex) is tuple:  # lists may arrive as tuples over the trap wire
         ex = list(ex)
-    if type(ex) is not list or len(ex) > 64:
+    if type(ex) not in (list, tuple) or len(ex) > 64:
         raise InvalidArgument("examples must be a list of up to 64 strings")
     for e in ex:
         as_str(e, "example", MAX_EXAMPLE)
@@ -160,7 +160,7 @@ def register(k: Kernel, a: Agent, name: Any, description: Any, examples: Any, op
     if senders is not None:
         if type(senders) is tuple:
             senders = list(senders)
-        if type(senders) is not list or not all(type(s) is int and s > 0 for s in senders):
+        if type(senders) not in (list, tuple) or not all(type(s) is int and s > 0 for s in senders):
             raise InvalidArgument("allowed_senders must be a list of agent ids")
         senders = [str(s) for s in senders]
     fab = fabric(k)
