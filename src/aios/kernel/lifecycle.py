@@ -357,7 +357,7 @@ def split(
 def _partition_state(state: dict[str, Any], splitter: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     if isinstance(splitter, dict):
         keys = splitter.get("keys")
-        if type(keys) not in (list, tuple) or not all(type(x) is str for x in keys):
+        if not isinstance(keys, (list, tuple)) or not all(type(x) is str for x in keys):
             raise InvalidArgument("splitter spec must be {'keys': [str, ...]}")
         give = {x: state[x] for x in keys if x in state}
         keep = {x: v for x, v in state.items() if x not in give}
@@ -383,8 +383,8 @@ def _route(router: Any, msg: Message) -> bool:
     if isinstance(router, dict):
         badges = router.get("badges")
         senders = router.get("senders")
-        return (type(badges) in (list, tuple) and msg.badge in badges) or (
-            type(senders) in (list, tuple) and msg.sender in senders
+        return (isinstance(badges, (list, tuple)) and msg.badge in badges) or (
+            isinstance(senders, (list, tuple)) and msg.sender in senders
         )
     if callable(router):
         try:
