@@ -38,6 +38,7 @@ def test_daemon_lifecycle_and_clients(daemon: Path) -> None:
 
     st = json.loads(aios(home, "status", "-o", "json").stdout)
     assert st["agents_live"] >= 2 and "landlock_abi" in st["protections"]
+    assert st["embedder"].startswith("minilm")
 
     iso = json.loads(aios(home, "spawn", "aios.demos.remote_agents:echo", "--executor", "isolated",
                           "--name", "iso", "-o", "json").stdout)

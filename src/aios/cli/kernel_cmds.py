@@ -158,9 +158,17 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(output: str = OutputOpt) -> None:
         """Kernel statistics and which protections are active on this host."""
+        from aios.errors import AIOSError
+        from aios.kernel.syscalls import Sys
+
         c = _connect()
         st = _call(c, "KERNEL_STATS")
         st["protections"] = host_protections()
+        try:  # the memory fabric's embedder (loaded on first use)
+            fab = c.call(int(Sys.GET_ASYNC_RESULT), (c.call(int(Sys.MEMD_STATS), (None,)), 60.0))
+            st["embedder"] = f"{fab['embedder']} ({fab['dim']}-d): {fab['embedder_reason']}"
+        except AIOSError as e:
+            st["embedder"] = f"unavailable: {e.message}"
         _emit(st, output, title="kernel")
 
     @app.command("ps")
