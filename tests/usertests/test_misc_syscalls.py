@@ -68,7 +68,7 @@ def test_agent_control_needs_admin(run_agents) -> None:
 
     # an ADMIN agent (the daemon's console has this authority) may take control of any agent
     res2 = run_agents(operator, rights=["ADMIN", "KILL_AGENT"], spec={"target": r["exit"]})
-    assert list(res2.values())[0]["exit"] == "controlled"
+    assert only(res2) == "controlled"
 
 
 def test_condition_signal_wakes_one(run_agents) -> None:
