@@ -46,6 +46,8 @@ def test_daemon_lifecycle_and_clients(daemon: Path) -> None:
     rows = json.loads(aios(home, "ps", "-o", "json").stdout)
     names = {r["aid"]: (r["name"], r["state"]) for r in rows}
     assert names[iso["aid"]][0] == "iso" and names[inp["aid"]][0] == "inp"
+    prot = next(r for r in rows if r["aid"] == iso["aid"])["protections"]
+    assert "landlock" in prot and "seccomp" in prot and "netns" in prot
 
     assert "sent 2 bytes" in aios(home, "send", str(inp["aid"]), "hi").stdout
     sched = json.loads(aios(home, "sched", "-o", "json").stdout)

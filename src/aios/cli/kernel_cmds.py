@@ -175,7 +175,8 @@ def register(app: typer.Typer) -> None:
     def ps(output: str = OutputOpt) -> None:
         """Every agent."""
         c = _connect()
-        _emit(_call(c, "AGENT_LIST", 2), output, ["aid", "name", "parent", "state"], "agents")
+        _emit(_call(c, "AGENT_LIST", 2), output, ["aid", "name", "parent", "state", "kind", "protections"],
+              "agents")
 
     @app.command("spawn")
     def spawn(

@@ -156,7 +156,11 @@ def sys_agent_list(k: Kernel, a: Agent, auth_slot: Any = 2) -> list[dict[str, An
     rows = []
     for t in k.agents:
         if everyone or t.parent == a.aid:
-            rows.append({"aid": t.aid, "name": t.name, "parent": t.parent, "state": t.status.value})
+            row = {"aid": t.aid, "name": t.name, "parent": t.parent, "state": t.status.value, "kind": t.kind}
+            prot = k.executors.protections(t.aid) if t.executor is not None else None
+            if prot is not None:
+                row["protections"] = prot.summary()
+            rows.append(row)
     return rows
 
 
