@@ -41,6 +41,7 @@ block; these are boundary operations, not the hot path).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +120,7 @@ class TokenBridge:
             v = o["expires_in"]
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= MAX_EXPIRY_S:
                 raise InvalidArgument("expires_in must be a number of seconds")
-            return int(time.time() + v)
+            return math.ceil(time.time() + v)  # at least v seconds: never truncate below it
         v = o.get("expiry")
         if v is not None and (type(v) is not int or v <= 0):
             raise InvalidArgument("expiry must be unix seconds (int)")
