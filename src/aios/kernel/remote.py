@@ -175,6 +175,7 @@ class ExecutorHost:
         self._starting: dict[str, Any] = {}
         self.live: set[int] = set()  # remote agents alive, and spawns in flight
         self._tasks: set[Any] = set()
+        self._rebalancing = False
         self.fuel: dict[int, int] = {}  # Wasm agents: fuel consumed (their CPU time)
         self.require_all_protections = True
 
@@ -277,6 +278,8 @@ class ExecutorHost:
             ex.kill(aid)
         except AIOSError:
             pass
+        if ex is self._execs.get("worker"):
+            self._rebalance_soon()
 
     # -- the sink ------------------------------------------------------------------
 
@@ -293,10 +296,35 @@ class ExecutorHost:
             self.k.agents.transition(a, "wake")
             self.k.agents.transition(a, "dispatch")
 
+    def _rebalance_soon(self) -> None:
+        """Load changed on the workers: move agents that have not started yet (debounced)."""
+        import asyncio
+
+        ex = self._execs.get("worker")
+        if ex is None or self._rebalancing:
+            return
+        self._rebalancing = True
+
+        async def go() -> None:
+            try:
+                moves = await ex.rebalance()
+                if moves:
+                    self.k.publish("kernel.rebalanced", 0, moves=[list(m) for m in moves])
+            except Exception as e:
+                self.k.publish("kernel.rebalance_failed", 0, error=repr(e))
+            finally:
+                self._rebalancing = False
+
+        task = asyncio.ensure_future(go())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _exited(self, rec: Any) -> None:
         self.live.discard(rec.agent_id)
         self.k._kick()
         a = self.k.find(rec.agent_id)
+        if a is not None and a.kind == "worker":
+            self._rebalance_soon()
         if a is None or not a.alive:
             return
         a.executor = None  # the process is gone; nothing to tell it
@@ -321,6 +349,8 @@ class ExecutorHost:
         return None
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for ex in list(self._execs.values()):
             try:
                 await ex.close()
