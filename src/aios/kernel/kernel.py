@@ -161,6 +161,7 @@ class Kernel:
         self._async_seq = itertools.count(1)
         self.calls: dict[int, tuple[Wait, int]] = {}  # call id -> (caller's wait, receiver aid)
         self.async_ops: dict[int, AsyncOp] = {}
+        self._async_by_owner: dict[int, set[int]] = {}  # aid -> its outstanding handles
         self.external = 0  # agents parked on asyncio futures or threads
         self.current: Agent | None = None
         self.stopping = False
@@ -428,11 +429,23 @@ class Kernel:
     # -- async operations -----------------------------------------------------
 
     def new_async(self, owner: Agent) -> AsyncOp:
-        mine = sum(1 for op in self.async_ops.values() if op.owner == owner.aid)
-        if mine >= params.ASYNC_OPS_PER_AGENT:
+        mine = self._async_by_owner.setdefault(owner.aid, set())
+        if len(mine) >= params.ASYNC_OPS_PER_AGENT:
             raise QuotaExceeded("too many outstanding async operations")
         op = AsyncOp(next(self._async_seq), owner.aid)
         self.async_ops[op.handle] = op
+        mine.add(op.handle)
+        return op
+
+    def drop_async(self, handle: int) -> AsyncOp | None:
+        """Forget an async operation (its result was taken, or nobody can take it)."""
+        op = self.async_ops.pop(handle, None)
+        if op is not None:
+            mine = self._async_by_owner.get(op.owner)
+            if mine is not None:
+                mine.discard(handle)
+                if not mine:
+                    del self._async_by_owner[op.owner]
         return op
 
     def complete_async(self, op: AsyncOp, value: Any = None, error: AIOSError | None = None) -> None:
@@ -442,7 +455,7 @@ class Kernel:
         op.value = value
         op.error = error
         for w in op.waiters.drain():
-            self.async_ops.pop(op.handle, None)
+            self.drop_async(op.handle)
             self.wake(w, value, error)
 
     def run_in_thread(self, a: Agent, fn: Callable[..., Any], *args: Any) -> int:
@@ -713,9 +726,8 @@ class Kernel:
                 self.wake(w, exc=AgentGone(f"agent {a.aid} {how} before replying"))
         for sub in self.bus.subscriptions(a.aid):
             self.bus.unsubscribe(sub.sid)
-        for h, op in list(self.async_ops.items()):
-            if op.owner == a.aid:
-                del self.async_ops[h]
+        for h in list(self._async_by_owner.get(a.aid, ())):
+            self.drop_async(h)
         if a.executor is not None:
             a.executor.terminate(a)
         coro, a.coro = a.coro, None
@@ -786,7 +798,7 @@ class Kernel:
         raise InvalidArgument("entry must be a callable or 'module:attribute'")
 
     def start_coroutine(self, a: Agent, info: dict[str, Any]) -> None:
-        start = self.resolve_entry(a.entry)
+        start = a.entry if callable(a.entry) else self.resolve_entry(a.entry)
         try:
             coro = start(info)
         except AIOSError:

@@ -43,7 +43,7 @@ def sys_get_async_result(k: Kernel, a: Agent, handle: Any, timeout: Any = None) 
     if op is None or op.owner != a.aid:
         raise NoSuchObject(f"no async operation {h}")
     if op.done:
-        del k.async_ops[h]
+        k.drop_async(h)
         if op.error is not None:
             raise op.error
         return op.value

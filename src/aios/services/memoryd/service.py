@@ -198,7 +198,7 @@ class MemoryFabric:
         try:
             self.run(fn, args, finish)
         except AIOSError:
-            k.async_ops.pop(op.handle, None)
+            k.drop_async(op.handle)
             if undo is not None:
                 undo()
             raise

@@ -290,7 +290,7 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
     try:
         fab.run(job, (), decided)
     except AIOSError:
-        k.async_ops.pop(op.handle, None)
+        k.drop_async(op.handle)
         raise
     return op.handle
 
