@@ -219,14 +219,38 @@ class ExecutorHost:
         self._execs[kind] = ex
         return ex
 
-    def spawn(self, a: Agent, kind: str, entry: str, info: dict[str, Any], spec_kw: dict[str, Any],
-              done: Callable[[AIOSError | None], None]) -> None:
-        """Start ``a`` in executor ``kind``; ``done`` is called with None or the error."""
+    def start(self, a: Agent, plan: Any, done: Callable[[AIOSError | None], None]) -> None:
+        """Start ``a`` (made by ``lifecycle.spawn`` from ``plan``) in its executor;
+        ``done`` is called with None or the error."""
         import asyncio
 
-        task = asyncio.ensure_future(self._spawn(a, kind, entry, info, spec_kw, done))
+        spec_kw = self.spec_for(a, plan)
+        task = asyncio.ensure_future(self._spawn(a, plan.executor, a.entry, self.k.boot_info(a), spec_kw, done))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def spec_for(self, a: Agent, plan: Any) -> dict[str, Any]:
+        """What an executor needs from the agent's authority and an image's limits."""
+        from aios.kernel import params
+        from aios.kernel.capabilities import Resource, Rights
+        from aios.sandbox.limits import Quota as ProcessQuota
+
+        auth = a.cspace.get(2)
+        lim = auth.limits
+        mem = lim[Resource.MEMORY] if lim is not None else None
+        weight = lim[Resource.CPU_WEIGHT] if lim is not None else None
+        home = str(self.k.home / "agents" / str(a.aid)) if self.k.home is not None else ""
+        return {
+            "home": home,
+            "code_paths": plan.code_paths,
+            "quota": ProcessQuota(memory_bytes=mem or params.DEFAULT_CHILD_MEMORY,
+                                  cpu_weight=min(weight or 1024, 10000),
+                                  cpu_seconds=plan.limits.get("cpu_seconds", 0),
+                                  processes=plan.limits.get("processes", 16) or 16),
+            "access_net": bool(auth.rights & Rights.ACCESS_NET),
+            "access_fs": bool(auth.rights & Rights.ACCESS_FS),
+            "access_fs_write": bool(auth.rights & Rights.ACCESS_FS and auth.rights & Rights.WRITE),
+        }
 
     async def _spawn(self, a: Agent, kind: str, entry: str, info: dict[str, Any], spec_kw: dict[str, Any],
                      done: Callable[[AIOSError | None], None]) -> None:

@@ -137,11 +137,7 @@ class Supervision:
             plan = SpawnPlan(parent, rec.auth, rec.opts)
             a, _ctl, _ep = spawn(k, parent, rec.auth, rec.entry, plan)
             if plan.executor != "inproc":
-                from aios.kernel.sys_agent import remote_spec
-
-                kw = remote_spec(k, a, plan.limits)
-                kw["code_paths"] = plan.code_paths
-                k.executors.spawn(a, plan.executor, a.entry, k.boot_info(a), kw, lambda _e: None)
+                k.executors.start(a, plan, lambda _e: None)
         except AIOSError as e:
             k.publish("agent.supervision.failed", stable, agent=stable, reason=f"restart failed: {e}")
             return

@@ -19,7 +19,7 @@ from aios.errors import (
 from aios.kernel import lifecycle, params
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_bool, as_dict, as_int, as_str, copy_plain
-from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights
+from aios.kernel.capabilities import Capability, ObjKind, Rights
 from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:
@@ -45,42 +45,14 @@ def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any =
     try:
         child, ctl, ep = lifecycle.spawn(k, a, auth, entry, plan)
     except BaseException:
-        k.async_ops.pop(op.handle, None)
+        k.drop_async(op.handle)
         raise
     if plan.executor == "inproc":
         k.complete_async(op, (child.aid, ctl, ep))
     else:
         result = (child.aid, ctl, ep)
-        spec_kw = remote_spec(k, child, plan.limits)
-        spec_kw["code_paths"] = plan.code_paths
-        k.executors.spawn(
-            child, plan.executor, child.entry, k.boot_info(child), spec_kw,
-            lambda err: k.complete_async(op, None if err else result, err),
-        )
+        k.executors.start(child, plan, lambda err: k.complete_async(op, None if err else result, err))
     return op.handle
-
-
-def remote_spec(k: Kernel, child: Agent, limits: dict[str, int] | None = None) -> dict[str, Any]:
-    """What an out-of-process executor needs from the child's authority (and an image's limits)."""
-    from aios.sandbox.limits import Quota as ProcessQuota
-
-    auth = child.cspace.get(2)
-    mem = auth.limits[Resource.MEMORY] if auth.limits is not None else None
-    weight = auth.limits[Resource.CPU_WEIGHT] if auth.limits is not None else None
-    home = ""
-    if k.home is not None:
-        home = str(k.home / "agents" / str(child.aid))
-    kw: dict[str, Any] = {
-        "home": home,
-        "quota": ProcessQuota(memory_bytes=mem or params.DEFAULT_CHILD_MEMORY,
-                              cpu_weight=min(weight or 1024, 10000),
-                              cpu_seconds=(limits or {}).get("cpu_seconds", 0),
-                              processes=(limits or {}).get("processes", 16) or 16),
-        "access_net": bool(auth.rights & Rights.ACCESS_NET),
-        "access_fs": bool(auth.rights & Rights.ACCESS_FS),
-        "access_fs_write": bool(auth.rights & Rights.ACCESS_FS and auth.rights & Rights.WRITE),
-    }
-    return kw
 
 
 def sys_agent_supervisor_register(k: Kernel, a: Agent, auth_slot: Any) -> None:

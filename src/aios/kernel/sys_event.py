@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied, QuotaExceeded, WouldBlock
+from aios.errors import NoSuchObject, PermissionDenied, QuotaExceeded, WouldBlock
 from aios.kernel import params
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_dict, as_int, as_opts, as_plain
@@ -83,5 +83,3 @@ def sys_event_unsubscribe(k: Kernel, a: Agent, sid: Any) -> dict[str, Any]:
     stats: dict[str, Any] = sub.statistics()
     return stats
 
-
-__all__ = ["InvalidArgument"]

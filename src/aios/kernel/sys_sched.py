@@ -16,14 +16,14 @@ by a syscall, held as capabilities (WRITE to use them), shareable by grant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied, WouldBlock
+from aios.errors import InvalidArgument, PermissionDenied
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int, as_opts, as_str
 from aios.kernel.capabilities import KObject, ObjKind, Resource, Rights
 from aios.kernel.scheduler import clamp_weight, weight_of_nice
-from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
@@ -140,16 +140,21 @@ def sys_mutex_create(k: Kernel, a: Agent) -> int:
     return _new_sync(k, a, k.sync.mutex_create())
 
 
+def _acquire(k: Kernel, a: Agent, oid: int, timeout: Any,
+             take: Callable[[int, int], bool], try_take: Callable[[int, int], None]) -> Any:
+    """Take a mutex or semaphore now, or park until it is handed over (timeout 0: would-block)."""
+    k.deadline(timeout)  # validate before anything changes
+    if timeout == 0:
+        try_take(oid, a.aid)
+        return None
+    if take(oid, a.aid):
+        return None
+    return _park_sync(k, a, oid, timeout)
+
+
 def sys_mutex_lock(k: Kernel, a: Agent, slot: Any, timeout: Any = None) -> Any:
     """Lock (priority inheritance: the owner runs at least at the caller's priority)."""
-    mid = _sync(a, slot)
-    k.deadline(timeout)
-    if timeout == 0:
-        k.sync.trylock(mid, a.aid)
-        return None
-    if k.sync.lock(mid, a.aid):
-        return None
-    return _park_sync(k, a, mid, timeout)
+    return _acquire(k, a, _sync(a, slot), timeout, k.sync.lock, k.sync.trylock)
 
 
 def sys_mutex_unlock(k: Kernel, a: Agent, slot: Any) -> None:
@@ -162,14 +167,8 @@ def sys_sem_create(k: Kernel, a: Agent, value: Any = 0) -> int:
 
 
 def sys_sem_down(k: Kernel, a: Agent, slot: Any, timeout: Any = None) -> Any:
-    sid = _sync(a, slot)
-    k.deadline(timeout)
-    if timeout == 0:
-        k.sync.sem_trydown(sid, a.aid)
-        return None
-    if k.sync.sem_down(sid, a.aid):
-        return None
-    return _park_sync(k, a, sid, timeout)
+    """P: take one unit, or wait for one."""
+    return _acquire(k, a, _sync(a, slot), timeout, k.sync.sem_down, k.sync.sem_trydown)
 
 
 def sys_sem_up(k: Kernel, a: Agent, slot: Any) -> None:
@@ -200,5 +199,3 @@ def sys_cond_broadcast(k: Kernel, a: Agent, slot: Any) -> int:
         k.wake_sync(key)
     return len(woken)
 
-
-__all__ = ["BLOCK", "NoSuchObject", "WouldBlock"]
