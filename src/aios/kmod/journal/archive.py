@@ -111,15 +111,16 @@ def from_image(
 
 def _body(arc: AgentArchive) -> bytes:
     claims = [[c.slot, c.kind, c.rights, c.badge, c.ref, c.limits] for c in arc.claims]
-    return msgpack.packb(
+    body: bytes = msgpack.packb(
         [arc.aid, arc.name, arc.entry, arc.executor, arc.opts, arc.state, claims,
          [list(ns) for ns in arc.namespaces], arc.image, arc.checkpoint, arc.created_ns],
         use_bin_type=True,
     )  # fmt: skip
+    return body
 
 
 def pack(arc: AgentArchive, signer: Signer) -> bytes:
-    header = msgpack.packb({"alg": ALG, "key": signer.name}, use_bin_type=True)
+    header: bytes = msgpack.packb({"alg": ALG, "key": signer.name}, use_bin_type=True)
     body = _body(arc)
     if len(body) + len(header) + SIG_LEN + 16 > MAX_ARCHIVE:
         raise InvalidArgument(f"agent archive would exceed {MAX_ARCHIVE} bytes")

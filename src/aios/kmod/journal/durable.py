@@ -605,8 +605,10 @@ class Broker:
     def records(self) -> list[R.Record]:
         """Records that rebuild the current state from nothing (for compacting the journal)."""
         out: list[R.Record] = []
+        now = self.clock()
         for st in self.streams.values():
             cfg = st.cfg
+            self._expire_dedup(st, now)
             out.append(R.StreamCreated(cfg.name, cfg.subjects, cfg.max_msgs, cfg.dedup_window_ns))
             for seq, m in st.msgs.items():
                 out.append(R.StreamAppended(cfg.name, seq, m.subject, m.msg_id, m.key, m.payload,

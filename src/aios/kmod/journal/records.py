@@ -88,6 +88,16 @@ class AgentReaped(Record):
     aid: int
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpointed(Record):
+    """Agent ``aid`` saved checkpoint ``n`` (the state is in the checkpoints table); ``n`` 0:
+    its checkpoints were dropped."""
+
+    KIND: ClassVar[int] = 4
+    aid: int
+    n: int
+
+
 # -- objects, capabilities, quotas -------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ObjectCreated(Record):
@@ -361,7 +371,7 @@ class Booted(Record):
 
 
 RECORD_TYPES: Final[tuple[type[Record], ...]] = (
-    AgentSpawned, AgentExited, AgentReaped, ObjectCreated, CapInstalled, CapRevoked, CapDeleted,
+    AgentSpawned, AgentExited, AgentReaped, Checkpointed, ObjectCreated, CapInstalled, CapRevoked, CapDeleted,
     Charged, Uncharged, NameRegistered, NameRemoved, MailboxPut, MailboxTake, StreamCreated,
     StreamAppended, ConsumerCreated, ConsumerDeleted, Delivered, Acked, Nakked, Termed,
     DeadLettered, StreamSnapshot, ConsumerSnapshot, SupervisionSet, SupervisionRemoved, UnitSet, Booted,

@@ -113,6 +113,7 @@ class KernelImage:
         self.supervision: dict[int, R.SupervisionSet] = {}
         self.units: dict[str, R.UnitSet] = {}
         self.boots: list[R.Booted] = []
+        self.checkpoints: dict[int, int] = {}  # aid -> its latest checkpoint number
         self.broker = Broker(clock)
         self.high = {"aid": 0, "oid": 0, "cid": 0, "chid": 0}  # highest ids ever seen
         self.applied = 0
@@ -142,6 +143,14 @@ class KernelImage:
     def _reaped(self, r: R.AgentReaped) -> None:
         self._agent(r.aid)
         del self.agents[r.aid]
+        self.checkpoints.pop(r.aid, None)
+
+    def _checkpointed(self, r: R.Checkpointed) -> None:
+        if r.n == 0:  # forgotten
+            self.checkpoints.pop(r.aid, None)
+            return
+        self._agent(r.aid)
+        self.checkpoints[r.aid] = r.n
 
     def _agent(self, aid: int) -> AgentRow:
         a = self.agents.get(aid)
@@ -315,6 +324,8 @@ class KernelImage:
                                       a.state, a.unit, a.spawned_ns))  # fmt: skip
             if a.exited:
                 out.append(R.AgentExited(a.aid, a.status, a.fault, a.exited_ns))
+            if a.aid in self.checkpoints:
+                out.append(R.Checkpointed(a.aid, self.checkpoints[a.aid]))
         for o in self.objects.values():
             out.append(R.ObjectCreated(o.oid, o.kind, o.ref))
         stack = sorted((c.cid for c in self.caps.values() if not c.parent), reverse=True)
@@ -354,6 +365,7 @@ _APPLY: dict[type[R.Record], Callable[[KernelImage, Any], None]] = {
     R.AgentSpawned: KernelImage._spawned,
     R.AgentExited: KernelImage._exited,
     R.AgentReaped: KernelImage._reaped,
+    R.Checkpointed: KernelImage._checkpointed,
     R.ObjectCreated: KernelImage._object,
     R.CapInstalled: KernelImage._installed,
     R.CapRevoked: KernelImage._revoked,

@@ -205,25 +205,28 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------------
     def append(self, rec: R.Record) -> int:
         """Buffer ``rec``; returns its sequence (acknowledged once a commit covers it)."""
-        kind, body = R.encode(rec)
+        return self.append_many((rec,))
+
+    def append_many(self, recs: Iterable[R.Record]) -> int:
+        """Buffer the records of one operation; an automatic commit never splits them."""
+        encoded = [R.encode(r) for r in recs]
         with self._buf_lock:
             self._check()
-            self._seq += 1
-            self._head = _link(self._head, self._seq, kind, body)
-            self._ops.append((self._seq, kind, body, self._head))
+            for kind, body in encoded:
+                self._push(kind, body)
             seq, full = self._seq, len(self._ops) >= self.batch_max
         if full:
             self.commit()
         return seq
 
-    def append_many(self, recs: Iterable[R.Record]) -> int:
-        seq = self._seq
-        for r in recs:
-            seq = self.append(r)
-        return seq
+    def _push(self, kind: int, body: bytes) -> None:
+        self._seq += 1
+        self._head = _link(self._head, self._seq, kind, body)
+        self._ops.append((self._seq, kind, body, self._head))
 
     def checkpoint(self, aid: int, state: Any) -> int:
-        """Buffer agent ``aid``'s checkpoint; returns its number.  Retention applies at commit."""
+        """Buffer agent ``aid``'s checkpoint (and a :class:`Checkpointed` record); returns its
+        number.  Retention (the last ``keep``) applies in the commit that writes it."""
         if type(aid) is not int or aid < 0:
             raise InvalidArgument("agent id must be a non-negative int")
         try:
@@ -237,13 +240,16 @@ class Journal:
             self._check()
             n = self._next_ckpt(aid)
             self._ckpts.append(("put", aid, n, ts, blob, _ckpt_digest(aid, n, ts, blob)))
+            self._push(*R.encode(R.Checkpointed(aid, n)))  # same commit as the row
         return n
 
     def forget_checkpoints(self, aid: int) -> None:
+        """Drop every checkpoint of ``aid`` (an agent reaped for good)."""
         with self._buf_lock:
             self._check()
             self._ckpts.append(("forget", aid, 0, 0, b"", b""))
             self._ckpt_n.pop(aid, None)
+            self._push(*R.encode(R.Checkpointed(aid, 0)))
 
     def _next_ckpt(self, aid: int) -> int:
         n = self._ckpt_n.get(aid)
@@ -386,19 +392,24 @@ class Journal:
             raise self._damaged(f"SQLite cannot read it: {e}") from None
         snap = self.conn.execute("SELECT upto FROM snapshot").fetchone()
         upto = int(snap[0]) if snap else 0
-        ckpts = self._verify_checkpoints()
+        ckpts = self._verify_checkpoints(image)
         image.broker.restored()
         report = ReplayReport(str(self.path), upto, n, max(last, upto), ckpts, time.perf_counter() - t0)
         return image, report
 
-    def _verify_checkpoints(self) -> int:
+    def _verify_checkpoints(self, image: KernelImage) -> int:
         n = 0
+        latest: dict[int, int] = {}
         for aid, k, ts, blob, digest in self.conn.execute(
             "SELECT aid, n, ts_ns, state, digest FROM checkpoints"
         ):
             if _ckpt_digest(aid, k, ts, bytes(blob)) != bytes(digest):
                 raise self._damaged(f"checkpoint {k} of agent {aid} does not match its digest")
+            latest[aid] = max(latest.get(aid, 0), k)
             n += 1
+        for aid, k in image.checkpoints.items():
+            if latest.get(aid) != k:
+                raise self._damaged(f"agent {aid}'s checkpoint {k} is journaled but not stored")
         return n
 
     # -- compaction ---------------------------------------------------------------------------------
