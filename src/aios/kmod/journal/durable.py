@@ -534,6 +534,7 @@ class Broker:
             st.last_seq = max(st.last_seq, rec.last_seq)
             for mid, seq, t in rec.dedup:
                 st.dedup[mid] = (seq, t)
+            st.dedup = dict(sorted(st.dedup.items(), key=lambda kv: kv[1][0]))  # publish order
             st.dedup_order = deque(sorted((t, mid) for mid, (_s, t) in st.dedup.items()))
         elif isinstance(rec, R.ConsumerSnapshot):
             st = self.streams[rec.stream]
@@ -613,7 +614,8 @@ class Broker:
             for seq, m in st.msgs.items():
                 out.append(R.StreamAppended(cfg.name, seq, m.subject, m.msg_id, m.key, m.payload,
                                             m.time_ns))  # fmt: skip
-            gone = [(mid, seq, t) for mid, (seq, t) in st.dedup.items() if seq not in st.msgs]
+            gone = sorted(((mid, seq, t) for mid, (seq, t) in st.dedup.items() if seq not in st.msgs),
+                          key=lambda x: x[1])  # fmt: skip
             out.append(R.StreamSnapshot(cfg.name, st.last_seq, gone))
             for c in st.consumers.values():
                 k = c.cfg

@@ -65,6 +65,22 @@ def salvage(path: Path) -> SalvageReport:
             reason = reason or str(e)
         old.conn.close()
 
+    # checkpoints must agree with the kept prefix: none newer than it journaled, and the latest
+    # one it names must exist (else fall back to the newest older one that does)
+    by_aid: dict[int, list[tuple[int, int, int, bytes, bytes]]] = {}
+    for row in good_ckpts:
+        by_aid.setdefault(row[0], []).append(row)
+    good_ckpts = []
+    for aid, rows in by_aid.items():
+        limit = image.checkpoints.get(aid, 0)
+        keep = [r for r in rows if r[1] <= limit]
+        dropped_ckpts += len(rows) - len(keep)
+        good_ckpts += keep
+        if keep:
+            image.checkpoints[aid] = keep[-1][1]
+    for aid in [a for a in image.checkpoints if a not in {r[0] for r in good_ckpts}]:
+        del image.checkpoints[aid]
+
     tmp = path.with_name(path.name + ".salvage")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)

@@ -164,7 +164,10 @@ class Journal:
         self.batch_max = batch_max
         self.keep = keep_checkpoints
         self.clock = clock
-        self.conn = connect(self.path)
+        try:
+            self.conn = connect(self.path)
+        except sqlite3.DatabaseError as e:
+            raise self._damaged(f"SQLite cannot open it: {e}") from None
         try:
             self._open()
         except sqlite3.DatabaseError as e:
@@ -175,6 +178,9 @@ class Journal:
             raise
 
     def _open(self) -> None:
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            raise self._damaged("it is an SQLite database of something else")
         self.conn.executescript(_SCHEMA)
         meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
         if not meta:
@@ -311,7 +317,9 @@ class Journal:
 
     def checkpoints(self, aid: int) -> list[Checkpoint]:
         rows = self.conn.execute(
-            "SELECT n, ts_ns, state, digest FROM checkpoints WHERE aid = ? ORDER BY n", (aid,)
+            "SELECT n, ts_ns, CAST(state AS BLOB), CAST(digest AS BLOB) FROM checkpoints "
+            "WHERE aid = ? ORDER BY n",
+            (aid,),
         ).fetchall()
         out = []
         for n, ts, blob, digest in rows:
@@ -330,7 +338,7 @@ class Journal:
 
     def _stream(self) -> Iterator[tuple[int, R.Record]]:
         """Every committed record in order, verified as it is read (snapshot first)."""
-        snap = self.conn.execute("SELECT upto, body, chain, digest FROM snapshot").fetchone()
+        snap = self.conn.execute("SELECT upto, CAST(body AS BLOB), CAST(chain AS BLOB), CAST(digest AS BLOB) FROM snapshot").fetchone()
         head, expect = _genesis(self.journal_id), 1
         if snap is not None:
             upto, body, chain, digest = int(snap[0]), bytes(snap[1]), bytes(snap[2]), bytes(snap[3])
@@ -345,7 +353,9 @@ class Journal:
             except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
                 raise self._damaged(f"the snapshot is not readable: {e}") from None
             head, expect = chain, upto + 1
-        cur = self.conn.execute("SELECT seq, kind, body, chain FROM ops ORDER BY seq")
+        cur = self.conn.execute(
+            "SELECT seq, kind, CAST(body AS BLOB), CAST(chain AS BLOB) FROM ops ORDER BY seq"
+        )
         while rows := cur.fetchmany(8192):
             for seq, kind, body, chain in rows:
                 if seq != expect:
@@ -401,7 +411,7 @@ class Journal:
         n = 0
         latest: dict[int, int] = {}
         for aid, k, ts, blob, digest in self.conn.execute(
-            "SELECT aid, n, ts_ns, state, digest FROM checkpoints"
+            "SELECT aid, n, ts_ns, CAST(state AS BLOB), CAST(digest AS BLOB) FROM checkpoints"
         ):
             if _ckpt_digest(aid, k, ts, bytes(blob)) != bytes(digest):
                 raise self._damaged(f"checkpoint {k} of agent {aid} does not match its digest")
