@@ -14,6 +14,7 @@ import pytest
 
 from aios.errors import IntegrityError, InvalidArgument, KernelPanic
 from aios.kmod.journal import records as R
+from aios.kmod.journal.replay import KernelImage
 from aios.kmod.journal.salvage import salvage
 from aios.kmod.journal.store import Journal
 
@@ -31,9 +32,8 @@ def jpath(tmp_path: Path) -> Path:
 
 
 def _workload_journal(path: Path, steps: int = 300, seed: int = 3) -> tuple[Journal, Workload]:
+    """A journal of ``steps`` workload operations, one commit (one frame) each."""
     j = Journal(path, batch_max=100_000)
-    from aios.kmod.journal.replay import KernelImage
-
     w = Workload(KernelImage(), seed)
     j.append_many(w.bootstrap().records)
     for _ in range(steps):
@@ -42,8 +42,15 @@ def _workload_journal(path: Path, steps: int = 300, seed: int = 3) -> tuple[Jour
             j.checkpoint(*op.checkpoint)
         else:
             j.append_many(op.records)
-    j.commit()
+        j.commit()
     return j, w
+
+
+def _frame_of(path: Path, seq: int) -> tuple[int, int]:
+    c = sqlite3.connect(path)
+    row = c.execute("SELECT first, last FROM frames WHERE first <= ? AND last >= ?", (seq, seq)).fetchone()
+    c.close()
+    return int(row[0]), int(row[1])
 
 
 def test_nothing_is_acknowledged_before_its_commit(jpath: Path) -> None:
@@ -70,7 +77,8 @@ def test_group_commit_writes_many_operations_in_one_transaction(jpath: Path) -> 
         j.append_many(_spawn(aid))
     assert j.conn.total_changes == before  # appends do no I/O
     j.commit()
-    assert j.conn.total_changes - before == 900 and j.acknowledged == 900
+    assert j.conn.total_changes - before == 1 and j.acknowledged == 900  # one row, one fsync
+    assert j.conn.execute("SELECT first, last FROM frames").fetchall() == [(1, 900)]
 
 
 def test_a_full_batch_commits_by_itself_without_splitting_an_operation(jpath: Path) -> None:
@@ -119,15 +127,17 @@ def _expect_damage(path: Path, what: str) -> IntegrityError:
 def test_a_changed_record_breaks_the_chain(jpath: Path) -> None:
     j, _w = _workload_journal(jpath)
     j.close()
-    _tamper(jpath, "UPDATE ops SET body = ? WHERE seq = 40", R.encode(R.CapRevoked(1))[1])
-    _expect_damage(jpath, "record 40 does not continue the hash chain")
+    first, last = _frame_of(jpath, 40)
+    _tamper(jpath, "UPDATE frames SET body = ? WHERE first = ?", R.pack(R.CapRevoked(1)), first)
+    _expect_damage(jpath, f"records {first}-{last} (one commit) do not continue the hash chain")
 
 
 def test_a_missing_record_is_named(jpath: Path) -> None:
     j, _w = _workload_journal(jpath)
     j.close()
-    _tamper(jpath, "DELETE FROM ops WHERE seq = 17")
-    _expect_damage(jpath, "record 17 is missing")
+    first, last = _frame_of(jpath, 17)
+    _tamper(jpath, "DELETE FROM frames WHERE first = ?", first)
+    _expect_damage(jpath, f"records {first}-{last} are missing")
 
 
 def test_a_record_from_another_journal_does_not_fit(jpath: Path, tmp_path: Path) -> None:
@@ -138,11 +148,11 @@ def test_a_record_from_another_journal_does_not_fit(jpath: Path, tmp_path: Path)
     j2.close()
     c = sqlite3.connect(jpath)
     c.execute("ATTACH ? AS o", (str(other),))
-    c.execute("DELETE FROM ops WHERE seq = 5")
-    c.execute("INSERT INTO ops SELECT * FROM o.ops WHERE seq = 5")
+    c.execute("DELETE FROM frames WHERE first = 1")
+    c.execute("INSERT INTO frames SELECT * FROM o.frames WHERE first = 1")
     c.commit()
     c.close()
-    _expect_damage(jpath, "record 5")
+    _expect_damage(jpath, "records 1-")
 
 
 def test_a_corrupt_page_fails_loudly(jpath: Path) -> None:
@@ -212,7 +222,7 @@ def test_compaction_keeps_the_state_and_the_chain(jpath: Path) -> None:
     before = fingerprint(image, w.now)
     size = j.size_bytes()
     upto = j.compact(image)
-    assert upto == rep.last_seq and j.conn.execute("SELECT COUNT(*) FROM ops").fetchone()[0] == 0
+    assert upto == rep.last_seq and j.conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0] == 0
     assert j.size_bytes() < size
     assert fingerprint(j.replay()[0], w.now) == before
     for _ in range(50):  # journaling goes on after the snapshot
@@ -244,9 +254,10 @@ def test_a_failed_commit_makes_the_journal_unusable(jpath: Path) -> None:
 def test_salvage_keeps_the_verified_prefix(jpath: Path) -> None:
     j, _w = _workload_journal(jpath, steps=300)
     j.close()
-    _tamper(jpath, "UPDATE ops SET chain = zeroblob(16) WHERE seq = 120")
+    first, last = _frame_of(jpath, 120)
+    _tamper(jpath, "UPDATE frames SET chain = zeroblob(16) WHERE first = ?", first)
     rep = salvage(jpath)
-    assert rep.kept_records == 119 and "record 120" in rep.stopped_at
+    assert rep.kept_records == first - 1 and f"records {first}-{last}" in rep.stopped_at
     assert Path(rep.damaged_copy).exists()
     image, report = Journal(jpath).replay()
     assert report.snapshot_upto == 0 and image.summary() == rep.summary
@@ -258,10 +269,11 @@ def test_the_recovery_command_works(jpath: Path) -> None:
     cmd = [sys.executable, "-m", "aios.kmod.journal"]
     ok = subprocess.run([*cmd, "verify", str(jpath)], capture_output=True, text=True, check=False)
     assert ok.returncode == 0 and json.loads(ok.stdout)["agents"] >= 1
-    _tamper(jpath, "DELETE FROM ops WHERE seq = 30")
+    first, _last = _frame_of(jpath, 30)
+    _tamper(jpath, "DELETE FROM frames WHERE first = ?", first)
     bad = subprocess.run([*cmd, "verify", str(jpath)], capture_output=True, text=True, check=False)
-    assert bad.returncode == 1 and "record 30 is missing" in bad.stderr
+    assert bad.returncode == 1 and f"records {first}-" in bad.stderr and "missing" in bad.stderr
     fix = subprocess.run([*cmd, "salvage", str(jpath)], capture_output=True, text=True, check=False)
-    assert fix.returncode == 0 and json.loads(fix.stdout)["kept_records"] == 29
+    assert fix.returncode == 0 and json.loads(fix.stdout)["kept_records"] == first - 1
     again = subprocess.run([*cmd, "verify", str(jpath)], capture_output=True, text=True, check=False)
     assert again.returncode == 0

@@ -7,9 +7,10 @@ that one was revoked, this durable message was queued), never a request, so
 replaying records needs no policy, no quota check and no agent code: it is
 a fold over plain data (:mod:`aios.kmod.journal.replay`).
 
-Encoding is msgpack of the field values in declaration order, tagged with
-``KIND`` in its own column; :func:`encode` and :func:`decode` are the only
-two functions that know it.  Sequences decode as lists, except fields listed
+Encoding is msgpack of the field values in declaration order, preceded by
+``KIND`` (:func:`pack`); a *frame* is such records back to back, and
+:func:`pack`, :func:`unpack_frame`, :func:`encode` and :func:`decode` are the
+only functions that know the format.  Sequences decode as lists, except fields listed
 in a class's ``TUPLES``, which decode as tuples.  Ids are the kernel's:
 agent ids (``aid``), object ids (``oid``), and two the kernel module will
 keep on its objects for the journal's sake: capability ids (``cid``, one per
@@ -23,6 +24,8 @@ meaning; a new field goes at the end with a default.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final
 
@@ -377,19 +380,52 @@ RECORD_TYPES: Final[tuple[type[Record], ...]] = (
     DeadLettered, StreamSnapshot, ConsumerSnapshot, SupervisionSet, SupervisionRemoved, UnitSet, Booted,
 )  # fmt: skip
 BY_KIND: Final[dict[int, type[Record]]] = {t.KIND: t for t in RECORD_TYPES}
+_KIND_BYTE: Final[dict[type[Record], bytes]] = {t: msgpack.packb(t.KIND) for t in RECORD_TYPES}
 _FIELDS: Final[dict[type[Record], tuple[str, ...]]] = {
     t: tuple(f.name for f in fields(t)) for t in RECORD_TYPES  # type: ignore[arg-type]
+}
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Record], Any]:
+    if len(names) == 1:  # attrgetter of one name returns the value, not a 1-tuple
+        one = names[0]
+        return lambda rec: (getattr(rec, one),)
+    return operator.attrgetter(*names)
+
+
+_GETTERS: Final[dict[type[Record], Callable[[Record], Any]]] = {
+    t: _getter(names) for t, names in _FIELDS.items()
 }
 _packer = msgpack.Packer(use_bin_type=True)
 
 
 def encode(rec: Record) -> tuple[int, bytes]:
-    """``(kind, body)`` for the store."""
+    """``(kind, body)``: the record's kind and the msgpack array of its field values."""
     t = type(rec)
-    names = _FIELDS.get(t)
-    if names is None:
+    get = _GETTERS.get(t)
+    if get is None:
         raise TypeError(f"{t.__name__} is not a journal record type")
-    return t.KIND, _packer.pack([getattr(rec, n) for n in names])
+    body: bytes = _packer.pack(get(rec))
+    return t.KIND, body
+
+
+def pack(rec: Record) -> bytes:
+    """The record as it sits in a frame: its kind (a msgpack int), then its body."""
+    t = type(rec)
+    get = _GETTERS.get(t)
+    if get is None:
+        raise TypeError(f"{t.__name__} is not a journal record type")
+    body: bytes = _packer.pack(get(rec))
+    return _KIND_BYTE[t] + body
+
+
+def _build(t: type[Record], values: Any) -> Record:
+    if not isinstance(values, list):
+        raise TypeError("a record body is an array")
+    if t.TUPLES:
+        values = [tuple(v) if n in t.TUPLES and isinstance(v, list) else v
+                  for n, v in zip(_FIELDS[t], values, strict=False)]  # fmt: skip
+    return t(*values)
 
 
 def decode(kind: int, body: bytes) -> Record:
@@ -398,13 +434,31 @@ def decode(kind: int, body: bytes) -> Record:
     if t is None:
         raise IntegrityError(f"unknown journal record kind {kind}")
     try:
-        values = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        if t.TUPLES:
-            names = _FIELDS[t]
-            values = [
-                tuple(v) if n in t.TUPLES and isinstance(v, list) else v
-                for n, v in zip(names, values, strict=False)
-            ]
-        return t(*values)
+        return _build(t, msgpack.unpackb(body, raw=False, strict_map_key=False))
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
         raise IntegrityError(f"malformed {t.__name__} record: {e}") from None
+
+
+def unpack_frame(frame: bytes) -> Iterator[Record]:
+    """The records of a frame (concatenated :func:`pack` outputs), in order."""
+    u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(frame), 1 << 20))
+    u.feed(frame)
+    try:
+        while True:
+            try:
+                kind = u.unpack()
+            except msgpack.OutOfData:
+                return
+            t = BY_KIND.get(kind) if type(kind) is int else None
+            if t is None:
+                raise IntegrityError(f"unknown journal record kind {kind!r}")
+            try:
+                values = u.unpack()
+            except msgpack.OutOfData:
+                raise IntegrityError(f"a {t.__name__} record is cut short") from None
+            try:
+                yield _build(t, values)
+            except (TypeError, ValueError) as e:
+                raise IntegrityError(f"malformed {t.__name__} record: {e}") from None
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise IntegrityError(f"unreadable journal frame: {e}") from None

@@ -47,12 +47,26 @@ def salvage(path: Path) -> SalvageReport:
     except (IntegrityError, sqlite3.DatabaseError) as e:
         old, reason = None, str(e)
     if old is not None:
+        # whole commits only: find the last one that verifies and folds, then fold up to it
+        good_upto, failed = -1, False  # the snapshot counts as the commit ending at 0
         try:
-            for _seq, rec in old._stream():
-                image.apply(rec)
-                kept += 1
+            for _first, last, recs in old._frames():
+                for rec in recs:
+                    image.apply(rec)
+                kept += len(recs)
+                good_upto = last
         except (IntegrityError, KeyError, ValueError, TypeError, sqlite3.DatabaseError) as e:
-            reason = str(e)
+            reason, failed = str(e), True
+        if failed:  # the failing commit may have been folded halfway: fold again, up to it
+            image = KernelImage()
+            try:
+                for _first, last, recs in old._frames():
+                    if last > good_upto:
+                        break
+                    for rec in recs:
+                        image.apply(rec)
+            except (IntegrityError, sqlite3.DatabaseError):
+                pass  # the bad commit itself: already excluded
         try:
             for aid, n, ts, blob, digest in old.conn.execute(
                 "SELECT aid, n, ts_ns, state, digest FROM checkpoints ORDER BY aid, n"

@@ -1,43 +1,47 @@
-"""The kernel journal on disk: SQLite in WAL mode, a hash chain, group commit.
+"""The kernel journal on disk: SQLite in WAL mode, frames in a hash chain, group commit.
 
 Design
 ------
-**Tables.**  ``ops(seq, kind, body, chain)`` is the journal proper: one row per
-record (:mod:`aios.kmod.journal.records`), ``body`` its msgpack encoding.
-``snapshot`` holds at most one compacted image: the records that rebuild the
-state as of sequence ``upto`` (:meth:`KernelImage.records`), with the chain
-value at ``upto`` and a digest of the body; ops up to ``upto`` are then
-deleted.  ``checkpoints(aid, n, ts_ns, state, digest)`` holds agent
-checkpoints (``ctx.checkpoint(state)``), the last ``keep`` per agent; older
-ones are pruned in the same transaction that adds a new one, from the first.
-``meta`` holds the format version and the journal's random id.
+**Tables.**  ``frames(first, last, body, chain)`` is the journal proper.  A
+frame is what one commit wrote: records ``first`` to ``last``
+(:mod:`aios.kmod.journal.records`), packed back to back in ``body``.  Storing
+a commit as one row, as SQLite's own WAL and PostgreSQL's do with their
+frames and pages, is what makes group commit cheap: a thousand durable sends
+cost one row, one transaction and one fsync.  ``snapshot`` holds at most one
+compacted image: the records that rebuild the state as of sequence ``upto``
+(:meth:`KernelImage.records`) with the chain value there and a digest; the
+frames it covers are then deleted.  ``checkpoints(aid, n, ts_ns, state,
+digest)`` holds agent checkpoints (``ctx.checkpoint(state)``), the last
+``keep`` per agent, older ones pruned in the transaction that adds a new one,
+from the first.  ``meta`` holds the format version and the journal's random
+id.
 
-**The chain.**  ``chain[i] = BLAKE2b-128(chain[i-1] || seq || kind || body)``,
-starting from a value derived from the journal id.  Replay recomputes it row
-by row: a changed, missing, reordered or foreign row breaks it at that row.
-Together with SQLite's ``PRAGMA quick_check`` (b-tree and page structure)
-and per-row digests of checkpoints and the snapshot, this detects corruption
-and torn or mixed files.  It is not tamper evidence (nothing here is keyed;
-the audit log is the tamper-evident record); whoever can rewrite the file can
-rewrite the chain.
+**The chain.**  ``chain = BLAKE2b-128(previous chain || first || last || body)``,
+starting from a value derived from the journal id.  Replay recomputes it frame
+by frame: a changed, missing, reordered or foreign frame breaks it there, and
+the error names the records it held.  Together with SQLite's ``PRAGMA
+quick_check`` (b-tree and page structure) and the digests of checkpoints and
+the snapshot, this detects corruption and torn or mixed files.  It is not
+tamper evidence (nothing here is keyed; the audit log is the tamper-evident
+record): whoever can rewrite the file can rewrite the chain.
 
-**Group commit.**  :meth:`Journal.append` assigns the next sequence, encodes
-the record and advances the chain in memory; it does no I/O.
-:meth:`Journal.commit` writes everything buffered in **one** transaction with
+**Group commit.**  :meth:`Journal.append` assigns the next sequence and packs
+the record; it does no I/O and computes no hash.  :meth:`Journal.commit`
+writes everything buffered as one frame in **one** transaction with
 ``synchronous=FULL`` and returns the highest sequence it made durable: only
 then is an operation *acknowledged* (a durable send answered, a revoke
-reported done).  Many operations share one fsync, which is where the
-throughput comes from (``aios bench journal``).  The kernel module appends
-from its loop thread and commits from a flusher thread or at the end of a
-scheduling round; ``append`` commits by itself when ``batch_max`` records are
-waiting.  A commit that fails leaves the journal unusable (every later call
-raises): its records may or may not be on disk and the chain in memory no
-longer matches, so the kernel must stop rather than guess (the lesson of
+reported done).  The kernel module appends from its loop thread and commits
+from a flusher thread or at the end of a scheduling round; ``append``
+commits by itself when ``batch_max`` records are waiting, never in the middle
+of an operation (:meth:`Journal.append_many`).  A commit that fails leaves
+the journal unusable (every later call raises): its frame may or may not be
+on disk, so the kernel must stop rather than guess (the lesson of
 PostgreSQL's fsync failures).
 
 **Crash semantics.**  SIGKILL or a power cut loses at most the records not
 yet committed, which nobody was told about.  WAL makes each commit
-all-or-nothing, so the file always holds an acknowledged prefix.
+all-or-nothing, so the file always holds an acknowledged prefix of whole
+frames.
 
 **Files.**  The directory is made (or tightened to) 0700 and the database is
 created 0600 before SQLite opens it; SQLite gives ``-wal`` and ``-shm`` the
@@ -69,8 +73,8 @@ DIGEST: Final = 16
 MAX_CHECKPOINT: Final = 16 << 20
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS ops(
-  seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, body BLOB NOT NULL, chain BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS frames(
+  first INTEGER PRIMARY KEY, last INTEGER NOT NULL, body BLOB NOT NULL, chain BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshot(
   id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL, body BLOB NOT NULL,
   chain BLOB NOT NULL, digest BLOB NOT NULL);
@@ -78,13 +82,13 @@ CREATE TABLE IF NOT EXISTS checkpoints(
   aid INTEGER NOT NULL, n INTEGER NOT NULL, ts_ns INTEGER NOT NULL, state BLOB NOT NULL,
   digest BLOB NOT NULL, PRIMARY KEY(aid, n)) WITHOUT ROWID;
 """
-_HDR: Final = struct.Struct(">QH")
+_HDR: Final = struct.Struct(">QQ")
 _CKPT: Final = struct.Struct(">QQQ")
 
 
-def _link(prev: bytes, seq: int, kind: int, body: bytes) -> bytes:
+def _link(prev: bytes, first: int, last: int, body: bytes) -> bytes:
     h = hashlib.blake2b(prev, digest_size=DIGEST)
-    h.update(_HDR.pack(seq, kind))
+    h.update(_HDR.pack(first, last))
     h.update(body)
     return h.digest()
 
@@ -141,6 +145,7 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         finally:
             os.close(fd)
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file only
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA synchronous=FULL")
@@ -194,12 +199,14 @@ class Journal:
         self.journal_id = bytes(meta["id"])
         self._buf_lock = threading.Lock()
         self._io_lock = threading.Lock()
-        self._ops: list[tuple[int, int, bytes, bytes]] = []
+        self._parts: list[bytes] = []  # packed records not yet committed
         self._ckpts: list[tuple[str, int, int, int, bytes, bytes]] = []
         self._ckpt_n: dict[int, int] = {}
         self._failed: BaseException | None = None
-        last = self.conn.execute("SELECT seq, chain FROM ops ORDER BY seq DESC LIMIT 1").fetchone()
-        snap = self.conn.execute("SELECT upto, chain FROM snapshot").fetchone()
+        last = self.conn.execute(
+            "SELECT last, CAST(chain AS BLOB) FROM frames ORDER BY first DESC LIMIT 1"
+        ).fetchone()
+        snap = self.conn.execute("SELECT upto, CAST(chain AS BLOB) FROM snapshot").fetchone()
         if last is not None:
             self._seq, self._head = int(last[0]), bytes(last[1])
         elif snap is not None:
@@ -211,24 +218,29 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------------
     def append(self, rec: R.Record) -> int:
         """Buffer ``rec``; returns its sequence (acknowledged once a commit covers it)."""
-        return self.append_many((rec,))
-
-    def append_many(self, recs: Iterable[R.Record]) -> int:
-        """Buffer the records of one operation; an automatic commit never splits them."""
-        encoded = [R.encode(r) for r in recs]
+        part = R.pack(rec)
         with self._buf_lock:
-            self._check()
-            for kind, body in encoded:
-                self._push(kind, body)
-            seq, full = self._seq, len(self._ops) >= self.batch_max
+            if self._failed is not None:
+                self._check()
+            self._parts.append(part)
+            self._seq += 1
+            seq, full = self._seq, len(self._parts) >= self.batch_max
         if full:
             self.commit()
         return seq
 
-    def _push(self, kind: int, body: bytes) -> None:
-        self._seq += 1
-        self._head = _link(self._head, self._seq, kind, body)
-        self._ops.append((self._seq, kind, body, self._head))
+    def append_many(self, recs: Iterable[R.Record]) -> int:
+        """Buffer the records of one operation; an automatic commit never splits them."""
+        packed = [R.pack(r) for r in recs]
+        with self._buf_lock:
+            if self._failed is not None:
+                self._check()
+            self._parts += packed
+            self._seq += len(packed)
+            seq, full = self._seq, len(self._parts) >= self.batch_max
+        if full:
+            self.commit()
+        return seq
 
     def checkpoint(self, aid: int, state: Any) -> int:
         """Buffer agent ``aid``'s checkpoint (and a :class:`Checkpointed` record); returns its
@@ -246,7 +258,8 @@ class Journal:
             self._check()
             n = self._next_ckpt(aid)
             self._ckpts.append(("put", aid, n, ts, blob, _ckpt_digest(aid, n, ts, blob)))
-            self._push(*R.encode(R.Checkpointed(aid, n)))  # same commit as the row
+            self._parts.append(R.pack(R.Checkpointed(aid, n)))  # same commit as the row
+            self._seq += 1
         return n
 
     def forget_checkpoints(self, aid: int) -> None:
@@ -255,7 +268,8 @@ class Journal:
             self._check()
             self._ckpts.append(("forget", aid, 0, 0, b"", b""))
             self._ckpt_n.pop(aid, None)
-            self._push(*R.encode(R.Checkpointed(aid, 0)))
+            self._parts.append(R.pack(R.Checkpointed(aid, 0)))
+            self._seq += 1
 
     def _next_ckpt(self, aid: int) -> int:
         n = self._ckpt_n.get(aid)
@@ -270,15 +284,19 @@ class Journal:
         with self._io_lock:
             with self._buf_lock:
                 self._check()
-                ops, self._ops = self._ops, []
+                parts, self._parts = self._parts, []
                 ckpts, self._ckpts = self._ckpts, []
                 upto = self._seq
-            if not ops and not ckpts:
+            if not parts and not ckpts:
                 return self.acknowledged
+            first = upto - len(parts) + 1
+            body = b"".join(parts)
+            chain = _link(self._head, first, upto, body) if parts else self._head
             try:
                 self.conn.execute("BEGIN")
-                if ops:
-                    self.conn.executemany("INSERT INTO ops VALUES (?, ?, ?, ?)", ops)
+                if parts:
+                    self.conn.execute("INSERT INTO frames VALUES (?, ?, ?, ?)",
+                                      (first, upto, body, chain))  # fmt: skip
                 for what, aid, n, ts, blob, digest in ckpts:
                     if what == "put":
                         self.conn.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)",
@@ -295,6 +313,7 @@ class Journal:
                 except sqlite3.Error:
                     pass
                 raise KernelPanic(f"journal commit failed ({e}); the kernel must stop") from e
+            self._head = chain
             self.acknowledged = upto
             return upto
 
@@ -304,7 +323,7 @@ class Journal:
 
     @property
     def pending(self) -> int:
-        return len(self._ops) + len(self._ckpts)
+        return len(self._parts) + len(self._ckpts)
 
     @property
     def last_seq(self) -> int:
@@ -336,40 +355,43 @@ class Journal:
             path=str(self.path),
         )
 
-    def _stream(self) -> Iterator[tuple[int, R.Record]]:
-        """Every committed record in order, verified as it is read (snapshot first)."""
-        snap = self.conn.execute("SELECT upto, CAST(body AS BLOB), CAST(chain AS BLOB), CAST(digest AS BLOB) FROM snapshot").fetchone()
+    def _frames(self) -> Iterator[tuple[int, int, list[R.Record]]]:
+        """``(first, last, records)`` for the snapshot (first = last = 0) and then every
+        committed frame, verified as they are read."""
+        snap = self.conn.execute(
+            "SELECT upto, CAST(body AS BLOB), CAST(chain AS BLOB), CAST(digest AS BLOB) FROM snapshot"
+        ).fetchone()
         head, expect = _genesis(self.journal_id), 1
         if snap is not None:
             upto, body, chain, digest = int(snap[0]), bytes(snap[1]), bytes(snap[2]), bytes(snap[3])
             if hashlib.blake2b(body + chain, digest_size=DIGEST).digest() != digest:
                 raise self._damaged(f"the snapshot (records up to {upto}) does not match its digest")
             try:
-                pairs = msgpack.unpackb(body, raw=False, strict_map_key=False)
-                for kind, rb in pairs:
-                    yield 0, R.decode(kind, rb)
+                yield 0, 0, list(R.unpack_frame(body))
             except IntegrityError as e:
                 raise self._damaged(f"the snapshot holds a bad record: {e.message}") from None
-            except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
-                raise self._damaged(f"the snapshot is not readable: {e}") from None
             head, expect = chain, upto + 1
         cur = self.conn.execute(
-            "SELECT seq, kind, CAST(body AS BLOB), CAST(chain AS BLOB) FROM ops ORDER BY seq"
+            "SELECT first, last, CAST(body AS BLOB), CAST(chain AS BLOB) FROM frames ORDER BY first"
         )
-        while rows := cur.fetchmany(8192):
-            for seq, kind, body, chain in rows:
-                if seq != expect:
-                    raise self._damaged(f"record {expect} is missing (found {seq} instead)")
-                body = bytes(body)
-                head = _link(head, seq, kind, body)
-                if head != bytes(chain):
-                    raise self._damaged(f"record {seq} does not continue the hash chain")
+        while rows := cur.fetchmany(256):
+            for first, last, body, chain in rows:
+                if first != expect:
+                    raise self._damaged(
+                        f"records {expect}-{first - 1} are missing (the next commit starts at {first})"
+                    )
+                head = _link(head, first, last, body)
+                if head != chain:
+                    raise self._damaged(
+                        f"records {first}-{last} (one commit) do not continue the hash chain")
                 try:
-                    rec = R.decode(kind, body)
+                    recs = list(R.unpack_frame(body))
                 except IntegrityError as e:
-                    raise self._damaged(f"record {seq}: {e.message}") from None
-                yield seq, rec
-                expect += 1
+                    raise self._damaged(f"records {first}-{last}: {e.message}") from None
+                if len(recs) != last - first + 1:
+                    raise self._damaged(f"records {first}-{last}: the commit holds {len(recs)}")
+                yield first, last, recs
+                expect = last + 1
 
     def quick_check(self) -> None:
         rows = self.conn.execute("PRAGMA quick_check").fetchall()
@@ -390,14 +412,18 @@ class Journal:
         image = KernelImage(clock)
         n, last = 0, 0
         try:
-            for seq, rec in self._stream():
-                try:
-                    image.apply(rec)
-                except (IntegrityError, KeyError, ValueError, TypeError) as e:
-                    at = f"record {seq}" if seq else "the snapshot"
-                    raise self._damaged(f"{at} ({type(rec).__name__}) contradicts the state: {e}") from None
-                n += 1
-                last = seq or last
+            for first, last_in_frame, recs in self._frames():
+                seq = first
+                for rec in recs:
+                    try:
+                        image.apply(rec)
+                    except (IntegrityError, KeyError, ValueError, TypeError) as e:
+                        at = f"record {seq}" if seq else "the snapshot"
+                        raise self._damaged(
+                            f"{at} ({type(rec).__name__}) contradicts the state: {e}") from None
+                    seq += 1 if seq else 0
+                n += len(recs)
+                last = last_in_frame or last
         except sqlite3.DatabaseError as e:
             raise self._damaged(f"SQLite cannot read it: {e}") from None
         snap = self.conn.execute("SELECT upto FROM snapshot").fetchone()
@@ -424,7 +450,7 @@ class Journal:
 
     # -- compaction ---------------------------------------------------------------------------------
     def compact(self, image: KernelImage | None = None) -> int:
-        """Replace the ops so far with one snapshot; returns the sequence it covers.
+        """Replace the frames so far with one snapshot; returns the sequence it covers.
 
         ``image`` must be the state after every appended record (the kernel's live image);
         without it the journal is replayed from disk first.
@@ -434,21 +460,21 @@ class Journal:
             image, _ = self.replay()
         with self._io_lock, self._buf_lock:
             self._check()
-            if self._ops or self._ckpts:
+            if self._parts or self._ckpts:
                 raise InvalidArgument("records were appended during compaction; compact again")
             upto, chain = self._seq, self._head
-            pairs = [list(R.encode(r)) for r in image.records()]
-            body = msgpack.packb(pairs, use_bin_type=True)
+            body = b"".join(R.pack(r) for r in image.records())
             digest = hashlib.blake2b(body + chain, digest_size=DIGEST).digest()
             try:
                 self.conn.execute("BEGIN")
                 self.conn.execute("INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?, ?, ?)",
                                   (upto, body, chain, digest))  # fmt: skip
-                self.conn.execute("DELETE FROM ops WHERE seq <= ?", (upto,))
+                self.conn.execute("DELETE FROM frames WHERE last <= ?", (upto,))
                 self.conn.execute("COMMIT")
             except BaseException as e:
                 self._failed = e
                 raise KernelPanic(f"journal compaction failed ({e}); the kernel must stop") from e
+        self.conn.execute("PRAGMA incremental_vacuum")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return upto
 
@@ -463,11 +489,11 @@ class Journal:
         return total
 
     def close(self) -> None:
-        if self._failed is None and (self._ops or self._ckpts):
+        if self._failed is None and (self._parts or self._ckpts):
             self.commit()
         self.conn.close()
 
     def abandon(self) -> None:
         """Close without committing what is buffered (what a crash does; for tests)."""
-        self._ops, self._ckpts = [], []
+        self._parts, self._ckpts = [], []
         self.conn.close()
