@@ -381,6 +381,10 @@ RECORD_TYPES: Final[tuple[type[Record], ...]] = (
 )  # fmt: skip
 BY_KIND: Final[dict[int, type[Record]]] = {t.KIND: t for t in RECORD_TYPES}
 _KIND_BYTE: Final[dict[type[Record], bytes]] = {t: msgpack.packb(t.KIND) for t in RECORD_TYPES}
+_TUPLE_AT: Final[dict[type[Record], tuple[int, ...]]] = {
+    t: tuple(i for i, f in enumerate(fields(t)) if f.name in t.TUPLES)  # type: ignore[arg-type]
+    for t in RECORD_TYPES
+}
 _FIELDS: Final[dict[type[Record], tuple[str, ...]]] = {
     t: tuple(f.name for f in fields(t)) for t in RECORD_TYPES  # type: ignore[arg-type]
 }
@@ -420,11 +424,11 @@ def pack(rec: Record) -> bytes:
 
 
 def _build(t: type[Record], values: Any) -> Record:
-    if not isinstance(values, list):
+    if type(values) is not list:
         raise TypeError("a record body is an array")
-    if t.TUPLES:
-        values = [tuple(v) if n in t.TUPLES and isinstance(v, list) else v
-                  for n, v in zip(_FIELDS[t], values, strict=False)]  # fmt: skip
+    for i in _TUPLE_AT[t]:
+        if i < len(values) and type(values[i]) is list:
+            values[i] = tuple(values[i])
     return t(*values)
 
 
@@ -443,19 +447,16 @@ def unpack_frame(frame: bytes) -> Iterator[Record]:
     """The records of a frame (concatenated :func:`pack` outputs), in order."""
     u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(frame), 1 << 20))
     u.feed(frame)
+    it = iter(u)
+    by_kind = BY_KIND
     try:
-        while True:
-            try:
-                kind = u.unpack()
-            except msgpack.OutOfData:
-                return
-            t = BY_KIND.get(kind) if type(kind) is int else None
+        for kind in it:
+            t = by_kind.get(kind) if type(kind) is int else None
             if t is None:
                 raise IntegrityError(f"unknown journal record kind {kind!r}")
-            try:
-                values = u.unpack()
-            except msgpack.OutOfData:
-                raise IntegrityError(f"a {t.__name__} record is cut short") from None
+            values = next(it, None)
+            if values is None:
+                raise IntegrityError(f"a {t.__name__} record is cut short")
             try:
                 yield _build(t, values)
             except (TypeError, ValueError) as e:

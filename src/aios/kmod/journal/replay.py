@@ -176,7 +176,7 @@ class KernelImage:
             if parent is None:
                 raise IntegrityError(f"capability {r.cid} derives from {r.parent}, which is gone")
         self.caps[r.cid] = CapRow(r.cid, r.holder, r.slot, r.oid, r.rights, r.badge, r.parent,
-                                  tuple(r.limits) if r.limits is not None else None)  # fmt: skip
+                                  r.limits)
         if parent is not None:
             parent.children.append(r.cid)
         self.refs[r.oid] += 1
