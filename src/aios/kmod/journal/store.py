@@ -232,7 +232,7 @@ class Journal:
 
     def append_many(self, recs: Iterable[R.Record]) -> int:
         """Buffer the records of one operation; an automatic commit never splits them."""
-        packed = [R.pack(r) for r in recs]
+        packed = list(map(R.pack, recs))
         with self._buf_lock:
             if self._failed is not None:
                 self._check()
