@@ -238,6 +238,7 @@ class _Run:
     running: bool = False  # an agent exists (StartUnit issued, not yet exited)
     stopping: bool = False  # the current agent was asked to stop
     kill_reason: Result | None = None  # we killed it for a timeout or the watchdog
+    restart_due: bool = False  # its RestartSec has passed: the start job may run
     restarts: int = 0
     starts: deque[int] = field(default_factory=deque)
     timers: dict[TimerKind, int] = field(default_factory=dict)
@@ -413,6 +414,17 @@ class Engine:
         if r.job is JobType.START:
             return  # not running yet: the start is the restart
         r.job = JobType.RESTART
+        self._stop_conflicts(n, out)
+
+    def _stop_conflicts(self, n: str, out: list[Action]) -> None:
+        """A start outside a transaction (a restart) stops what ``n`` conflicts with."""
+        for c in sorted(self.graph.conflicts[n]):
+            rc = self._runs[c]
+            if rc.running or rc.state in (ActiveState.ACTIVE, ActiveState.ACTIVATING) or rc.job in (
+                JobType.START, JobType.RESTART
+            ):
+                for m in sorted(self.graph.stop_closure(c) - {n}):
+                    self._add_stop(m, out)
 
     def _dispatch(self, out: list[Action]) -> None:
         """Run every runnable job, in waves: a wave is what is runnable now, by name."""
@@ -432,7 +444,9 @@ class Engine:
                     self._run_stop(r, out)
 
     def _start_runnable(self, r: _Run) -> bool:
-        if r.state not in (ActiveState.INACTIVE, ActiveState.FAILED) or r.running:
+        if r.running:
+            return False
+        if r.state not in (ActiveState.INACTIVE, ActiveState.FAILED) and not r.restart_due:
             return False
         for p in self.graph.after[r.unit.name]:
             rp = self._runs[p]
@@ -460,6 +474,10 @@ class Engine:
             if self._runs[d].state is not ActiveState.ACTIVE:
                 r.job = None
                 out.append(JobDone(name, JobType.START, "dependency"))
+                if r.restart_due:  # an automatic restart that cannot happen: down for good
+                    r.restart_due = False
+                    self._set(r, ActiveState.FAILED, "failed", out)
+                    self._settled_down(r, out)
                 return
         if r.unit.kind is UnitKind.TARGET:
             r.result = Result.SUCCESS
@@ -483,6 +501,7 @@ class Engine:
             self._settled_down(r, out)
             return
         r.starts.append(now)
+        r.restart_due = False
         r.result = Result.SUCCESS
         r.running = True
         r.stopping = False
@@ -503,6 +522,7 @@ class Engine:
     def _run_stop(self, r: _Run, out: list[Action]) -> None:
         name = r.unit.name
         if r.sub == "auto-restart":
+            r.restart_due = False
             self._cancel(r, TimerKind.RESTART, out)
             self._set(r, ActiveState.INACTIVE if r.result is Result.SUCCESS else ActiveState.FAILED,
                       "dead" if r.result is Result.SUCCESS else "failed", out)  # fmt: skip
@@ -580,7 +600,11 @@ class Engine:
     def _timer(self, r: _Run, kind: TimerKind, out: list[Action]) -> None:
         name = r.unit.name
         if kind is TimerKind.RESTART and r.sub == "auto-restart":
-            self._spawn(r, out)
+            # an automatic restart is a start: ordered, and stopping what it conflicts with
+            r.restart_due = True
+            if r.job is None:
+                r.job = JobType.START
+            self._stop_conflicts(name, out)
         elif kind is TimerKind.START_TIMEOUT and r.running and r.sub == "start":
             r.kill_reason = Result.TIMEOUT
             self._set(r, ActiveState.DEACTIVATING, "start-timeout", out)
