@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import signal
 
 import pytest
@@ -483,10 +484,9 @@ def test_boot_start_order_of_shipped_services() -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_random_commands_and_crashes_always_settle(seed: int) -> None:
-    import random
-
     rng = random.Random(seed)
-    units = shipped_units() + [
+    units = [
+        *shipped_units(),
         unit("x.service", Unit={"Conflicts": ["y.service"], "PartOf": ["memoryd.service"]},
              Service={"Restart": rng.choice(["no", "always", "on-failure"]), "WatchdogSec": 5,
                       "Type": "notify"}),
