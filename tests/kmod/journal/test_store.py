@@ -32,17 +32,19 @@ def jpath(tmp_path: Path) -> Path:
 
 
 def _workload_journal(path: Path, steps: int = 300, seed: int = 3) -> tuple[Journal, Workload]:
-    """A journal of ``steps`` workload operations, one commit (one frame) each."""
+    """A journal of ``steps`` workload operations, committed (one frame) every four."""
     j = Journal(path, batch_max=100_000)
     w = Workload(KernelImage(), seed)
     j.append_many(w.bootstrap().records)
-    for _ in range(steps):
+    for i in range(steps):
         op = w.step()
         if op.checkpoint is not None:
             j.checkpoint(*op.checkpoint)
         else:
             j.append_many(op.records)
-        j.commit()
+        if i % 4 == 3:
+            j.commit()
+    j.commit()
     return j, w
 
 
