@@ -3,9 +3,11 @@
 Store level means: the records the kernel module will write for each
 operation, built, folded into the in-memory image (the state the kernel keeps
 anyway) and, in the journaled run, appended to a
-:class:`~aios.kmod.journal.store.Journal` with group commit (``synchronous=FULL``,
-``--batch`` operations per transaction, every operation acknowledged only when
-its commit has returned).  Until the journal is wired into the kernel these
+:class:`~aios.kmod.journal.store.Journal` with group commit (``synchronous=FULL``;
+a flusher thread commits whatever has accumulated every ``--flush-ms``, default
+2 ms, while the loop goes on, which is how the kernel module will run it; the
+clock stops when the last commit has returned, so every operation is
+acknowledged).  Until the journal is wired into the kernel these
 figures do not include a syscall's own cost; once it is, this benchmark will
 drive the kernel path instead.
 
@@ -17,7 +19,8 @@ drive the kernel path instead.
 * ``journal_ratio``: journaled over unjournaled, for the three kinds together
   (total operations over total time);
 * ``durable_sends_unbatched_per_s``: durable sends committed one per
-  transaction, what group commit saves;
+  transaction, what group commit saves; ``durable_sends_inline_per_s``: the
+  loop itself committing every ``--inline-batch`` (1,024) sends, no thread;
 * ``recovery_s_10k_agents``: open, verify (SQLite ``quick_check``, the hash
   chain, checkpoint digests) and replay a journal holding ``--agents`` agents
   and ``--caps`` capabilities (default 10,000 and 100,000) as written, and
@@ -108,12 +111,12 @@ class _Ops:
 
 def _timed(
     n: int, make: Callable[[int], list[R.Record]], image: KernelImage, journal: Journal | None,
-    batch: int,
+    batch: int, flush_s: float = 0.002,
 ) -> float:  # fmt: skip
     """Seconds for ``n`` operations.  With a journal and ``batch`` 0, a flusher thread commits
-    whatever has accumulated, back to back (the kernel module's design); else the loop itself
-    commits every ``batch`` operations.  Either way the clock stops when the last commit has
-    returned, i.e. when every operation is acknowledged."""
+    whatever has accumulated every ``flush_s`` (the kernel module's design, like the audit
+    log's flush interval); else the loop itself commits every ``batch`` operations.  Either
+    way the clock stops when the last commit has returned: every operation is acknowledged."""
     apply = image.apply
     t0 = time.perf_counter()
     if journal is None:
@@ -133,15 +136,21 @@ def _timed(
         journal.commit()
         return time.perf_counter() - t0
     done = threading.Event()
+    interval = flush_s
 
     def flusher() -> None:
+        last = 0.0
         while True:
+            wait = last + interval - time.perf_counter()
+            if wait > 0 and not done.is_set():
+                time.sleep(wait)
             if journal.pending:
+                last = time.perf_counter()
                 journal.commit()
             elif done.is_set():
                 return
             else:
-                time.sleep(0.0002)
+                last = time.perf_counter()
 
     th = threading.Thread(target=flusher, name="journal-flusher")
     th.start()
@@ -165,10 +174,11 @@ def _throughput(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         journal = None
         if journaled:
             journal = Journal(tmp / "tput" / "journal.db", batch_max=1 << 30)
-        spawn_s = _timed(args.spawns, ops.spawn_nth, image, journal, args.batch)
+        fl = args.flush_ms / 1000
+        spawn_s = _timed(args.spawns, ops.spawn_nth, image, journal, args.batch, fl)
         ops.index()
-        grant_s = _timed(args.grants, ops.grant, image, journal, args.batch)
-        send_s = _timed(args.sends, ops.send, image, journal, args.batch)
+        grant_s = _timed(args.grants, ops.grant, image, journal, args.batch, fl)
+        send_s = _timed(args.sends, ops.send, image, journal, args.batch, fl)
         suffix = "" if journaled else "_memory"
         out[f"spawn{suffix}_per_s"] = round(args.spawns / spawn_s)
         out[f"grant{suffix}_per_s"] = round(args.grants / grant_s)
@@ -268,6 +278,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--batch", type=int, default=0,
                     help="0: a flusher thread commits what has accumulated (default); N: the "
                          "loop commits every N operations")
+    ap.add_argument("--flush-ms", type=float, default=2.0,
+                    help="the flusher thread's commit interval (it commits whatever accumulated)")
     ap.add_argument("--inline-batch", type=int, default=1024,
                     help="operations per commit for durable_sends_inline_per_s")
     ap.add_argument("--agents", type=int, default=10_000)
