@@ -226,6 +226,7 @@ def test_compaction_keeps_the_state_and_the_chain(jpath: Path) -> None:
     upto = j.compact(image)
     assert upto == rep.last_seq and j.conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0] == 0
     assert j.size_bytes() < size
+    assert j.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0  # pages given back
     assert fingerprint(j.replay()[0], w.now) == before
     for _ in range(50):  # journaling goes on after the snapshot
         op = w.step()

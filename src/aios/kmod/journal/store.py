@@ -487,7 +487,7 @@ class Journal:
             except BaseException as e:
                 self._failed = e
                 raise KernelPanic(f"journal compaction failed ({e}); the kernel must stop") from e
-        self.conn.execute("PRAGMA incremental_vacuum")
+        self.conn.executescript("PRAGMA incremental_vacuum;")  # runs to completion (sqlite3_exec)
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return upto
 
