@@ -26,7 +26,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/mypy --strict src/aios/kernel src/aios/security
+	$(VENV)/bin/mypy --strict src/aios/kernel src/aios/security src/aios/kmod
 
 bench: $(STAMP)
 	@for b in $$($(VENV)/bin/aios bench --list); do echo "== $$b"; $(VENV)/bin/aios bench $$b --json; done
