@@ -79,7 +79,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Final
@@ -166,6 +166,7 @@ class Request:
     payload: object
     submitted_ns: int
     seq: int  # arrival order (ties)
+    starve_at: int  # from then on it is promoted above every class (anti-starvation)
     resume: Snapshot | None = None
 
     @property
@@ -193,6 +194,53 @@ class _Flight:
     started_ns: int = 0
 
 
+class _ClientQueue:
+    """A client's waiting fair requests: one FIFO per (class, program), so the
+    candidates for its next dispatch are the few heads, not the whole queue."""
+
+    __slots__ = ("_n", "_subs")
+
+    def __init__(self) -> None:
+        self._subs: dict[tuple[int, int], deque[Request]] = {}
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def __iter__(self) -> Iterator[Request]:
+        for q in self._subs.values():
+            yield from q
+
+    @staticmethod
+    def _sub(r: Request) -> tuple[int, int]:
+        return (int(r.priority), -1 if r.program is None else r.program)
+
+    def push(self, r: Request, front: bool = False) -> None:
+        q = self._subs.setdefault(self._sub(r), deque())
+        if front:
+            q.appendleft(r)
+        else:
+            q.append(r)
+        self._n += 1
+
+    def remove(self, r: Request) -> None:
+        k = self._sub(r)
+        q = self._subs[k]
+        if q[0] is r:
+            q.popleft()
+        else:
+            q.remove(r)
+        if not q:
+            del self._subs[k]
+        self._n -= 1
+
+    def heads(self) -> list[Request]:
+        return [q[0] for q in self._subs.values()]
+
+
 @dataclass(slots=True)
 class _Client:
     key: int
@@ -200,7 +248,7 @@ class _Client:
     base: Priority = Priority.NORMAL
     counter: int = 0
     rem: int = 0
-    queue: list[Request] = field(default_factory=list)  # fair requests waiting
+    queue: _ClientQueue = field(default_factory=_ClientQueue)  # fair requests waiting
     n_deadline: int = 0  # deadline requests waiting (in the EDF heap)
     max_queued: int = DEFAULT_MAX_QUEUED
     token_limit: int | None = None
@@ -239,6 +287,7 @@ class DeviceQueue:
         starve_factor: float = 8.0,
         starve_ns: int = 30_000_000_000,
         preempt: bool = True,
+        preempt_margin_ns: int = 1_000_000_000,
     ) -> None:
         if not isinstance(slots, int) or not 1 <= slots <= MAX_SLOTS:
             raise InvalidArgument(f"slots must be in [1, {MAX_SLOTS}]")
@@ -261,12 +310,14 @@ class DeviceQueue:
         self.starve_factor = starve_factor
         self.starve_ns = starve_ns
         self.preempt_enabled = preempt
+        self.preempt_margin_ns = preempt_margin_ns
         self._clients: dict[int, _Client] = {}
         self._flight: dict[int, _Flight] = {}
         self._ready: list[tuple[int, int, int]] = []  # (counter, token, key): lazy heap
         self._edf: list[tuple[int, int, Request]] = []  # (deadline, seq, request)
         self._edf_live: dict[int, Request] = {}
         self._preempting: dict[int, _Flight] = {}  # victims the driver has yet to suspend
+        self._queued: dict[int, Request] = {}  # fair requests waiting, by id
         self._programs: dict[tuple[int, int], int] = {}  # (key, program) -> attained cost
         self._cancelled: deque[int] = deque(maxlen=CANCELLED_MEMORY)
         self._cancelled_set: set[int] = set()
@@ -410,8 +461,11 @@ class DeviceQueue:
         if deadline_ns is not None:
             self._admit_deadline(c, prompt_tokens, max_tokens, deadline_ns, now)
         prio = c.base if priority is None else Priority(priority)
+        sm = self.service
+        patience = (int(self.starve_factor * sm.latency_ns(prompt_tokens, max_tokens))
+                    if sm is not None else self.starve_ns)
         req = Request(next(self._rids), key, prompt_tokens, max_tokens, prio, deadline_ns,
-                      program, payload, now, next(self._seqs))
+                      program, payload, now, next(self._seqs), now + patience)
         c.tokens_reserved += prompt_tokens + max_tokens
         c.cost_reserved += self.pricing.cost(prompt_tokens, max_tokens)
         self._enqueue(c, req)
@@ -479,14 +533,13 @@ class DeviceQueue:
             self._edf_live[req.rid] = req
             heapq.heappush(self._edf, (req.deadline_ns, req.seq, req))
             return
+        self._queued[req.rid] = req
         if not c.queue:
             self._lift(c)
-            c.queue.append(req)
+            c.queue.push(req)
             self._push_ready(c)
-        elif front:
-            c.queue.insert(0, req)
         else:
-            c.queue.append(req)
+            c.queue.push(req, front)
 
     def _lift(self, c: _Client) -> None:
         """VTC: a client back from idle starts at the smallest waiting counter."""
@@ -526,6 +579,7 @@ class DeviceQueue:
             c.n_deadline -= 1
             del self._edf_live[r.rid]  # its heap entry is skipped lazily
         else:
+            del self._queued[r.rid]
             c.queue.remove(r)
             if not c.queue:
                 self._last_left = c.counter
@@ -545,12 +599,7 @@ class DeviceQueue:
                               f.req.max_tokens - f.out_charged)
             self._remember_cancelled(rid)
             return True
-        r = self._edf_live.get(rid)
-        if r is None:
-            for c in self._clients.values():
-                r = next((q for q in c.queue if q.rid == rid), None)
-                if r is not None:
-                    break
+        r = self._edf_live.get(rid) or self._queued.get(rid)
         if r is None:
             return False
         self._drop_queued(r)
@@ -571,10 +620,7 @@ class DeviceQueue:
 
     def _rank(self, c: _Client, r: Request, now: int, lent: dict[int, Priority]) -> tuple[int, int]:
         """(class, program level) of a queued request; smaller goes first."""
-        sm = self.service
-        limit = (self.starve_factor * sm.latency_ns(r.prompt_tokens, r.remaining_tokens)
-                 if sm is not None else self.starve_ns)
-        if now - r.submitted_ns >= limit:
+        if now >= r.starve_at:
             return (AGED, 0)
         cls = lent.get(c.key)
         if cls is None:
@@ -597,13 +643,9 @@ class DeviceQueue:
                 break
             popped.append(heapq.heappop(h))
             c = self._clients[key]
-            choice: tuple[tuple[int, int], int, Request] | None = None
-            for r in c.queue:
-                rank = self._rank(c, r, now, lent)
-                if choice is not None and (rank, r.seq) >= (choice[0], choice[1]):
-                    continue
-                if fits(r):
-                    choice = (rank, r.seq, r)
+            choice = self._best_of(c, c.queue.heads(), fits, now, lent)
+            if choice is None and len(c.queue) > len(c.queue.heads()):
+                choice = self._best_of(c, list(c.queue), fits, now, lent)
             if choice is None:
                 continue
             if bound is None:
@@ -614,6 +656,16 @@ class DeviceQueue:
         for e in popped:
             heapq.heappush(h, e)
         return None if best is None else (best[1], best[2])
+
+    def _best_of(
+        self, c: _Client, reqs: list[Request], fits: Fits, now: int, lent: dict[int, Priority]
+    ) -> tuple[tuple[int, int], int, Request] | None:
+        ranked = sorted(((self._rank(c, r, now, lent), r.seq, r) for r in reqs),
+                        key=lambda t: (t[0], t[1]))
+        for t in ranked:
+            if fits(t[2]):
+                return t
+        return None
 
     def _pop_edf(self, fits: Fits) -> Request | None:
         skipped: list[tuple[int, int, Request]] = []
@@ -654,12 +706,14 @@ class DeviceQueue:
                     break
                 c, r = picked
                 c.queue.remove(r)
+                del self._queued[r.rid]
                 if not c.queue:
                     self._last_left = c.counter
             self._start(r, now)
             started.append(r)
         preempt: tuple[int, ...] = ()
-        if self.preempt_enabled and self._edf_live and not self._preempting:
+        urgent = self._urgent_at()
+        if self.preempt_enabled and urgent is not None and urgent <= now and not self._preempting:
             v = self._victim(now, lent)
             if v is not None:
                 self._preempting[v] = self._flight.pop(v)
@@ -667,6 +721,15 @@ class DeviceQueue:
                 preempt = (v,)
         self.decisions += len(started)
         return Dispatch(tuple(started), preempt)
+
+    def _urgent_at(self) -> int | None:
+        """When the most urgent waiting deadline request must start or miss its
+        deadline (its latency alone plus ``preempt_margin_ns`` before it)."""
+        sm = self.service
+        if sm is None or not self._edf_live:
+            return None
+        return min((r.deadline_ns or 0) - sm.latency_ns(r.prompt_tokens, r.remaining_tokens)
+                   - self.preempt_margin_ns for r in self._edf_live.values())
 
     def _victim(self, now: int, lent: dict[int, Priority]) -> int | None:
         best: tuple[tuple[int, int, int], int] | None = None
@@ -796,8 +859,11 @@ class DeviceQueue:
         return r
 
     def next_event_ns(self) -> int | None:
-        """Nothing here waits on time (aging is judged at each dispatch)."""
-        return None
+        """When a waiting deadline request becomes urgent enough to preempt for
+        (the driver should dispatch then, even if no slot has freed)."""
+        if not self.preempt_enabled or self._preempting:
+            return None
+        return self._urgent_at()
 
     # -- observation ---------------------------------------------------------------------
 
@@ -815,9 +881,7 @@ class DeviceQueue:
         return len(c.queue) + c.n_deadline if c is not None else 0
 
     def queued_requests(self) -> list[Request]:
-        out = [r for c in self._clients.values() for r in c.queue]
-        out.extend(self._edf_live.values())
-        return out
+        return list(self._queued.values()) + list(self._edf_live.values())
 
     def counter(self, key: int) -> int:
         return self._known(key).counter
