@@ -76,7 +76,7 @@ def test_equal_weights_never_differ_by_more_than_two_requests() -> None:
 def test_weights_one_two_four_get_their_shares() -> None:
     arr = backlog(1, 600, 2) + backlog(2, 600, 2) + backlog(3, 600, 2)
     clients = {1: ClientConfig(1024), 2: ClientConfig(2048), 3: ClientConfig(4096)}
-    dq, s, sim = run_dq(arr, clients, 40 * SEC, max_queued=1000)
+    dq, _s, sim = run_dq(arr, clients, 40 * SEC, max_queued=1000)
     assert all(sim.waiting[k] > 0 for k in clients)
     served = {k: dq.stats(k)["served_cost"] for k in clients}
     total = sum(served.values())
@@ -89,7 +89,7 @@ def test_back_from_idle_gets_no_burst() -> None:
     arr = backlog(1, 500, 3) + backlog(2, 500, 3) + backlog(3, 200, 3, t_ns=t_back)
     u = largest_cost(arr)
     clients = {k: ClientConfig() for k in (1, 2, 3)}
-    dq, s, sim = run_dq(arr, clients, 35 * SEC)
+    _dq, s, _sim = run_dq(arr, clients, 35 * SEC)
     at_return = next(sv for t, sv in s.samples if t >= t_back)
     end = s.samples[-1][1]
     gained = {k: end[k] - at_return[k] for k in clients}
