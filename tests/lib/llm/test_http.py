@@ -4,6 +4,7 @@ and (logic only, no sockets) against httpx's MockTransport."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -160,10 +161,11 @@ def test_abandoned_stream_stops_generation() -> None:
             d = HttpDriver(srv.url, "sim-1")
             req = ChatRequest((user("go on and on"),), max_tokens=4000, seed=5)
             n = 0
-            async for ch in d.stream(req):
-                n += bool(ch.text)
-                if n == 3:
-                    break  # the agent abandons the call
+            async with contextlib.aclosing(d.stream(req)) as chunks:
+                async for ch in chunks:
+                    n += bool(ch.text)
+                    if n == 3:
+                        break  # the agent abandons the call
             await d.aclose()
             for _ in range(2000):  # poll with a deadline: the server notices the close
                 if not srv.engine.busy:

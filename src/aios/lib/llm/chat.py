@@ -13,9 +13,11 @@ is new (see :class:`Usage`).
 
 Streaming is an async iterator of :class:`ChatChunk`: text deltas as they are
 decoded, then one final chunk with the finish reason, the assembled tool calls
-and the usage.  Cancellation is asyncio's own: closing the iterator (``break``
-out of ``async for``, ``aclose()``) or cancelling the task that drives it stops
-the generation on the device, and no usage is reported for tokens never seen.
+and the usage.  Cancellation is asyncio's own: closing the iterator (``aclose()``, or leaving
+an ``async with contextlib.aclosing(driver.stream(...))`` block; a bare
+``break`` only closes it when it is garbage-collected) or cancelling the task
+that drives it stops the generation on the device, and no usage is reported
+for tokens never seen.
 :func:`collect` turns a stream into a :class:`ChatResult`; every driver's
 ``chat`` is ``collect(stream(...))``.
 

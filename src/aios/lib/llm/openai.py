@@ -154,6 +154,7 @@ class StreamAssembler:
         self.usage: Usage | None = None
         self.content_chunks = 0  # chunks that carried text (one token each on most servers)
         self.text_len = 0
+        self.texts: list[str] = []
         self._calls: dict[int, _PartialCall] = {}
         self._emitted_final = False
 
@@ -177,6 +178,7 @@ class StreamAssembler:
             if isinstance(text, str) and text:
                 self.content_chunks += 1
                 self.text_len += len(text)
+                self.texts.append(text)
                 out.append(ChatChunk(text))
             for tc in (delta.get("tool_calls") or ()) if isinstance(delta, dict) else ():
                 self._tool_fragment(tc)
