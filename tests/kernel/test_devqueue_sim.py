@@ -172,9 +172,10 @@ def test_same_seed_same_event_log(capacity: float) -> None:
 
 def _one_call_program_ttft(policy: str) -> int:
     clock = VirtualClock()
-    p = (DeviceQueue(clock, ENGINE.slots, service=SERVICE, program_quantum=256)
+    p = (DeviceQueue(clock, ENGINE.slots, service=SERVICE)  # the default program quantum
          if policy == "ours" else FifoPolicy())
-    big = ProgramArrival(0, 1, (tuple(Call(300, 200, 150) for _ in range(20)),))
+    # a fan-out of 20 calls: its known size (attained + queued) puts it below a fresh program
+    big = ProgramArrival(0, 1, (tuple(Call(1000, 400, 300) for _ in range(20)),))
     small = ProgramArrival(1_000_000, 1, ((Call(100, 50, 20),),))
     sim = Simulation(p, SimEngine(ENGINE), clients={1: ClientConfig()},  # type: ignore[arg-type]
                      set_clock=clock.jump_to)

@@ -31,11 +31,16 @@ class (``INTERACTIVE`` < ``NORMAL`` < ``BATCH``) and the program level change
 *who goes first*, never the long-run share: a client that jumps ahead is
 charged, and after ``lag_window`` cost units it waits its turn (as the CPU
 scheduler's semantic hints shorten slices, not raise weights).  The *program
-level* is the least-attained-service rule for multi-call agent programs
-(Autellix, 2025): a request that belongs to a program (a DAG of calls) is
-ranked by the service its whole program has had so far, in log2 buckets of
-``program_quantum``, so a one-call program is not stuck behind the 19 calls
-left of a 20-call one.  **Anti-starvation**: a request that has waited
+level* is least-attained-service for multi-call agent programs (after Autellix,
+2025): a request that belongs to a program (a DAG of calls) is ranked by the
+size known of its whole program, the service it has had plus the calls it has
+queued, in log2 buckets of ``program_quantum``; within a level, the older
+program goes first.  So a one-call program is not stuck behind the rest of a
+20-call fan-out, while an agent's programs of similar size finish one after
+another instead of all advancing together (least attained service at a fine
+grain is processor sharing, which stretches every program of a batch of equal
+ones: the benchmark measured 54 s against 39 s mean completion at overload).
+**Anti-starvation**: a request that has waited
 ``starve_factor`` times its estimated service time (or ``starve_ns`` without a
 service model) is promoted above every class, so no request waits unboundedly
 behind a stream of short programs.
@@ -283,7 +288,7 @@ class DeviceQueue:
         max_queued: int = DEFAULT_MAX_QUEUED,
         max_total: int = DEFAULT_MAX_TOTAL,
         lag_window: int = 2048,
-        program_quantum: int = 512,
+        program_quantum: int = 16_384,
         starve_factor: float = 8.0,
         starve_ns: int = 30_000_000_000,
         preempt: bool = True,
@@ -319,6 +324,8 @@ class DeviceQueue:
         self._preempting: dict[int, _Flight] = {}  # victims the driver has yet to suspend
         self._queued: dict[int, Request] = {}  # fair requests waiting, by id
         self._programs: dict[tuple[int, int], int] = {}  # (key, program) -> attained cost
+        self._program_seq: dict[tuple[int, int], int] = {}  # (key, program) -> first arrival
+        self._pending: dict[tuple[int, int], int] = {}  # (key, program) -> cost of calls queued
         self._cancelled: deque[int] = deque(maxlen=CANCELLED_MEMORY)
         self._cancelled_set: set[int] = set()
         self._rids = itertools.count(1)
@@ -383,8 +390,9 @@ class DeviceQueue:
             self.cancel(rid)
         for other in self._clients.values():
             other.donors.discard(key)
-        for pk in [pk for pk in self._programs if pk[0] == key]:
-            del self._programs[pk]
+        for pk in [pk for pk in self._program_seq if pk[0] == key]:
+            self._programs.pop(pk, None)
+            del self._program_seq[pk]
         del self._clients[key]
         return dropped
 
@@ -466,6 +474,8 @@ class DeviceQueue:
                     if sm is not None else self.starve_ns)
         req = Request(next(self._rids), key, prompt_tokens, max_tokens, prio, deadline_ns,
                       program, payload, now, next(self._seqs), now + patience)
+        if program is not None:
+            self._program_seq.setdefault((key, program), req.seq)
         c.tokens_reserved += prompt_tokens + max_tokens
         c.cost_reserved += self.pricing.cost(prompt_tokens, max_tokens)
         self._enqueue(c, req)
@@ -534,6 +544,9 @@ class DeviceQueue:
             heapq.heappush(self._edf, (req.deadline_ns, req.seq, req))
             return
         self._queued[req.rid] = req
+        if req.program is not None:
+            pk = (c.key, req.program)
+            self._pending[pk] = self._pending.get(pk, 0) + self._size(req)
         if not c.queue:
             self._lift(c)
             c.queue.push(req)
@@ -580,6 +593,7 @@ class DeviceQueue:
             del self._edf_live[r.rid]  # its heap entry is skipped lazily
         else:
             del self._queued[r.rid]
+            self._unpend(r)
             c.queue.remove(r)
             if not c.queue:
                 self._last_left = c.counter
@@ -615,8 +629,21 @@ class DeviceQueue:
     def end_program(self, key: int, program: int) -> None:
         """Forget a finished program's attained service."""
         self._programs.pop((key, program), None)
+        self._program_seq.pop((key, program), None)
 
     # -- dispatch --------------------------------------------------------------------
+
+    def _size(self, r: Request) -> int:
+        return self.pricing.cost(0 if r.resume else r.prompt_tokens, r.remaining_tokens)
+
+    def _unpend(self, r: Request) -> None:
+        if r.program is not None:
+            pk = (r.key, r.program)
+            left = self._pending.get(pk, 0) - self._size(r)
+            if left > 0:
+                self._pending[pk] = left
+            else:
+                self._pending.pop(pk, None)
 
     def _rank(self, c: _Client, r: Request, now: int, lent: dict[int, Priority]) -> tuple[int, int]:
         """(class, program level) of a queued request; smaller goes first."""
@@ -627,7 +654,9 @@ class DeviceQueue:
             cls = lent[c.key] = self.effective_class(c.key) if c.donors else c.base
         level = 0
         if r.program is not None:
-            level = (self._programs.get((c.key, r.program), 0) // self.program_quantum).bit_length()
+            pk = (c.key, r.program)
+            size = self._programs.get(pk, 0) + self._pending.get(pk, 0)
+            level = (size // self.program_quantum).bit_length()
         return (min(int(r.priority), int(cls)), level)
 
     def _pick_fair(
@@ -660,8 +689,12 @@ class DeviceQueue:
     def _best_of(
         self, c: _Client, reqs: list[Request], fits: Fits, now: int, lent: dict[int, Priority]
     ) -> tuple[tuple[int, int], int, Request] | None:
-        ranked = sorted(((self._rank(c, r, now, lent), r.seq, r) for r in reqs),
-                        key=lambda t: (t[0], t[1]))
+        # within a level, the older program first (then arrival): programs of one
+        # level finish one after another instead of all advancing together
+        ps = self._program_seq
+        ranked = sorted(((self._rank(c, r, now, lent),
+                          r.seq if r.program is None else ps.get((c.key, r.program), r.seq), r)
+                         for r in reqs), key=lambda t: (t[0], t[1], t[2].seq))
         for t in ranked:
             if fits(t[2]):
                 return t
@@ -707,6 +740,7 @@ class DeviceQueue:
                 c, r = picked
                 c.queue.remove(r)
                 del self._queued[r.rid]
+                self._unpend(r)
                 if not c.queue:
                     self._last_left = c.counter
             self._start(r, now)
