@@ -8,7 +8,7 @@ HEADLINE = ("jain_overload", "throughput_vs_fifo", "program_speedup_vs_batched_f
 
 def test_llm_bench_prints_its_headline_keys_at_top_level() -> None:
     assert "llm" in names()
-    out = load("llm")(["--seconds", "30", "--warmup", "10",
+    out = load("llm")(["--seconds", "40", "--warmup", "10",
                        "--policies", "fifo,batched_fifo,ours"])
     for k in HEADLINE:
         assert k in out, k

@@ -231,3 +231,12 @@ def test_bad_arguments() -> None:
     assert dq.cancel(rid) and not dq.cancel(rid)
     assert dq.dispatch().start == ()
     assert dq.remove_client(1) == []
+
+
+def test_suspended_at_max_tokens_is_complete_not_requeued() -> None:
+    dq = DeviceQueue(VirtualClock(), slots=1)
+    rid = dq.submit(1, 10, 5)
+    dq.dispatch()
+    r = dq.suspend(rid, 5, "all five")
+    assert r.remaining_tokens == 0 and dq.queued(1) == 0 and dq.stats(1)["completed"] == 1
+    assert dq.stats(1)["tokens_reserved"] == 0

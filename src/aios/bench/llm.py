@@ -338,11 +338,14 @@ def run(argv: list[str]) -> dict[str, Any]:
                     ours[str(x)]["priced_service_per_s"] / f["priced_service_per_s"], 4)
             out["throughput_vs_fifo"] = out[f"throughput_vs_fifo_load_{max(loads)}"]
         if "batched_fifo" in table:
-            sp = {x: table["batched_fifo"][str(x)]["program_completion_s_mean"]
-                  / ours[str(x)]["program_completion_s_mean"] for x in loads}
-            for x, v in sp.items():
-                out[f"program_speedup_vs_batched_fifo_load_{x}"] = round(v, 3)
-            out["program_speedup_vs_batched_fifo"] = round(min(sp.values()), 3)
+            sp: dict[float, float] = {}
+            for x in loads:
+                b = table["batched_fifo"][str(x)]["program_completion_s_mean"]
+                o = ours[str(x)]["program_completion_s_mean"]
+                if b is not None and o:  # (a short run may see no program)
+                    sp[x] = b / o
+                    out[f"program_speedup_vs_batched_fifo_load_{x}"] = round(sp[x], 3)
+            out["program_speedup_vs_batched_fifo"] = round(min(sp.values()), 3) if sp else None
         out["budget_overruns"] = sum(ours[str(x)]["budget_overruns"] for x in loads)
         out["deadline_miss_rate"] = max(ours[str(x)]["deadline_miss_rate"] for x in loads)
         out["jain_overload_min_window"] = ours[hi]["jain_min"]

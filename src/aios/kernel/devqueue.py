@@ -888,6 +888,9 @@ class DeviceQueue:
         c = self._clients.get(r.key)
         if c is None:
             return r
+        if r.remaining_tokens <= 0:  # nothing left to generate: it is complete
+            c.completed += 1
+            return r
         c.preempted += 1
         self._enqueue(c, r, front=True)
         return r
