@@ -81,7 +81,7 @@ class Calibration:
 
 #: Fit on the routing benchmark's validation split (150+ skills, MiniLM):
 #: ``aios bench semantic --json`` prints the fit it made in the same run.
-DEFAULT = Calibration(threshold=4.0, margin=0.6, lexical_weight=0.5)
+DEFAULT = Calibration(threshold=5.25, margin=1.4, lexical_weight=0.25)
 
 
 def background_stats(bg_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
