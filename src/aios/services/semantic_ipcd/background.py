@@ -2,8 +2,8 @@
 
 Each skill's scores against these sentences are its *background*: how high
 the skill scores for text that is not meant for it.  The calibrated score of
-a skill (see :mod:`aios.services.semantic_ipcd.calibration`) is measured in
-background standard deviations above the background mean, so a skill whose
+a skill (see :mod:`aios.services.semantic_ipcd.calibration`) is measured
+from the background mean up to what the skill's own examples score, so a skill whose
 vocabulary happens to be common ("show", "check", "my account") does not win
 everything, and a skill with unusual words does not need a bigger margin.
 

@@ -17,9 +17,10 @@ the intent (cached for repeated intents) plus one matrix-vector product.
 **Scoring.**  A skill's score is *calibrated*
 (:mod:`~aios.services.semantic_ipcd.calibration`): the cosine with the
 skill's centroid plus a weighted TF-IDF cosine
-(:mod:`~aios.services.semantic_ipcd.lexical`), expressed in standard
-deviations above what the skill scores for generic text (the background
-model, :mod:`~aios.services.semantic_ipcd.background`).  Scores therefore
+(:mod:`~aios.services.semantic_ipcd.lexical`), placed on a scale where 0 is
+what the skill scores for generic text (the background model,
+:mod:`~aios.services.semantic_ipcd.background`) and 1 what its own examples
+score (leave-one-out).  Scores therefore
 mean the same for every skill and do not drift with the registry's size.
 Many intents can be scored at once (:meth:`SemanticRouter.route_many`): one
 embedding batch and one matrix product for all of them.
@@ -266,7 +267,11 @@ class SemanticRouter:
                              if self._background_texts
                              else np.zeros((0, self.embedder.dim), dtype=np.float32))
         bg_raw = self._raw(self._bg_vecs, list(self._background_texts))
-        self._mu, self._sd = calibration.background_stats(bg_raw)
+        self._mu, sd = calibration.background_stats(bg_raw)
+        w = self.calibration.lexical_weight
+        exp = [calibration.expected(self._vecs[k], self._lex.self_scores(k), w)
+               for k in self._order]
+        self._sd = calibration.scales(self._mu, exp, sd)
         self._stale = False
 
     # -- scoring ---------------------------------------------------------------

@@ -64,9 +64,9 @@ def _loo(router: SemanticRouter, agent: str, name: str
          ) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Examples of a skill, their own leave-one-out scores and everyone's scores.
 
-    Both are on the skill's own calibrated scale: ``(raw - mu) / sd`` with the
-    skill's background ``mu`` and ``sd``, so "within the margin" means what it
-    means when routing to this skill.
+    Both are on the skill's own calibrated scale (``(raw - mu) / scale``, see
+    :mod:`~aios.services.semantic_ipcd.calibration`), so "within the margin"
+    means what it means when routing to this skill.
     """
     skill = next(s for s in router.skills(agent) if s.name == name)
     rows = router.rows(agent, name)

@@ -58,6 +58,7 @@ class LexicalIndex:
         self._idf = np.zeros(0, dtype=np.float32)
         self._cent = np.zeros((0, 0), dtype=np.float32)
         self._order: list[Hashable] = []
+        self._self: dict[Hashable, np.ndarray] = {}
 
     def set(self, key: Hashable, texts: Iterable[str]) -> None:
         self._texts[key] = [Counter(terms(t)) for t in texts]
@@ -87,20 +88,27 @@ class LexicalIndex:
         self._idf = np.asarray([math.log((n + 1) / (df[t] + 1)) + 1.0 for t in sorted(df)],
                                dtype=np.float32)
         cent = np.zeros((len(order), len(self._vocab)), dtype=np.float32)
+        vecs: list[list[tuple[list[int], np.ndarray]]] = []
         for i, k in enumerate(order):
-            for c in self._texts[k]:
-                idx, w = self._weights(c)
+            vecs.append([self._weights(c) for c in self._texts[k]])
+            for idx, w in vecs[-1]:
                 cent[i, idx] += w
             nrm = float(np.linalg.norm(cent[i]))
             if nrm > 0:
                 cent[i] /= nrm
         self._cent = cent
+        self._self = {k: np.asarray([float(cent[i, idx] @ w) if idx else 0.0 for idx, w in vecs[i]],
+                                    dtype=np.float32) for i, k in enumerate(order)}
         self._order = list(order)
         self._stale = False
 
     def ensure(self, order: list[Hashable]) -> None:
         if self._stale or order != self._order:
             self.rebuild(order)
+
+    def self_scores(self, key: Hashable) -> np.ndarray:
+        """Cosines of a key's own texts (in registration order) with its centroid."""
+        return self._self[key]
 
     def scores(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), keys)`` cosines of each text's TF-IDF vector with each centroid."""
