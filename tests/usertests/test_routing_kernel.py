@@ -46,9 +46,9 @@ def test_routing_accuracy_through_the_kernel(run_agents) -> None:
             verdicts.append((d["verdict"], [c["skill"] for c in d["targets"]],
                              [c["skill"] for c in d["candidates"]]))
         # and a few delivered for real: the reply names the skill that served
-        routed = [u for u, v in zip(DATA["utterances"], verdicts) if v[0] == "routed"]
+        routed = [u for u, v in zip(DATA["utterances"], verdicts, strict=False) if v[0] == "routed"]
         served = [(await ask(svc, u["text"])).reply for u in routed[::20]]
-        return verdicts, served, [v[1][0] for u, v in zip(DATA["utterances"], verdicts)
+        return verdicts, served, [v[1][0] for u, v in zip(DATA["utterances"], verdicts, strict=False)
                                   if v[0] == "routed"][::20]
 
     (r,) = run_agents(main, rights=["SPAWN_AGENT", "ALLOC_MEMORY", "KILL_AGENT", "SEMANTIC_SEND"]).values()
@@ -64,9 +64,9 @@ def test_routing_accuracy_through_the_kernel(run_agents) -> None:
             for d in core.route_many([("x", t, None) for t in texts], explain=True)]
     assert [tuple(v) for v in verdicts] == want
     right = sum(v[0] == "routed" and v[1] == [u["skill"]]
-                for u, v in zip(DATA["utterances"], verdicts))
+                for u, v in zip(DATA["utterances"], verdicts, strict=False))
     wrong = sum(v[0] == "routed" and v[1] != [u["skill"]]
-                for u, v in zip(DATA["utterances"], verdicts))
+                for u, v in zip(DATA["utterances"], verdicts, strict=False))
     n = len(DATA["utterances"])
     print(f"\nkernel-path routing on the 12 original skills: top-1 {right / n:.3f}, "
           f"misrouted {wrong / n:.3f}")

@@ -189,7 +189,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         emb, choice = default_embedder()
         emb_name = choice.name
     emb.batch_size = max(emb.batch_size, 64)
-    emb._capacity = max(emb._capacity, 20_000)  # noqa: SLF001 - hold the whole benchmark
+    emb._capacity = max(emb._capacity, 20_000)
 
     t0 = time.perf_counter()
     router = _build(emb, bench.skills)

@@ -42,7 +42,8 @@ def _openblas() -> Any:
         import numpy  # noqa: F401  (loads the BLAS library)
 
         try:
-            maps = open("/proc/self/maps").read()
+            with open("/proc/self/maps") as f:
+                maps = f.read()
         except OSError:
             maps = ""
         for path in sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps))):

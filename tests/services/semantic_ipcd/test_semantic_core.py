@@ -25,8 +25,8 @@ def routed() -> dict[str, float]:
             router.register(s.agent, s.skill, s.description, s.examples)
     test = BENCH.labelled("test", names)
     ds = router.route_many([("tester", u, None) for u, _ in test], explain=True)
-    right = sum(1 for d, (_, s) in zip(ds, test) if d.targets and d.targets[0].skill == s)
-    wrong = sum(1 for d, (_, s) in zip(ds, test) if d.targets and d.targets[0].skill != s)
+    right = sum(1 for d, (_, s) in zip(ds, test, strict=False) if d.targets and d.targets[0].skill == s)
+    wrong = sum(1 for d, (_, s) in zip(ds, test, strict=False) if d.targets and d.targets[0].skill != s)
     oos = router.route_many([("tester", u, None) for u in BENCH.oos_test], explain=True)
     refused = sum(1 for d in oos if not d.targets and not d.ambiguous)
     return {"top1": right / len(test), "misrouted": wrong / len(test),

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied
+from aios.errors import InvalidArgument, NoSuchObject
 from aios.memory.embedding import Embedder
 from aios.services.semantic_ipcd import calibration
 from aios.services.semantic_ipcd.background import BACKGROUND

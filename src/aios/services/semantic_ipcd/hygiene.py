@@ -72,15 +72,15 @@ def _loo(router: SemanticRouter, agent: str, name: str
     rows = router.rows(agent, name)
     texts = list(skill.examples)
     router.score_matrix([])  # refresh
-    order = list(router._order)  # noqa: SLF001 - same package, read-only
+    order = list(router._order)
     if not texts:
         return [], np.zeros(0), np.zeros((0, len(order))), order
     vecs = rows[1:]
     me = order.index((agent, name))
-    raw = router._raw(vecs, texts)  # noqa: SLF001
-    mu, sd = float(router._mu[me]), float(router._sd[me])  # noqa: SLF001
+    raw = router._raw(vecs, texts)
+    mu, sd = float(router._mu[me]), float(router._sd[me])
     w = router.calibration.lexical_weight
-    lex = router._lex.scores(texts)[:, me] if w else np.zeros(len(texts))  # noqa: SLF001
+    lex = router._lex.scores(texts)[:, me] if w else np.zeros(len(texts))
     total = rows.sum(axis=0)
     own = np.empty(len(texts), dtype=np.float32)
     for i, v in enumerate(vecs):
@@ -102,7 +102,7 @@ def report(router: SemanticRouter, agent: str, name: str, k: int = 3) -> SkillRe
                 confusions.append(Confusion(t, float(own[i]), order[j][1], float(z[i, j])))
             break
     order_all = order
-    cent = router._cent  # noqa: SLF001
+    cent = router._cent
     me = order_all.index(key)
     sims = cent @ cent[me]
     neigh = [(order_all[j][0], order_all[j][1], float(sims[j])) for j in np.argsort(-sims)

@@ -19,18 +19,18 @@ hit, so it costs O(terms x skills), not O(vocabulary).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SUFFIXES = ("ings", "ing", "ed", "es", "s")
 _STOP = frozenset(
-    "a an the to of for in on at by is are be it my me i you your we our us and or "
-    "please can could would will do does this that with from".split())
+    ["a", "an", "the", "to", "of", "for", "in", "on", "at", "by", "is", "are", "be", "it", "my", "me", "i", "you", "your", "we", "our", "us", "and", "or", "please", "can", "could", "would", "will", "do", "does", "this", "that", "with", "from"])
 
 
 def _stem(w: str) -> str:
@@ -44,7 +44,7 @@ def terms(text: str) -> list[str]:
     """Stemmed words (stop words dropped) and adjacent pairs of the raw word sequence."""
     words = [_stem(w) for w in _WORD.findall(text.lower())]
     out = [w for w in words if w not in _STOP]
-    out += [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    out += [f"{a}_{b}" for a, b in itertools.pairwise(words)]
     return out
 
 
@@ -79,7 +79,7 @@ class LexicalIndex:
         n = float(np.linalg.norm(v))
         return idx, (v / n if n > 0 else v)
 
-    def rebuild(self, order: list[Hashable]) -> None:
+    def rebuild(self, order: Sequence[Hashable]) -> None:
         df: Counter[str] = Counter()
         for k in order:
             df.update({t for c in self._texts[k] for t in c})
@@ -102,8 +102,8 @@ class LexicalIndex:
         self._order = list(order)
         self._stale = False
 
-    def ensure(self, order: list[Hashable]) -> None:
-        if self._stale or order != self._order:
+    def ensure(self, order: Sequence[Hashable]) -> None:
+        if self._stale or list(order) != self._order:
             self.rebuild(order)
 
     def self_scores(self, key: Hashable) -> np.ndarray:
