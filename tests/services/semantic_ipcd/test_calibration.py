@@ -137,3 +137,17 @@ def test_reranker_seam_decides_close_calls(router: SemanticRouter) -> None:
     d = router.route("s", "rain in paris", explain=True)
     assert not d.ambiguous and d.targets[0].skill == "finance" and "re-ranked" in d.reason
     assert sorted(rr.seen[0]) == ["finance", "weather"]
+
+
+def test_contrastive_reranker_votes_on_distinguishing_words() -> None:
+    from aios.services.semantic_ipcd.rerank import ContrastiveLexicalReranker, RerankCandidate
+
+    rows = np.zeros((3, 4), dtype=np.float32)
+    book = RerankCandidate("flight.book", "book a flight", ("book a flight to rome",
+                                                            "reserve a seat on a plane"), 1.0, rows)
+    cancel = RerankCandidate("flight.cancel", "cancel a flight", ("cancel my flight",
+                                                                  "drop the plane ticket"), 0.95, rows)
+    rr = ContrastiveLexicalReranker(scale=1.0, min_votes=0.2)
+    out = rr.rerank("please cancel the flight", rows[0], [book, cancel])
+    assert out is not None and out[1] > out[0]  # only the cancel skill uses "cancel"
+    assert rr.rerank("the flight", rows[0], [book, cancel]) is None  # nothing distinguishes
