@@ -1,8 +1,9 @@
 """``aios skills ls | explain NAME``: semantic-ipcd's skills, neighbours and confusions.
 
 Daemon clients like ``aios mem``: SEMANTIC_STATUS lists the skills the
-console can see with their *expected* calibrated score (what a fresh request
-for the skill should score, leave-one-out over its examples); ``explain``
+console can see with their raw *background* score (what generic text scores
+for the skill) and *expected* score (what its own examples score, leave one
+out): the wider the gap, the more distinct the skill; ``explain``
 adds the skill's nearest neighbours and the examples the router would
 confuse with another skill (within the routing margin), which is what to fix
 before two skills start taking each other's requests.
@@ -40,11 +41,12 @@ def ls(output: str = OutputOpt) -> None:
     if not r["skills"]:
         typer.echo("no skills registered")
         return
-    typer.echo(f"{'SKILL':32} {'AGENT':>6} {'EXAMPLES':>8} {'EXPECTED':>8}  DESCRIPTION")
+    typer.echo(f"{'SKILL':32} {'AGENT':>6} {'EXAMPLES':>8} {'BACKGROUND':>10} {'EXPECTED':>8}  "
+               "DESCRIPTION")
     for s in r["skills"]:
         flags = (" [restricted]" if s["restricted"] else "") + (" [learns]" if s.get("learn") else "")
-        typer.echo(f"{s['skill']:32} {s['agent']:>6} {s['examples']:>8} {s['expected']:>8}  "
-                   f"{s['description'][:60]}{flags}")
+        typer.echo(f"{s['skill']:32} {s['agent']:>6} {s['examples']:>8} {s['background']:>10} "
+                   f"{s['expected']:>8}  {s['description'][:60]}{flags}")
 
 
 @app.command("explain")
@@ -61,8 +63,8 @@ def explain(name: str = typer.Argument(..., help="skill name"),
         return
     for e in r["explain"]:
         typer.echo(f"{e['skill']} (agent {e['agent']}): {e['description']}")
-        typer.echo(f"  expected score {e['expected']} (threshold {r['threshold']}, "
-                   f"margin {r['margin']})")
+        typer.echo(f"  raw scores: background {e['background']}, own examples {e['expected']}; "
+                   f"calibrated threshold {r['threshold']}, margin {r['margin']}")
         near = ", ".join(f"{n['skill']}@{n['agent']} {n['similarity']:.2f}"
                          for n in e["neighbours"])
         typer.echo(f"  nearest skills: {near or '-'}")

@@ -243,6 +243,12 @@ class SemanticRouter:
     def skills(self, agent: str | None = None) -> list[Skill]:
         return [s for k, s in sorted(self._skills.items()) if agent is None or k[0] == agent]
 
+    def stats(self, agent: str, name: str) -> tuple[float, float]:
+        """A registration's raw background mean and expected (own-example) score."""
+        self._refresh()
+        i = self._order.index((agent, name))
+        return float(self._mu[i]), float(self._mu[i] + self._sd[i])
+
     def rows(self, agent: str, name: str) -> np.ndarray:
         """The dense vectors of a registration (description first, then examples)."""
         return self._vecs[(agent, name)]

@@ -139,9 +139,4 @@ def collisions(router: SemanticRouter, agent: str, name: str,
     return sorted(out, key=lambda c: -c.share)
 
 
-def expected_score(router: SemanticRouter, agent: str, name: str) -> float:
-    _, own, _, _ = _loo(router, agent, name)
-    return float(own.mean()) if len(own) else float("nan")
-
-
-__all__ = ["Collision", "Confusion", "SkillReport", "collisions", "expected_score", "report"]
+__all__ = ["Collision", "Confusion", "SkillReport", "collisions", "report"]

@@ -11,16 +11,16 @@ IDF counts the *skills* that use it.  A term every skill uses weighs
 nothing; a term only one skill uses weighs most.
 
 The index is rebuilt lazily: registration marks it stale, and the next
-score rebuilds the vocabulary, the IDF and the centroid matrix in one pass
-over the registered texts (milliseconds at 150 skills, well under a second
-at 1,000).  Scoring a query gathers the few vocabulary columns its terms
-hit, so it costs O(terms x skills), not O(vocabulary).
+score recomputes the IDF and the centroids with numpy over term ids
+assigned when each text was added (tens of milliseconds at 150 skills,
+about a second at 1,000 on a loaded 2-core host).  Centroids are kept as
+postings (term -> skills, weights), so scoring a query touches only the
+postings of its own terms.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
@@ -49,56 +49,90 @@ def terms(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    """TF-IDF centroids per key; ``scores(text, order)`` gives one cosine per key."""
+    """TF-IDF centroids per key; ``scores(texts)`` gives one cosine per key.
+
+    Terms get ids once, when a text is added (the id table only grows), so a
+    rebuild is numpy work per key, and the centroids are kept as postings
+    (term -> keys, weights): memory and query cost follow the terms a query
+    actually has, not the vocabulary times the registry.
+    """
 
     def __init__(self) -> None:
-        self._texts: dict[Hashable, list[Counter[str]]] = {}
+        self._ids: dict[str, int] = {}
+        # per key: term ids, term frequencies, text index of each, #texts, unique ids, inverse
+        self._texts: dict[Hashable, tuple[np.ndarray, np.ndarray, np.ndarray, int,
+                                          np.ndarray, np.ndarray]] = {}
         self._stale = True
-        self._vocab: dict[str, int] = {}
-        self._idf = np.zeros(0, dtype=np.float32)
-        self._cent = np.zeros((0, 0), dtype=np.float32)
         self._order: list[Hashable] = []
+        self._idf = np.zeros(0, dtype=np.float32)
+        self._indptr = np.zeros(1, dtype=np.int64)
+        self._post_key = np.zeros(0, dtype=np.int64)
+        self._post_val = np.zeros(0, dtype=np.float32)
         self._self: dict[Hashable, np.ndarray] = {}
 
+    def _encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        counts = Counter(terms(text))
+        ids = np.fromiter((self._ids.setdefault(t, len(self._ids)) for t in counts),
+                          dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+        return ids, tf
+
     def set(self, key: Hashable, texts: Iterable[str]) -> None:
-        self._texts[key] = [Counter(terms(t)) for t in texts]
+        enc = [self._encode(t) for t in texts]
+        if enc:
+            ids = np.concatenate([i for i, _ in enc])
+            tf = np.concatenate([t for _, t in enc])
+            row = np.repeat(np.arange(len(enc)), [len(i) for i, _ in enc])
+        else:
+            ids, tf, row = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32),
+                            np.zeros(0, dtype=np.int64))
+        uniq, inv = np.unique(ids, return_inverse=True)
+        self._texts[key] = (ids, tf, row, len(enc), uniq, inv)
         self._stale = True
 
     def remove(self, key: Hashable) -> None:
         if self._texts.pop(key, None) is not None:
             self._stale = True
 
-    def _weights(self, counts: Counter[str]) -> tuple[list[int], np.ndarray]:
-        idx, w = [], []
-        for t, c in counts.items():
-            j = self._vocab.get(t)
-            if j is not None:
-                idx.append(j)
-                w.append((1.0 + math.log(c)) * self._idf[j])
-        v = np.asarray(w, dtype=np.float32)
-        n = float(np.linalg.norm(v))
-        return idx, (v / n if n > 0 else v)
-
     def rebuild(self, order: Sequence[Hashable]) -> None:
-        df: Counter[str] = Counter()
+        n_terms = len(self._ids)
+        df = np.zeros(n_terms, dtype=np.float32)
         for k in order:
-            df.update({t for c in self._texts[k] for t in c})
-        self._vocab = {t: i for i, t in enumerate(sorted(df))}
+            df[self._texts[k][4]] += 1.0
         n = max(len(order), 1)
-        self._idf = np.asarray([math.log((n + 1) / (df[t] + 1)) + 1.0 for t in sorted(df)],
-                               dtype=np.float32)
-        cent = np.zeros((len(order), len(self._vocab)), dtype=np.float32)
-        vecs: list[list[tuple[list[int], np.ndarray]]] = []
-        for i, k in enumerate(order):
-            vecs.append([self._weights(c) for c in self._texts[k]])
-            for idx, w in vecs[-1]:
-                cent[i, idx] += w
-            nrm = float(np.linalg.norm(cent[i]))
-            if nrm > 0:
-                cent[i] /= nrm
-        self._cent = cent
-        self._self = {k: np.asarray([float(cent[i, idx] @ w) if idx else 0.0 for idx, w in vecs[i]],
-                                    dtype=np.float32) for i, k in enumerate(order)}
+        idf = (np.log((n + 1) / (df + 1.0)) + 1.0).astype(np.float32)
+        idf[df == 0] = 0.0  # terms of removed keys only
+        p_term: list[np.ndarray] = []
+        p_key: list[np.ndarray] = []
+        p_val: list[np.ndarray] = []
+        self._self = {}
+        for ki, k in enumerate(order):
+            ids, tf, row, n_texts, uniq, inv = self._texts[k]
+            if not n_texts:
+                self._self[k] = np.zeros(0, dtype=np.float32)
+                continue
+            w = (1.0 + np.log(np.maximum(tf, 1.0))) * idf[ids]
+            norms = np.sqrt(np.bincount(row, w * w, minlength=n_texts))
+            w = w / np.where(norms > 0, norms, 1.0)[row]
+            cent = np.bincount(inv, w, minlength=len(uniq)).astype(np.float32)
+            c_norm = float(np.linalg.norm(cent))
+            if c_norm > 0:
+                cent /= c_norm
+            self._self[k] = np.bincount(row, w * cent[inv], minlength=n_texts).astype(np.float32)
+            p_term.append(uniq)
+            p_key.append(np.full(len(uniq), ki, dtype=np.int64))
+            p_val.append(cent)
+        if p_term:
+            term = np.concatenate(p_term)
+            srt = np.argsort(term, kind="stable")
+            self._post_key = np.concatenate(p_key)[srt]
+            self._post_val = np.concatenate(p_val)[srt].astype(np.float32)
+            self._indptr = np.concatenate([[0], np.cumsum(np.bincount(term, minlength=n_terms))])
+        else:
+            self._post_key = np.zeros(0, dtype=np.int64)
+            self._post_val = np.zeros(0, dtype=np.float32)
+            self._indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        self._idf = idf
         self._order = list(order)
         self._stale = False
 
@@ -113,8 +147,22 @@ class LexicalIndex:
     def scores(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), keys)`` cosines of each text's TF-IDF vector with each centroid."""
         out = np.zeros((len(texts), len(self._order)), dtype=np.float32)
+        n_idf = len(self._idf)
         for r, t in enumerate(texts):
-            idx, w = self._weights(Counter(terms(t)))
-            if idx:
-                out[r] = self._cent[:, idx] @ w
+            counts = Counter(terms(t))
+            hits = [(self._ids[x], c) for x, c in counts.items()
+                    if x in self._ids and self._ids[x] < n_idf]
+            if not hits:
+                continue
+            ids = np.fromiter((h[0] for h in hits), dtype=np.int64, count=len(hits))
+            tf = np.fromiter((h[1] for h in hits), dtype=np.float32, count=len(hits))
+            w = (1.0 + np.log(tf)) * self._idf[ids]
+            nrm = float(np.linalg.norm(w))
+            if nrm == 0:
+                continue
+            w /= nrm
+            for j, wj in zip(ids, w, strict=True):
+                a, b = self._indptr[j], self._indptr[j + 1]
+                if b > a:
+                    out[r, self._post_key[a:b]] += wj * self._post_val[a:b]  # keys unique per term
         return out

@@ -252,7 +252,7 @@ def status(k: Kernel, a: Agent, opts: Any = None) -> int:
         return s.allowed_senders is None or me in s.allowed_senders or s.agent == me
 
     def job() -> dict[str, Any]:
-        from aios.services.semantic_ipcd.hygiene import expected_score, report
+        from aios.services.semantic_ipcd.hygiene import report
 
         r = fab.router()
         ch = fab.choice
@@ -265,7 +265,9 @@ def status(k: Kernel, a: Agent, opts: Any = None) -> int:
             "skills": [{"agent": int(s.agent), "skill": s.name, "description": s.description,
                         "examples": len(s.examples), "restricted": s.allowed_senders is not None,
                         "learn": s.learn,
-                        "expected": round(expected_score(r, s.agent, s.name), 2)}
+                        **dict(zip(("background", "expected"),
+                                   (round(v, 3) for v in r.stats(s.agent, s.name)),
+                                   strict=True))}
                        for s in r.skills() if visible(s)],
         }
         if one is not None:
@@ -279,7 +281,9 @@ def status(k: Kernel, a: Agent, opts: Any = None) -> int:
                 rep = report(r, s.agent, s.name)
                 out["explain"].append({
                     "agent": int(s.agent), "skill": s.name, "description": s.description,
-                    "expected": round(rep.expected, 2),
+                    "background": round(r.stats(s.agent, s.name)[0], 3),
+                    "expected": round(r.stats(s.agent, s.name)[1], 3),
+                    "loo_calibrated": round(rep.expected, 2),
                     "neighbours": [{"agent": int(ag), "skill": sk, "similarity": round(v, 3)}
                                    for ag, sk, v in rep.neighbours if visible(regs_all[ag, sk])],
                     "confusions": [{"example": c.example, "own": round(c.own, 2),
