@@ -328,8 +328,17 @@ def _speed_report(router: Any, bench: routing_data.RoutingBenchmark, emb_name: s
                     t0 = time.perf_counter()
                     router.route("bench", t, explain=True)
                     lat[tag].append(time.perf_counter() - t0)
+        # the thread settings must not change a single decision
+        sample = [("bench", t, None) for t in texts[:n]]
+        router.embedder = old
+        before = [(d.verdict, [c.skill for c in d.targets], [c.skill for c in d.ambiguous])
+                  for d in router.route_many(sample, explain=True)]
         router.embedder = emb
         threads.set_blas_threads(1)
+        after = [(d.verdict, [c.skill for c in d.targets], [c.skill for c in d.ambiguous])
+                 for d in router.route_many(sample, explain=True)]
+        out["decisions_differing_from_baseline"] = sum(x != y for x, y in
+                                                       zip(before, after, strict=True))
         new_rate = len(lat["new"]) / sum(lat["new"])
         old_rate = len(lat["old"]) / sum(lat["old"])
         out.update({
