@@ -151,3 +151,25 @@ def test_contrastive_reranker_votes_on_distinguishing_words() -> None:
     out = rr.rerank("please cancel the flight", rows[0], [book, cancel])
     assert out is not None and out[1] > out[0]  # only the cancel skill uses "cancel"
     assert rr.rerank("the flight", rows[0], [book, cancel]) is None  # nothing distinguishes
+
+
+def test_a_hidden_skill_does_not_shift_other_senders_decisions(router: SemanticRouter) -> None:
+    router.set_calibration(C.Calibration(1.0, 0.05, 0.25))
+    texts = ["rain in paris tomorrow?", "rain in paris", "paris rain tomorrow morning",
+             "transfer money to savings now", "zebra quartz"]
+
+    def verdicts(sender: str) -> list[tuple[str, list[str], list[str]]]:
+        return [(d.verdict.value, [c.skill for c in d.targets], [c.skill for c in d.nearest])
+                for d in router.route_many([(sender, t, None) for t in texts], explain=True)]
+
+    before = verdicts("alice")
+    assert [v[0] for v in before[:3]] == ["routed"] * 3
+    # a restricted skill that matches the rain requests better than weather does, and whose
+    # examples are tight (a very different calibration scale from weather's)
+    router.register("vip", "storm", "rain in paris tomorrow",
+                    ["rain in paris tomorrow", "rain in paris tomorrow!", "rain in paris tomorrow?"],
+                    allowed_senders={"boss"})
+    assert router.route("boss", "rain in paris tomorrow?", explain=True).targets[0].skill == "storm"
+    # alice is judged on the scale of the best skill *she* can see; scores move a little
+    # (TF-IDF counts every skill's words), verdicts must not
+    assert verdicts("alice") == before

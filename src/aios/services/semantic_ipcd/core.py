@@ -355,6 +355,7 @@ class SemanticRouter:
                 loads: Mapping[str, int]) -> RouteDecision:
         cands: list[Candidate] = []
         if z is not None:
+            z = self._rescale_for(sender, order, z)
             # Candidates are built for the best few visible registrations only (all of them
             # above the threshold in broadcast mode), plus every equivalent of the best.
             first: str | None = None
@@ -393,6 +394,26 @@ class SemanticRouter:
                 raise NoSuchObject(error, nearest=[(c.agent, c.skill, c.score) for c in nearest])
             raise InvalidArgument(error)
         return decision
+
+    def _rescale_for(self, sender: str, order: list[_Key], z: np.ndarray) -> np.ndarray:
+        """Put a row on the scale of the best skill *this sender can see*.
+
+        Rows come calibrated on the best skill overall; if that one is
+        restricted and invisible to the sender, deciding on its scale would let
+        a hidden skill shift the sender's verdicts (a side channel on its
+        existence), so the row is moved to the best visible skill's scale.
+        """
+        if not any(s.allowed_senders is not None for s in self._skills.values()):
+            return z
+        visible = np.fromiter((self._may_reach(sender, k) for k in order), dtype=bool,
+                              count=len(order))
+        t = int(np.argmax(z))
+        if visible[t] or not visible.any():
+            return z
+        raw = z * self._sd[t] + self._mu[t]
+        v = int(np.argmax(np.where(visible, raw, -np.inf)))
+        out: np.ndarray = ((raw - self._mu[v]) / self._sd[v]).astype(np.float32)
+        return out
 
     def _may_reach(self, sender: str, key: _Key) -> bool:
         allowed = self._skills[key].allowed_senders
