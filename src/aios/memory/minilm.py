@@ -234,9 +234,13 @@ class OnnxEncoder:
         except ImportError as exc:
             raise NoSuchObject("the ONNX runtimes need the 'onnxruntime' package") from exc
 
+        from aios.memory.threads import intra_op_threads
+
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = threads or intra_op_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         src = model if isinstance(model, bytes) else str(model or onnx_path())
         self._sess: Any = ort.InferenceSession(src, sess_options=opts,

@@ -7,6 +7,8 @@ needs SEMANTIC_SEND on the authority, or one passed by the parent)::
     answer = await ask(svc, "will it rain in Lyon tomorrow?")
     answer.reply      # what the chosen agent answered (decoded)
     answer.route      # skill, agent, score, nearest alternatives
+    if answer.ambiguous:                       # two skills too close to call:
+        answer = await ask(svc, text, choose=answer.candidates[0]["skill"])
 
 Receivers subclass :class:`SkillAgent`: declare ``SKILLS`` and implement
 ``handle(request)``; the return value (plain data) is the reply.
@@ -30,6 +32,7 @@ class Skill:
     examples: tuple[str, ...] = ()
     schema: dict[str, Any] | None = None
     allowed_senders: tuple[int, ...] | None = None
+    learn: bool = False  # senders' clarified intents may become examples
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,15 @@ class Answer:
     route: dict[str, Any]
     reply: Any = None
     replies: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ambiguous(self) -> bool:
+        """Nothing was delivered: pick one of :attr:`candidates` and ask with ``choose``."""
+        return bool(self.route.get("ambiguous"))
+
+    @property
+    def candidates(self) -> list[dict[str, Any]]:
+        return list(self.route.get("candidates", []))
 
 
 def decode(blob: Any) -> Any:
@@ -85,8 +97,12 @@ async def open_service(authority: int = 2) -> int:
 
 async def register_skill(name: str, description: str, examples: list[str] | tuple[str, ...] = (), *,
                          schema: dict[str, Any] | None = None,
-                         allowed_senders: list[int] | None = None) -> dict[str, Any]:
+                         allowed_senders: list[int] | None = None,
+                         learn: bool = False) -> dict[str, Any]:
+    """Register a skill; the answer's ``warnings`` name skills it collides with."""
     opts: dict[str, Any] = {}
+    if learn:
+        opts["learn"] = True
     if schema is not None:
         opts["schema"] = schema
     if allowed_senders is not None:
@@ -101,8 +117,12 @@ async def unregister_skill(name: str | None = None) -> int:
 
 
 async def send_intent(svc: int, intent: str, payload: Any = None, *, broadcast: bool = False,
-                      explain: bool = False, timeout: float | None = None) -> Answer:
+                      explain: bool = False, timeout: float | None = None,
+                      choose: str | None = None) -> Answer:
+    """Route ``intent``; ``choose`` names the skill picked after an ambiguous answer."""
     opts: dict[str, Any] = {}
+    if choose is not None:
+        opts["choose"] = choose
     if broadcast:
         opts["broadcast"] = True
     if explain:
@@ -123,8 +143,14 @@ async def explain(svc: int, intent: str, payload: Any = None, *, broadcast: bool
     return (await send_intent(svc, intent, payload, broadcast=broadcast, explain=True)).route
 
 
-async def status() -> dict[str, Any]:
-    r: dict[str, Any] = await sc.semantic_status()
+async def status(skill: str | None = None, agent: int | None = None) -> dict[str, Any]:
+    """Settings and skills; with ``skill``, also its neighbours and confusions (``explain``)."""
+    opts: dict[str, Any] = {}
+    if skill is not None:
+        opts["skill"] = skill
+    if agent is not None:
+        opts["agent"] = agent
+    r: dict[str, Any] = await sc.semantic_status(opts or None)
     return r
 
 
@@ -139,7 +165,8 @@ class SkillAgent(Agent):
     async def on_start(self) -> None:
         for s in self.SKILLS:
             await register_skill(s.name, s.description, s.examples, schema=s.schema,
-                                 allowed_senders=list(s.allowed_senders) if s.allowed_senders else None)
+                                 allowed_senders=list(s.allowed_senders) if s.allowed_senders else None,
+                                 learn=s.learn)
         await self.on_ready()
 
     async def on_ready(self) -> None:

@@ -568,6 +568,6 @@ async def intent_send(svc_slot: Any, intent: Any, payload: Any = None, opts: Any
     return await _waited(_INTENT_SEND, svc_slot, intent, payload, opts)
 
 
-async def semantic_status() -> Any:
-    """semantic-ipcd's embedder, thresholds and registered skills."""
-    return await _waited(_SEMANTIC_STATUS)
+async def semantic_status(opts: Any = None) -> Any:
+    """semantic-ipcd's embedder, thresholds and skills; ``{"skill": name}`` explains one."""
+    return await _waited(_SEMANTIC_STATUS, opts)

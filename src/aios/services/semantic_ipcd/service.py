@@ -28,6 +28,28 @@ sender}``.  The receiver answers with the ordinary IPC_REPLY.  The reply
 completes the sender's async op (broadcast: when every target answered,
 failed or timed out), which the SDK wrapper is waiting on.
 
+**Concurrent intents are batched.**  Stage (2) does not run one job per
+intent: intents queue in a :class:`_IntentBatch`, and one worker job drains
+everything queued by the time it starts and routes it with one
+``route_many`` call (one embedding batch, one matrix product), then hands
+each decision back to the kernel thread.  Under load that is what turns
+one MiniLM call per intent into one call per batch.
+
+**Ask instead of guessing.**  When the router cannot separate the two best
+skills, nothing is delivered: the sender's call completes with
+``{"ambiguous": true, "candidates": [...]}`` and a ``semantic.ambiguous``
+event is published.  The sender answers by sending the same intent again
+with the option ``choose`` naming the skill; that is delivered to it
+(``semantic.route`` with ``chosen``) and, if the skill's owner registered it
+with ``learn``, remembered as a new example of that skill
+(``semantic.feedback``, audited like every ``semantic.`` event).
+
+**Skill hygiene.**  Registration answers with the collisions the new skill
+has with skills already registered (:mod:`~aios.services.semantic_ipcd.hygiene`):
+``warnings`` name the other skill, and each collision is also a
+``semantic.skill.collision`` event.  SEMANTIC_STATUS with ``{"skill": name}``
+explains one skill: expected score, nearest neighbours, confused examples.
+
 **Replies without a parked caller.**  A kernel call is an entry in
 ``kernel.calls`` mapping the call id to the caller's :class:`Wait`; IPC_REPLY,
 a timeout and the death of the receiver all end that wait through
@@ -42,6 +64,7 @@ nothing else with it.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +97,9 @@ MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 MAX_EXAMPLE = 512
 MAX_PAYLOAD_BYTES = params.IPC_MAX_PAYLOAD - 8192  # room for the intent and the envelope
-SEND_OPTS = frozenset({"broadcast", "explain", "timeout"})
-REGISTER_OPTS = frozenset({"schema", "allowed_senders"})
+SEND_OPTS = frozenset({"broadcast", "explain", "timeout", "choose"})
+REGISTER_OPTS = frozenset({"schema", "allowed_senders", "learn"})
+STATUS_OPTS = frozenset({"skill", "agent"})
 
 
 class _ReplySink:
@@ -163,21 +187,32 @@ def register(k: Kernel, a: Agent, name: Any, description: Any, examples: Any, op
         if type(senders) not in (list, tuple) or not all(type(s) is int and s > 0 for s in senders):
             raise InvalidArgument("allowed_senders must be a list of agent ids")
         senders = [str(s) for s in senders]
+    learn = as_bool(o.get("learn", False), "learn")
     fab = fabric(k)
     examples_t = tuple(ex)
 
-    def job() -> None:
-        fab.router().register(str(a.aid), nm, desc, examples_t, schema=schema,
-                              allowed_senders=senders)
+    def job() -> list[Any]:
+        from aios.services.semantic_ipcd.hygiene import collisions
 
-    def then(_v: Any) -> dict[str, Any]:
+        r = fab.router()
+        r.register(str(a.aid), nm, desc, examples_t, schema=schema, allowed_senders=senders,
+                   learn=learn)
+        return collisions(r, str(a.aid), nm)
+
+    def then(found: list[Any]) -> dict[str, Any]:
         if not a.alive:
             fab.detach(lambda: fab.router().unregister(str(a.aid)))
             raise AgentGone(f"agent {a.aid} exited while registering")
         fab.skills.setdefault(a.aid, set()).add(nm)
         k.publish("semantic.skill.registered", a.aid, agent=a.aid, skill=nm,
-                  examples=len(examples_t), restricted=senders is not None)
-        return {"agent": a.aid, "skill": nm, "examples": len(examples_t)}
+                  examples=len(examples_t), restricted=senders is not None, learn=learn)
+        for c in found:
+            k.publish("semantic.skill.collision", a.aid, agent=a.aid, skill=nm,
+                      other=c.other, other_agent=int(c.other_agent), share=round(c.share, 3))
+        return {"agent": a.aid, "skill": nm, "examples": len(examples_t), "learn": learn,
+                "warnings": [c.message() for c in found],
+                "collisions": [{"skill": c.other, "agent": int(c.other_agent),
+                                "share": round(c.share, 3)} for c in found]}
 
     h: int = fab.submit(a, job, then=then)
     return h
@@ -202,20 +237,60 @@ def unregister(k: Kernel, a: Agent, name: Any) -> int:
     return h
 
 
-def status(k: Kernel, a: Agent) -> int:
+def status(k: Kernel, a: Agent, opts: Any = None) -> int:
+    o = as_opts(opts, STATUS_OPTS)
+    one = o.get("skill")
+    if one is not None:
+        one = as_str(one, "skill", MAX_NAME)
+    owner = o.get("agent")
+    if owner is not None and (type(owner) is not int or owner <= 0):
+        raise InvalidArgument("agent must be an agent id")
     fab = fabric(k)
+    me = str(a.aid)
+
+    def visible(s: Any) -> bool:
+        return s.allowed_senders is None or me in s.allowed_senders or s.agent == me
 
     def job() -> dict[str, Any]:
+        from aios.services.semantic_ipcd.hygiene import report
+
         r = fab.router()
         ch = fab.choice
-        return {
+        out: dict[str, Any] = {
             "service": SERVICE_NAME, "embedder": ch.name if ch else None,
             "dim": ch.dim if ch else None, "embedder_reason": ch.reason if ch else None,
             "threshold": r.threshold, "margin": r.margin,
+            "lexical_weight": r.calibration.lexical_weight,
+            "reranker": r.reranker.name if r.reranker else None,
             "skills": [{"agent": int(s.agent), "skill": s.name, "description": s.description,
-                        "examples": len(s.examples), "restricted": s.allowed_senders is not None}
-                       for s in r.skills()],
+                        "examples": len(s.examples), "restricted": s.allowed_senders is not None,
+                        "learn": s.learn,
+                        **dict(zip(("background", "expected"),
+                                   (round(v, 3) for v in r.stats(s.agent, s.name)),
+                                   strict=True))}
+                       for s in r.skills() if visible(s)],
         }
+        if one is not None:
+            regs_all = {(s.agent, s.name): s for s in r.skills()}
+            regs = [s for s in r.skills() if s.name == one and visible(s)
+                    and (owner is None or s.agent == str(owner))]
+            if not regs:
+                raise NoSuchObject(f"no skill {one!r}")
+            out["explain"] = []
+            for s in regs:
+                rep = report(r, s.agent, s.name)
+                out["explain"].append({
+                    "agent": int(s.agent), "skill": s.name, "description": s.description,
+                    "background": round(r.stats(s.agent, s.name)[0], 3),
+                    "expected": round(r.stats(s.agent, s.name)[1], 3),
+                    "loo_calibrated": round(rep.expected, 2),
+                    "neighbours": [{"agent": int(ag), "skill": sk, "similarity": round(v, 3)}
+                                   for ag, sk, v in rep.neighbours if visible(regs_all[ag, sk])],
+                    "confusions": [{"example": c.example, "own": round(c.own, 2),
+                                    "other": c.other, "other_score": round(c.other_score, 2)}
+                                   for c in rep.confusions],
+                })
+        return out
 
     h: int = fab.submit(a, job)
     return h
@@ -233,6 +308,8 @@ def decision_view(d: RouteDecision) -> dict[str, Any]:
         "targets": [cand(c) for c in d.targets], "nearest": [cand(c) for c in d.nearest],
         "slots": json.loads(json.dumps(d.slots, default=str)), "reason": d.reason,
         "error": d.error, "threshold": d.threshold, "margin": d.margin,
+        "verdict": d.verdict.value, "ambiguous": bool(d.ambiguous),
+        "candidates": [cand(c) for c in d.ambiguous],
     }
 
 
@@ -252,6 +329,11 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             json.dumps(payload)
         except (TypeError, ValueError) as e:
             raise InvalidArgument(f"payload must be JSON data: {e}") from None
+    choose = o.get("choose")
+    if choose is not None:
+        choose = as_str(choose, "choose", MAX_NAME)
+        if broadcast:
+            raise InvalidArgument("choose and broadcast exclude each other")
     if not explain:
         from aios.kernel.sys_ipc import _rate
 
@@ -265,18 +347,23 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
     op = k.new_async(a)
     sender = a.aid
 
-    def job() -> RouteDecision:
-        return fab.router().route(str(sender), text, payload, broadcast=broadcast, explain=True,
-                                  loads=loads)
-
     def decided(d: Any, err: AIOSError | None) -> None:
         if err is not None:
             k.complete_async(op, error=err)
             return
+        if choose is not None:
+            d, learnt = d
+            if learnt:
+                k.publish("semantic.feedback", sender, agent=sender, intent=text, skill=choose,
+                          learnt=[int(x) for x in learnt])
         delivering = d.error is None and not explain and bool(d.targets)
-        k.publish("semantic.route", sender, agent=sender, delivered=delivering, **d.event())
+        k.publish("semantic.route", sender, agent=sender, delivered=delivering,
+                  chosen=choose is not None, **d.event())
         view = decision_view(d)
-        if explain:
+        if d.ambiguous:
+            k.publish("semantic.ambiguous", sender, agent=sender, intent=text,
+                      candidates=[[int(c.agent), c.skill, round(c.score, 4)] for c in d.ambiguous])
+        if explain or d.ambiguous:
             k.complete_async(op, view)
         elif d.error is not None:
             if not d.targets:
@@ -288,11 +375,98 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             _deliver(k, a, d, view, timeout, lambda v, e: k.complete_async(op, v, e))
 
     try:
-        fab.run(job, (), decided)
+        if choose is not None:
+            def job() -> Any:
+                return fab.router().choose(str(sender), text, choose, payload, loads=loads,
+                                           learn=not explain)
+
+            fab.run(job, (), decided)
+        else:
+            _batch(fab).add(k, fab, (str(sender), text, payload, broadcast, loads, decided))
     except AIOSError:
         k.drop_async(op.handle)
         raise
     return op.handle
+
+
+class _IntentBatch:
+    """Intents waiting for the worker; one job routes all that queued (see the essay)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[Any, ...]] = []
+        self._scheduled = False
+        self.batches = 0
+        self.routed = 0
+
+    def add(self, k: Kernel, fab: Any, item: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._items.append(item)
+            need = not self._scheduled
+            self._scheduled = True
+        if need:
+            try:
+                fab.run(self._drain, (fab,), lambda res, err: self._done(fab, res, err))
+            except AIOSError:
+                with self._lock:
+                    self._scheduled = False
+                    self._items.remove(item)
+                raise
+
+    def _drain(self, fab: Any) -> list[tuple[Any, Any, BaseException | None]]:
+        """Worker thread: route everything queued, grouped by broadcast flag."""
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+        out: list[tuple[Any, Any, BaseException | None]] = []
+        try:
+            r = fab.router()
+        except Exception as exc:  # e.g. no embedder: every sender gets the error
+            return [(it[5], None, exc) for it in items]
+        for flag in (False, True):
+            group = [it for it in items if it[3] is flag]
+            if not group:
+                continue
+            loads: dict[str, int] = {}
+            for it in group:
+                loads.update(it[4])
+            try:
+                ds = r.route_many([(it[0], it[1], it[2]) for it in group], broadcast=flag,
+                                  explain=True, loads=loads)
+                out += [(it[5], d, None) for it, d in zip(group, ds, strict=True)]
+            except Exception:
+                for it in group:  # one bad item must not fail the others
+                    try:
+                        d = r.route(it[0], it[1], it[2], broadcast=flag, explain=True,
+                                    loads=it[4])
+                        out.append((it[5], d, None))
+                    except Exception as exc:
+                        out.append((it[5], None, exc))
+        self.batches += 1
+        self.routed += len(items)
+        return out
+
+    def _done(self, fab: Any, results: Any, err: AIOSError | None) -> None:
+        """Kernel thread: hand each decision (or error) to its sender's continuation."""
+        if err is not None or results is None:
+            # _drain catches everything; only a job cancelled before it ran lands here,
+            # and then the queued items were never taken: fail them now
+            with self._lock:
+                stranded, self._items = self._items, []
+                self._scheduled = False
+            for it in stranded:
+                it[5](None, err or Busy("semantic routing job did not run"))
+            return
+        for decided, d, e in results:
+            decided(d, None if e is None else fab._as_error(e))
+
+
+def _batch(fab: Any) -> _IntentBatch:
+    b: _IntentBatch | None = getattr(fab, "intent_batch", None)
+    if b is None:
+        b = _IntentBatch()
+        fab.intent_batch = b
+    return b
 
 
 def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeout: Any,
