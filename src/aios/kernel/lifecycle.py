@@ -285,17 +285,14 @@ def load_image(k: Kernel, caller: Agent, ref: str, plan: SpawnPlan) -> tuple[str
     verified store) or, for callers that may have the kernel read paths for them
     (the operator, unconfined agents: :func:`confinement.may_name_paths`), a path.
     Returns the entry to start and the reference to restart from (by digest)."""
-    from aios.services.agentsupervisor.install import install_verified, resolve_stored
+    from aios.services.agentsupervisor.install import install_verified, is_store_ref, resolve_stored
 
+    if not is_store_ref(ref) and not confinement.may_name_paths(k, caller):
+        raise PermissionDenied(_NO_PATHS)  # before the path is looked at: no oracle
     if k.home is None:
         raise InvalidArgument("images need a kernel with a home (trust store and image cache)")
     stored = resolve_stored(ref, k.home)
-    if stored is not None:
-        verified, root = stored
-    elif not confinement.may_name_paths(k, caller):
-        raise PermissionDenied(_NO_PATHS)  # before the path is looked at: no oracle
-    else:
-        verified, root = install_verified(ref, k.home)
+    verified, root = stored if stored is not None else install_verified(ref, k.home)
     m = verified.manifest
     plan.rights &= rights_from_names([c for c in m.capabilities if c in Rights.__members__]) | (
         plan.rights & (Rights.SPAWN_AGENT | Rights.ALLOC_MEMORY))
@@ -475,6 +472,11 @@ def merge(k: Kernel, caller: Agent, survivor: Agent, other: Agent, merger: Any) 
         raise InvalidArgument("the caller cannot merge itself away; merge the other way round")
     if other is k.init or survivor is k.init:
         raise PermissionDenied("init cannot be merged")
+    up = k.find(survivor.parent)
+    while up is not None and up is not k.init:
+        if up is other:  # its children (an ancestor of the survivor) would become the survivor's: a cycle
+            raise InvalidArgument(f"agent {other.aid} is an ancestor of {survivor.aid}: merge it the other way round")
+        up = k.find(up.parent)
     if merger is None:
         new_state = {**other.state, **survivor.state}
     elif callable(merger):
