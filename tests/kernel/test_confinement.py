@@ -336,7 +336,7 @@ def test_limits_and_code_paths_are_inherited_not_reset() -> None:
 
 
 def test_upgrade_cannot_put_a_sandboxed_callers_code_in_a_less_confined_agent() -> None:
-    k, rec = boot()
+    k, _rec = boot()
     try:
         victim, _w, iso, _n, _wasm = roots(k)
         ctl = k.cdt.root(iso.cspace, k.agent_object(victim), Rights.READ | Rights.SUPERVISOR)
@@ -348,7 +348,7 @@ def test_upgrade_cannot_put_a_sandboxed_callers_code_in_a_less_confined_agent() 
 
 
 def test_sandboxed_agents_cannot_name_paths_but_clones_keep_their_code() -> None:
-    k, rec = boot()
+    k, _rec = boot()
     try:
         _i, _w, iso, _n, wasm = roots(k)
         with pytest.raises(PermissionDenied, match="cannot have the kernel read a path"):
