@@ -69,6 +69,7 @@ class Agent:
         "auth_charge",
         "behavior",
         "children",
+        "confinement",
         "coro",
         "cspace",
         "detached",
@@ -106,6 +107,7 @@ class Agent:
         self.pt: Any = None
         self.sched: Any = None
         self.coro: Any = None
+        self.confinement: Any = None  # aios.kernel.confinement.Confinement, set by spawn
         self.executor: Any = None
         self.entry: Any = None
         self.behavior: Any = None

@@ -38,6 +38,7 @@ class Supervised:
     entry: Any
     opts: dict[str, Any]
     current: int
+    confinement: Any  # the first agent's: every restart is at least as strict
     restarts: int = 0
 
 
@@ -64,7 +65,7 @@ class Supervision:
         self.core.add_child(ChildSpec(a.aid, pol, domain))
         self.core.start(a.aid, now)
         self.core.handle(Started(a.aid, now))
-        self.records[a.aid] = Supervised(a.aid, parent.aid, auth, entry, dict(opts), a.aid)
+        self.records[a.aid] = Supervised(a.aid, parent.aid, auth, entry, dict(opts), a.aid, a.confinement)
         self.by_aid[a.aid] = a.aid
 
     def stop(self, a: Agent) -> None:
@@ -135,9 +136,8 @@ class Supervision:
             return
         try:
             plan = SpawnPlan(parent, rec.auth, rec.opts)
-            a, _ctl, _ep = spawn(k, parent, rec.auth, rec.entry, plan)
-            if plan.executor != "inproc":
-                k.executors.start(a, plan, lambda _e: None)
+            a, _ctl, _ep = spawn(k, parent, rec.auth, rec.entry, plan, source=rec.confinement,
+                                 entry_vetted=True)
         except AIOSError as e:
             k.publish("agent.supervision.failed", stable, agent=stable, reason=f"restart failed: {e}")
             return

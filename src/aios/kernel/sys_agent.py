@@ -42,16 +42,19 @@ def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any =
     auth = _authority(a, auth_slot, Rights.SPAWN_AGENT)
     plan = lifecycle.SpawnPlan(a, auth, opts or {})
     op = k.new_async(a)
+    made: list[tuple[int, int, int]] = []
+
+    def done(err: Any) -> None:  # an out-of-process agent has started (or failed to)
+        k.complete_async(op, None if err else made[0], err)
+
     try:
-        child, ctl, ep = lifecycle.spawn(k, a, auth, entry, plan)
+        child, ctl, ep = lifecycle.spawn(k, a, auth, entry, plan, done=done)
     except BaseException:
         k.drop_async(op.handle)
         raise
+    made.append((child.aid, ctl, ep))
     if plan.executor == "inproc":
-        k.complete_async(op, (child.aid, ctl, ep))
-    else:
-        result = (child.aid, ctl, ep)
-        k.executors.start(child, plan, lambda err: k.complete_async(op, None if err else result, err))
+        done(None)
     return op.handle
 
 
@@ -183,7 +186,7 @@ def sys_agent_upgrade(k: Kernel, a: Agent, slot: Any, entry: Any) -> None:
     t = _target(a, slot, Rights.NONE)
     if t is not a:
         _target(a, slot, Rights.SUPERVISOR)
-    lifecycle.upgrade(k, t, entry)
+    lifecycle.upgrade(k, a, t, entry)
 
 
 def sys_agent_specialize(

@@ -350,8 +350,13 @@ class Zygote:
     """Kernel-side handle on a zygote process (asyncio; works with uvloop)."""
 
     def __init__(
-        self, *, on_exit: ExitCallback | None = None, on_security: SecurityCallback | None = None
+        self,
+        *,
+        on_exit: ExitCallback | None = None,
+        on_security: SecurityCallback | None = None,
+        scrub_env: bool = True,
     ) -> None:
+        self.scrub_env = scrub_env  # False only for the security mutants
         self.on_exit = on_exit
         self.on_security = on_security
         self.proc: subprocess.Popen[bytes] | None = None
@@ -364,10 +369,10 @@ class Zygote:
 
     async def start(self, python: str = sys.executable) -> None:
         loop = asyncio.get_running_loop()
+        from aios.sandbox.environment import agent_environment
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(os.environ)
-        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join([src, *[p for p in sys.path if p]])
+        env = agent_environment(scrub=self.scrub_env)  # agents fork from here: no secrets
         self.proc = subprocess.Popen(
             [python, "-m", "aios.sandbox.zygote", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],

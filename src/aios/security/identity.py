@@ -61,7 +61,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from aios.errors import IntegrityError, InvalidArgument, NoSuchObject
 from aios.security import pqc
 from aios.security.audit.checkpoint import TrustedKey, note_key_hash
-from aios.security.paths import keys_dir
+from aios.security.paths import keys_dir, private_dir, private_file
 
 ALG: Final = "mldsa65"
 MAGIC: Final = b"AIOSKEY1"
@@ -223,8 +223,7 @@ class Keystore:
         self.notice = ""
         if passphrase is not None and (not isinstance(passphrase, bytes) or not passphrase):
             raise InvalidArgument("passphrase must be non-empty bytes")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o700)
+        private_dir(self.dir)
         meta_path = self.dir / "keystore.json"
         if meta_path.exists():
             self._kek = self._open_existing(json.loads(meta_path.read_text()), passphrase)
@@ -258,8 +257,7 @@ class Keystore:
         nonce = os.urandom(12)
         meta["check"] = _b64(nonce + AESGCM(kek).encrypt(nonce, CHECK_PLAINTEXT, b"check"))
         _write_private(meta_path, json.dumps(meta, indent=1).encode())
-        (self.dir / "node.id").write_text(os.urandom(8).hex() + "\n")
-        os.chmod(self.dir / "node.id", 0o600)
+        private_file(self.dir / "node.id").write_text(os.urandom(8).hex() + "\n")
         self.created = True
         return kek
 

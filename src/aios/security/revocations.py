@@ -22,10 +22,13 @@ _RID = re.compile(r"^[0-9a-f]{32}$")
 
 class RevocationList:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        from aios.security.paths import private_dir, private_file
+
+        private_dir(path.parent)
+        self.path = private_file(path)
         self._db = sqlite3.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
+        private_file(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS revoked ("
             " rid TEXT PRIMARY KEY, at REAL NOT NULL, reason TEXT NOT NULL DEFAULT '')"

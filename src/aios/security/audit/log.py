@@ -117,9 +117,13 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
             raise InvalidArgument(f"no audit log at {path}")
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from aios.security.paths import private_dir, private_file
+
+        private_dir(path.parent)
+        private_file(path)  # 0600 before SQLite opens it: its -wal and -shm take the same mode
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
+        private_file(path)
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA synchronous=FULL")
     return conn
