@@ -43,6 +43,8 @@ import heapq
 import inspect
 import itertools
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -163,9 +165,18 @@ class Kernel:
         self.async_ops: dict[int, AsyncOp] = {}
         self._async_by_owner: dict[int, set[int]] = {}  # aid -> its outstanding handles
         self.external = 0  # agents parked on asyncio futures or threads
+        # backpressure (the audit log): agents to hold at the end of their current
+        # syscall, and how many are held now (their results wait with them)
+        self.throttled: set[int] = set()
+        self.holding = 0
         self.current: Agent | None = None
         self.stopping = False
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None  # the thread running run(), while it runs
+        self._armed: int | None = None  # the deadline run() sleeps until (None: forever)
+        self._sleeping = False  # run() is parked on _wakeup
+        self._posted: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._executor: Any = None
         self.stats = {"syscalls": 0, "dispatches": 0, "panics": 0, "faults": 0}
         # optional per-syscall observer (behavioral analysis): fn(agent, sysno, errno)
@@ -292,9 +303,39 @@ class Kernel:
     # -- time and timers -------------------------------------------------------
 
     def call_at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> list[Any]:
+        """Run ``fn(*args)`` on the kernel thread at kernel time ``t_ns``; returns the
+        entry :meth:`cancel_timer` takes.  Callable from any thread: if the loop is
+        asleep past ``t_ns`` it is woken, so the timer fires on an idle kernel too."""
         entry = [t_ns, next(self._timer_seq), fn, args]
+        tid = self._thread_id
+        if tid is not None and tid != threading.get_ident():
+            self.post(heapq.heappush, self._timers, entry)  # the heap is the kernel thread's
+            return entry
         heapq.heappush(self._timers, entry)
+        if self._sleeping and (self._armed is None or t_ns < self._armed):
+            self._kick()
         return entry
+
+    def post(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the kernel thread soon (safe from any thread)."""
+        self._posted.append((fn, args))
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._kick)
+            except RuntimeError:  # the loop has closed; run() is gone
+                pass
+
+    def _run_posted(self) -> None:
+        posted = self._posted
+        while posted:
+            fn, args = posted.popleft()
+            try:
+                fn(*args)
+            except Exception as e:
+                self.stats["panics"] += 1
+                log.error("posted kernel call %r failed: %r", fn, e, exc_info=e)
+                self.publish("kernel.panic", 0, call=getattr(fn, "__qualname__", repr(fn)), error=repr(e))
 
     @staticmethod
     def cancel_timer(entry: list[Any] | None) -> None:
@@ -368,6 +409,8 @@ class Kernel:
                 self.calls.pop(d[1], None)
             elif d[0] == "sync":  # timed out or killed while waiting on a sync object
                 self.sync.cancel(a.aid)
+            elif d[0] == "held":
+                self.holding -= 1
 
     def wake(self, w: Wait, value: Any = None, exc: AIOSError | None = None) -> None:
         if w.done:
@@ -412,6 +455,29 @@ class Kernel:
         w = self._wakeup
         if w is not None and not w.is_set():
             w.set()
+
+    # -- backpressure ---------------------------------------------------------
+
+    def throttle(self, aid: int) -> None:
+        """Hold agent ``aid`` at the end of its current (or next) syscall until
+        :meth:`unthrottle`; its syscall's result is delivered then."""
+        self.throttled.add(aid)
+
+    def unthrottle(self, aid: int) -> None:
+        self.throttled.discard(aid)
+        a = self.find(aid)
+        if a is None:
+            return
+        w = a.wait
+        if w is not None and not w.done and type(w.data) is tuple and w.data and w.data[0] == "held":
+            self.wake(w, w.data[1], w.data[2])
+
+    def hold(self, a: Agent, value: Any, exc: BaseException | None) -> None:
+        """Park ``a`` (running, its syscall done) with the syscall's result until released."""
+        w = Wait(a, None, ("held", value, exc))
+        a.wait = w
+        self.holding += 1
+        self.agents.transition(a, "block")
 
     # -- events ---------------------------------------------------------------
 
@@ -497,6 +563,7 @@ class Kernel:
         ent = a.sched
         charge = self.sched.charge
         observer = self.observer
+        throttled = self.throttled
         val = a.pending
         exc = a.pending_exc
         a.pending = None
@@ -546,6 +613,9 @@ class Kernel:
                     if observer is not None:
                         observer(a, sysno, exc.code if exc is not None else 0)
                     if val is BLOCK or a.status is not RUNNING:
+                        return
+                    if throttled and a.aid in throttled:
+                        self.hold(a, val, exc)
                         return
                 elif isinstance(trap, asyncio.Future):
                     self._park_on_future(a, trap)
@@ -622,6 +692,8 @@ class Kernel:
 
     def run_batch(self, budget: int = params.LOOP_BATCH) -> int:
         """Dispatch up to ``budget`` agents; returns how many ran."""
+        if self._posted:
+            self._run_posted()
         self._fire_timers()
         pick = self.sched.pick
         n = 0
@@ -642,16 +714,18 @@ class Kernel:
     async def run(self, *, until_idle: bool = False) -> None:
         """Drive agents until stopped (or, with ``until_idle``, until nothing can happen)."""
         self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
         try:
             while not self.stopping:
                 if self.run_batch():
                     await asyncio.sleep(0)
                     continue
                 nxt = self.next_timer_ns()
-                outside = self.external + self.executors.busy()
+                outside = self.external + self.executors.busy() + self.holding
                 if until_idle and nxt is None and outside == 0 and len(self.sched) == 0:
                     await asyncio.sleep(0)
-                    if len(self.sched) == 0 and self.external + self.executors.busy() == 0:
+                    if len(self.sched) == 0 and self.external + self.executors.busy() + self.holding == 0:
                         break
                     continue
                 if self.clock.virtual and nxt is not None and outside == 0:
@@ -661,14 +735,20 @@ class Kernel:
                     continue
                 timeout = None if nxt is None else max(0.0, (nxt - self.now()) / 1e9)
                 self._wakeup.clear()
-                if len(self.sched):
+                if len(self.sched) or self._posted:
                     continue
+                self._armed = nxt
+                self._sleeping = True
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
                 except TimeoutError:
                     pass
+                finally:
+                    self._sleeping = False
         finally:
             self._wakeup = None
+            self._loop = None
+            self._thread_id = None
 
     def stop(self) -> None:
         self.stopping = True
