@@ -287,11 +287,13 @@ class CapabilityDerivationTree:
         return self._spaces[holder]
 
     def drop_space(self, holder: int) -> None:
-        cs = self._spaces.pop(holder, None)
+        cs = self._spaces.get(holder)
         if cs is None:
             return
         for cap in list(cs.caps()):
             self.delete(cap)
+        del self._spaces[holder]
+        cs.clear()
 
     # -- derivation ----------------------------------------------------------
 
@@ -554,6 +556,11 @@ class CapabilitySpace:
             missing = rights_names(Rights(need & ~cap.rights))
             raise PermissionDenied(f"slot {slot} lacks {', '.join(missing)}")
         return cap
+
+    def clear(self) -> None:
+        """Forget every slot (the space's holder is gone; its capabilities were deleted)."""
+        self._slots = []
+        self._free = []
 
     def caps(self) -> Iterator[Capability]:
         for c in self._slots:

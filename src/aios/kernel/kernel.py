@@ -61,7 +61,7 @@ from aios.errors import (
     TimedOut,
 )
 from aios.kernel import params
-from aios.kernel.agents import Agent, AgentState, AgentTable
+from aios.kernel.agents import Agent, AgentState, AgentTable, DeadAgent
 from aios.kernel.capabilities import (
     Capability,
     CapabilityDerivationTree,
@@ -157,6 +157,7 @@ class Kernel:
         self.loader = loader
         self.table: list[Callable[..., Any] | None] = build_table()
         self._timers: list[list[Any]] = []  # [time, seq, fn, args]; fn -> _noop when cancelled
+        self._cancelled = 0  # cancelled entries still in the heap
         self._timer_seq = itertools.count()
         self._msg_seq = itertools.count(1)
         self._call_seq = itertools.count(1)
@@ -199,6 +200,7 @@ class Kernel:
         """The kernel's own capability space (holder 0) and init (agent 1)."""
         self.kspace = self.cdt.new_space(0)
         self.directory: dict[str, Capability] = {}
+        self._dir_names: dict[Capability, str] = {}  # directory capability -> its name
         dir_obj = self.cdt.new_object(ObjKind.DIRECTORY, self.directory)
         topic_obj = self.cdt.new_object(ObjKind.TOPIC, "")
         auth_obj = self.cdt.new_object(ObjKind.AUTHORITY, None)
@@ -225,6 +227,7 @@ class Kernel:
         from aios.kernel.ipc import Mailbox
 
         aobj = self.cdt.new_object(ObjKind.AGENT, a)
+        a.obj = aobj
         self.cdt.root(a.cspace, aobj, Rights.READ)  # slot 0
         a.mailbox = Mailbox(a.aid)
         mobj = self.cdt.new_object(ObjKind.ENDPOINT, a.mailbox, self._mailbox_destroyed)
@@ -237,7 +240,7 @@ class Kernel:
         return cs.get(slot)
 
     def agent_object(self, a: Agent) -> KObject:
-        obj: KObject = self.cap_of(a, SLOT_SELF).obj
+        obj: KObject = a.obj
         return obj
 
     def mailbox_object(self, a: Agent) -> KObject:
@@ -288,6 +291,10 @@ class Kernel:
 
     def _release(self, cap: Capability, charges: list[Charge]) -> None:
         """The CDT invalidated ``cap``: undo what it paid for and its mappings."""
+        if cap.holder == 0 and self._dir_names:
+            name = self._dir_names.pop(cap, None)  # a registered endpoint whose owner is gone
+            if name is not None and self.directory.get(name) is cap:
+                del self.directory[name]
         holder = self.agents._agents.get(cap.holder) if cap.holder else None
         if holder is not None and holder.pt is not None and cap.obj.kind in (ObjKind.MEMORY, ObjKind.POOL):
             holder.pt.unmap_cap(cap)
@@ -337,10 +344,19 @@ class Kernel:
                 log.error("posted kernel call %r failed: %r", fn, e, exc_info=e)
                 self.publish("kernel.panic", 0, call=getattr(fn, "__qualname__", repr(fn)), error=repr(e))
 
-    @staticmethod
-    def cancel_timer(entry: list[Any] | None) -> None:
-        if entry is not None:
+    def cancel_timer(self, entry: list[Any] | None) -> None:
+        """Cancel a timer: it stays in the heap, inert, and lets go of its arguments
+        (a wait, and through it an agent).  Many cancelled entries compact the heap."""
+        if entry is not None and entry[2] is not _noop:
             entry[2] = _noop
+            entry[3] = ()
+            self._cancelled += 1
+            if self._cancelled > 1024 and self._cancelled * 2 > len(self._timers):
+                tid = self._thread_id
+                if tid is None or tid == threading.get_ident():
+                    self._timers = [e for e in self._timers if e[2] is not _noop]
+                    heapq.heapify(self._timers)
+                    self._cancelled = 0
 
     def _fire_timers(self) -> None:
         timers = self._timers
@@ -349,6 +365,9 @@ class Kernel:
         now = self.now()
         while timers and timers[0][0] <= now:
             _, _, fn, args = heapq.heappop(timers)
+            if fn is _noop:
+                self._cancelled -= 1
+                continue
             try:
                 fn(*args)
             except Exception as e:
@@ -360,6 +379,7 @@ class Kernel:
         timers = self._timers
         while timers and timers[0][2] is _noop:
             heapq.heappop(timers)
+            self._cancelled -= 1
         nxt = timers[0][0] if timers else None
         sched_next = self.sched.next_event_ns()
         if sched_next is not None and (nxt is None or sched_next < nxt):
@@ -790,6 +810,8 @@ class Kernel:
     def _terminate(self, a: Agent, how: str) -> None:
         if not a.alive:
             return
+        a.how = how
+        self.throttled.discard(a.aid)
         if a.wait is not None:
             w = a.wait
             self._end_wait(w)
@@ -864,7 +886,40 @@ class Kernel:
         if a.status is AgentState.ZOMBIE:
             self.agents.transition(a, "reap")
             self.agents.forget(a)
+            self._release_record(a)
         return status
+
+    def _release_record(self, a: Agent) -> None:
+        """The zombie was reaped: let go of everything that still reaches its record.
+
+        Capabilities that name the agent (its parent's control capability, copies
+        granted to others) stay where they are, but their object now holds only the
+        exit record (:class:`~aios.kernel.agents.DeadAgent`), so the record, its
+        capability space, mailbox and coroutine are freed.  Agent ids are never
+        reused (the table counts up), so such a capability can never name a
+        different agent.  Control capabilities held by init, which runs no code
+        and so could never use or delete them, are deleted."""
+        obj = a.obj
+        if obj is not None:
+            obj.payload = DeadAgent(a.aid, a.name, a.how, _plain(a.exit_status), a.fault,
+                                    self.executors.usage(a.aid))
+        ictl = self.init.cspace
+        for cap in list(a.controls):
+            if cap.valid and cap.holder == self.init.aid and ictl is not None:
+                self.cdt.delete(cap)
+        a.controls = ()
+        self.executors.forget(a.aid)
+        a.cspace = None
+        a.pt = None
+        a.mailbox = None
+        a.sched = None
+        a.coro = None
+        a.entry = None
+        a.executor = None
+        a.wait = None
+        a.reply_wait = None
+        a.state = {}
+        a.subs = None
 
     # -- hosting -----------------------------------------------------------------
 
@@ -904,6 +959,30 @@ class Kernel:
                 "events": SLOT_EVENTS,
                 "parent": SLOT_PARENT,
             },
+        }
+
+    def object_counts(self) -> dict[str, int]:
+        """Sizes of every kernel table that grows with agents (the leak check)."""
+        spaces = self.cdt._spaces
+        return {
+            "agents": len(self.agents),
+            "agents_live": self.agents.live,
+            "cspaces": len(spaces),
+            "capabilities": sum(len(cs) for cs in spaces.values()),
+            "timers": len(self._timers),
+            "calls": len(self.calls),
+            "async_ops": len(self.async_ops),
+            "async_owners": len(self._async_by_owner),
+            "subscriptions": len(self.bus._subs),
+            "directory": len(self.directory),
+            "sync_tasks": len(self.sync._tasks),
+            "sync_objects": len(self.sync._objs),
+            "supervised": len(self.supervision.records),
+            "remote_live": len(self.executors.live),
+            "wasm_fuel": len(self.executors.fuel),
+            "throttled": len(self.throttled),
+            "held": self.holding,
+            "posted": len(self._posted),
         }
 
     def find(self, aid: int) -> Agent | None:

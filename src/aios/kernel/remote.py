@@ -192,6 +192,20 @@ class ExecutorHost:
         self.fuel: dict[int, int] = {}  # Wasm agents: fuel consumed (their CPU time)
         self.require_all_protections = True
 
+    def usage(self, aid: int) -> dict[str, Any] | None:
+        """What a Wasm agent consumed (its fuel is its CPU time), for its exit record."""
+        fuel = self.fuel.get(aid)
+        if fuel is None:
+            return None
+        from aios.sandbox.wasm import DEFAULT_FUEL_PER_CPU_S
+
+        return {"class": "wasm", "fuel": fuel, "runtime_ns": fuel * 1_000_000_000 // DEFAULT_FUEL_PER_CPU_S}
+
+    def forget(self, aid: int) -> None:
+        """Agent ``aid`` was reaped: drop what the host kept about it."""
+        self.live.discard(aid)
+        self.fuel.pop(aid, None)
+
     def busy(self) -> int:
         """How many remote agents could still trap (the kernel is not idle while > 0)."""
         return len(self.live)
