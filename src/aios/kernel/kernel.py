@@ -43,6 +43,7 @@ import heapq
 import inspect
 import itertools
 import logging
+import operator
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -61,6 +62,7 @@ from aios.errors import (
     TimedOut,
 )
 from aios.kernel import params
+from aios.kernel.accounts import Ledger
 from aios.kernel.agents import Agent, AgentState, AgentTable, DeadAgent
 from aios.kernel.capabilities import (
     Capability,
@@ -148,6 +150,7 @@ class Kernel:
         self.now: Callable[[], int] = self.clock.now_ns
         self.agents = AgentTable()
         self.cdt = CapabilityDerivationTree(self.now, self._release)
+        self.ledger = Ledger(self.cdt, self._authority_of)  # kernel buffers charged to agents
         self.arena = Arena(arena_bytes)
         self.bus = EventBus(self.now, on_queue=self._event_queued)
         self.sched: Any = scheduler or Scheduler(self.clock)
@@ -247,6 +250,17 @@ class Kernel:
         obj: KObject = self.cap_of(a, SLOT_MAILBOX).obj
         return obj
 
+    def _authority_of(self, aid: int) -> Capability | None:
+        """The authority capability an agent's kernel buffers are charged to (slot 2)."""
+        a = self.agents._agents.get(aid)
+        if a is None or a.cspace is None:
+            return None
+        try:
+            cap: Capability = a.cspace.get(SLOT_AUTHORITY)
+        except AIOSError:
+            return None
+        return cap if cap.obj.kind is ObjKind.AUTHORITY else None
+
     def new_region(self, auth: Capability, nbytes: int) -> KObject:
         from aios.kernel.memory import pages_for
 
@@ -287,7 +301,25 @@ class Kernel:
             self.wake(w, exc=gone)
         for w in mb.recv_waiters.drain():
             self.wake(w, exc=gone)
+        self.refund_messages(mb.q)
         mb.q.clear()
+
+    def refund_messages(self, msgs: Any) -> None:
+        """Messages left a mailbox queue: their senders get back what they were charged."""
+        if not msgs:
+            return
+        cost = params.MSG_COST
+        senders = set(map(_SENDER, msgs))
+        if len(senders) == 1:  # a batch from one sender: no per-message Python loop
+            self.ledger.give(senders.pop(), sum(map(len, map(_PAYLOAD, msgs))) + cost * len(msgs))
+            return
+        by: dict[int, int] = {}
+        for m in msgs:
+            s = m.sender
+            by[s] = by.get(s, 0) + len(m.payload) + cost
+        give = self.ledger.give
+        for s, n in by.items():
+            give(s, n)
 
     def _release(self, cap: Capability, charges: list[Charge]) -> None:
         """The CDT invalidated ``cap``: undo what it paid for and its mappings."""
@@ -509,15 +541,18 @@ class Kernel:
         if q is not None:
             w = q.pop()
             if w is not None:
-                ev = sub.queue.popleft()
+                ev = sub.pop()
                 self.wake(w, ev.to_dict())
 
     # -- async operations -----------------------------------------------------
 
     def new_async(self, owner: Agent) -> AsyncOp:
-        mine = self._async_by_owner.setdefault(owner.aid, set())
-        if len(mine) >= params.ASYNC_OPS_PER_AGENT:
+        mine = self._async_by_owner.get(owner.aid)
+        if mine is not None and len(mine) >= params.ASYNC_OPS_PER_AGENT:
             raise QuotaExceeded("too many outstanding async operations")
+        self.ledger.take(owner.aid, params.ASYNC_COST)  # its pending result is a kernel buffer
+        if mine is None:
+            mine = self._async_by_owner[owner.aid] = set()
         op = AsyncOp(next(self._async_seq), owner.aid)
         self.async_ops[op.handle] = op
         mine.add(op.handle)
@@ -527,6 +562,7 @@ class Kernel:
         """Forget an async operation (its result was taken, or nobody can take it)."""
         op = self.async_ops.pop(handle, None)
         if op is not None:
+            self.ledger.give(op.owner, params.ASYNC_COST)
             mine = self._async_by_owner.get(op.owner)
             if mine is not None:
                 mine.discard(handle)
@@ -844,6 +880,7 @@ class Kernel:
         if a.auth_charge is not None:
             self.cdt.uncharge(a.auth_charge)
             a.auth_charge = None
+        self.ledger.close(a.aid)  # what it sent may still be queued elsewhere
         self._adopt_orphans(a)
         if a.aid in self.supervision.by_aid:
             self.supervision.exited(a, how)
@@ -983,6 +1020,7 @@ class Kernel:
             "throttled": len(self.throttled),
             "held": self.holding,
             "posted": len(self._posted),
+            "accounts": len(self.ledger.accounts),
         }
 
     def find(self, aid: int) -> Agent | None:
@@ -993,6 +1031,10 @@ class Kernel:
         if cap is None or not cap.valid:
             raise NoSuchObject(f"no agent registered as {name!r}")
         return cap
+
+
+_SENDER = operator.itemgetter(1)  # Message fields, for C-speed sums over a batch
+_PAYLOAD = operator.itemgetter(3)
 
 
 def _noop(*_args: Any) -> None:

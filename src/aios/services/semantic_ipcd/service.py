@@ -55,6 +55,7 @@ from aios.errors import (
     InvalidCapability,
     MessageTooLarge,
     NoSuchObject,
+    QuotaExceeded,
 )
 from aios.kernel import params
 from aios.kernel.agents import AgentState
@@ -288,7 +289,7 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             _deliver(k, a, d, view, timeout, lambda v, e: k.complete_async(op, v, e))
 
     try:
-        fab.run(job, (), decided)
+        fab.run(job, (), decided, agent=a, nbytes=len(text) + len(json.dumps(payload)))
     except AIOSError:
         k.drop_async(op.handle)
         raise
@@ -331,11 +332,16 @@ def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeou
         k.calls[cid] = (w, aid)
         if deadline is not None:
             w.timer = k.call_at(deadline, k._timeout, w)
-        if not _hand_off(k, mb, Message(next(k._msg_seq), a.aid, 0, body, cid)):
+        refused: AIOSError = Busy(f"mailbox of agent {aid} is full")
+        try:
+            queued = _hand_off(k, mb, Message(next(k._msg_seq), a.aid, 0, body, cid))
+        except QuotaExceeded as e:  # queued messages are charged to the sender
+            queued, refused = False, e
+        if not queued:
             w.done = True
             k.cancel_timer(w.timer)
             k.calls.pop(cid, None)
-            got(i, None, Busy(f"mailbox of agent {aid} is full"))
+            got(i, None, refused)
 
 
 def _finish(d: RouteDecision, view: dict[str, Any], targets: list[Any],
