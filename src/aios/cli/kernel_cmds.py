@@ -164,6 +164,12 @@ def register(app: typer.Typer) -> None:
         c = _connect()
         st = _call(c, "KERNEL_STATS")
         st["protections"] = host_protections()
+        try:  # the audit log's backlog: pending depth, its high-water mark, agents held
+            au = c.call(int(Sys.AUDIT_STATUS), ())
+            st["audit"] = {key: au.get(key) for key in ("pending", "pending_max", "pending_capacity",
+                                                        "held", "holds", "acknowledged", "size")}
+        except AIOSError as e:
+            st["audit"] = f"unavailable: {e.message}"
         try:  # the memory fabric's embedder (loaded on first use)
             fab = c.call(int(Sys.GET_ASYNC_RESULT), (c.call(int(Sys.MEMD_STATS), (None,)), 60.0))
             st["embedder"] = f"{fab['embedder']} ({fab['dim']}-d): {fab['embedder_reason']}"

@@ -225,6 +225,7 @@ def spawn(
             k.start_coroutine(a, k.boot_info(a))
         ctl = k.cdt.root(parent.cspace, k.agent_object(a), PARENT_CONTROL)
         ep = k.cdt.derive(k.cap_of(a, 1), parent.cspace, Rights.WRITE | Rights.GRANT, badge=parent.aid)
+        a.controls = (ctl,)
     except BaseException:
         if a is not None:
             _undo_create(k, a)

@@ -132,7 +132,8 @@ class RemoteAgents:
             if err.category is Category.CAPABILITY:
                 k._violation(a, sysno, err)
             self._observe(a, sysno, err.code)
-            link.reply(seq, err.code, err.message)
+            if not self._held(a, link, seq, None, err):
+                link.reply(seq, err.code, err.message)
             return
         except Exception as err:
             panic = k._handler_failure(h, a, args, err)
@@ -141,6 +142,8 @@ class RemoteAgents:
         finally:
             k.current = None
         self._observe(a, sysno, 0)
+        if val is not BLOCK and self._held(a, link, seq, val, None):
+            return
         if val is BLOCK:
             if a.status is AgentState.BLOCKED:
                 link.blocked_seq = seq
@@ -150,6 +153,16 @@ class RemoteAgents:
             # exited / killed itself: no reply; the stream is closed by terminate
             return
         link.reply(seq, 0, to_wire(val))
+
+    def _held(self, a: Agent, link: Link, seq: int, val: Any, exc: AIOSError | None) -> bool:
+        """Backpressure: hold the reply (and so the agent) while it is throttled.
+        A Wasm host call cannot wait, so Wasm agents are never held."""
+        k = self.k
+        if not k.throttled or a.aid not in k.throttled or a.kind == "wasm" or a.status is not AgentState.RUNNING:
+            return False
+        link.blocked_seq = seq
+        k.hold(a, val, exc)
+        return True
 
     def _observe(self, a: Agent, sysno: int, errno: int) -> None:
         obs = self.k.observer
@@ -179,6 +192,20 @@ class ExecutorHost:
         self.fuel: dict[int, int] = {}  # Wasm agents: fuel consumed (their CPU time)
         # mechanisms switched off by aios.kernel.confinement.weaken_for_tests (tests only)
         self.test_disable: frozenset[str] = frozenset()
+
+    def usage(self, aid: int) -> dict[str, Any] | None:
+        """What a Wasm agent consumed (its fuel is its CPU time), for its exit record."""
+        fuel = self.fuel.get(aid)
+        if fuel is None:
+            return None
+        from aios.sandbox.wasm import DEFAULT_FUEL_PER_CPU_S
+
+        return {"class": "wasm", "fuel": fuel, "runtime_ns": fuel * 1_000_000_000 // DEFAULT_FUEL_PER_CPU_S}
+
+    def forget(self, aid: int) -> None:
+        """Agent ``aid`` was reaped: drop what the host kept about it."""
+        self.live.discard(aid)
+        self.fuel.pop(aid, None)
 
     def busy(self) -> int:
         """How many remote agents could still trap (the kernel is not idle while > 0)."""

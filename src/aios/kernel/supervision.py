@@ -95,6 +95,17 @@ class Supervision:
                 cause = FaultCause.EXCEPTION
         status = 0 if how == "exited" else 1
         self._run(self.core.handle(Exited(stable, self.k.now(), cause, status, a.fault or "")))
+        self._forget_if_stopped(stable)
+
+    def _forget_if_stopped(self, stable: int) -> None:
+        """A supervised agent that will not be restarted leaves no record behind
+        (a failed one stays until an operator resets it)."""
+        from aios.services.agentsupervisor.core import State
+
+        child = self.core.children.get(stable)
+        if child is not None and child.state is State.STOPPED:
+            self.core.remove_child(stable)
+            self.records.pop(stable, None)
 
     def _run(self, actions: list[Any]) -> None:
         from aios.services.agentsupervisor import core as sv
@@ -133,6 +144,8 @@ class Supervision:
         parent = k.find(rec.parent) if rec is not None else None
         if rec is None or parent is None or not parent.alive or not rec.auth.valid:
             k.publish("agent.supervision.failed", stable, agent=stable, reason="parent or authority gone")
+            self.core.remove_child(stable)  # nobody is left to restart it for
+            self.records.pop(stable, None)
             return
         try:
             plan = SpawnPlan(parent, rec.auth, rec.opts)

@@ -292,19 +292,16 @@ def test_checkpoint_verifier_rejections(tmp_path: Path, node: NodeIdentity) -> N
 
 
 class _FlakyConn:
-    """Fails the first executemany (a disk error mid-commit)."""
+    """Fails the first INSERT (a disk error mid-commit)."""
 
     def __init__(self, real: sqlite3.Connection) -> None:
         self.real, self.failed = real, False
 
-    def execute(self, *args: object) -> object:
-        return self.real.execute(*args)  # type: ignore[arg-type]
-
-    def executemany(self, sql: str, rows: object) -> object:
-        if not self.failed:
+    def execute(self, sql: str, *args: object) -> object:
+        if not self.failed and sql.startswith("INSERT"):
             self.failed = True
             raise sqlite3.OperationalError("disk I/O error")
-        return self.real.executemany(sql, rows)  # type: ignore[arg-type]
+        return self.real.execute(sql, *args)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.real.close()

@@ -44,6 +44,7 @@ one lock guards the buffer and the connection.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import struct
 import threading
@@ -81,6 +82,25 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, ts_ns INTEGER N
 """
 
 _pack_idx = struct.Struct(">Q").pack
+INSERT_CHUNK: Final = 256  # rows per INSERT statement in a commit
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, width: int, rows: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"INSERT INTO {table} VALUES " + ", ".join([one] * rows)
+
+
+def _insert_rows(c: sqlite3.Connection, table: str, width: int, rows: Sequence[tuple[object, ...]]) -> None:
+    """Insert ``rows`` with one statement per :data:`INSERT_CHUNK` of them.
+
+    ``executemany`` steps SQLite once per row, and the sqlite3 module gives up
+    the GIL around every step: with a busy kernel thread holding the GIL, each
+    re-acquisition can wait a whole switch interval, and the commit thread
+    falls behind (a convoy).  Multi-row statements step once per chunk."""
+    for i in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[i : i + INSERT_CHUNK]
+        c.execute(_insert_sql(table, width, len(chunk)), [v for row in chunk for v in row])
 
 
 def leaf_data(index: int, record: bytes) -> bytes:
@@ -281,8 +301,8 @@ class AuditLog:
             try:
                 c.execute("BEGIN IMMEDIATE")
                 try:
-                    c.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?)", leaves)
-                    c.executemany("INSERT INTO nodes VALUES (?, ?, ?)", nodes)
+                    _insert_rows(c, "leaves", 6, leaves)
+                    _insert_rows(c, "nodes", 3, nodes)
                     if cp_text is not None:
                         c.execute(
                             "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)",

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import AIOSError, Busy, Cancelled, KernelPanic
+from aios.kernel.accounts import payload_bytes
 
 if TYPE_CHECKING:
     from aios.kernel.agents import Agent
@@ -142,11 +143,20 @@ class MemoryFabric:
     # -- kernel side -----------------------------------------------------------
 
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...],
-            on_done: Callable[[Any, AIOSError | None], None]) -> None:
-        """Run ``fn(*args)`` on the worker; ``on_done(value, error)`` on the kernel thread."""
+            on_done: Callable[[Any, AIOSError | None], None], *,
+            agent: Agent | None = None, nbytes: int = 0) -> None:
+        """Run ``fn(*args)`` on the worker; ``on_done(value, error)`` on the kernel thread.
+
+        A request in flight is a kernel buffer: ``JOB_COST + nbytes`` is charged to
+        ``agent``'s memory quota until it is done (QuotaExceeded if it does not fit)."""
+        from aios.kernel.params import JOB_COST
+
         k = self.k
         if self.closed:
             raise Busy("the memory fabric is shut down")
+        cost = JOB_COST + nbytes
+        owner = agent.aid if agent is not None else 0
+        k.ledger.take(owner, cost)
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._pool, self._job, fn, args)
         k.external += 1
@@ -154,6 +164,7 @@ class MemoryFabric:
 
         def done(f: asyncio.Future[Any]) -> None:
             k.external -= 1
+            k.ledger.give(owner, cost)
             value: Any = None
             err: AIOSError | None = None
             if f.cancelled():
@@ -173,7 +184,7 @@ class MemoryFabric:
 
     def submit(self, a: Agent, fn: Callable[..., Any], *args: Any,
                then: Callable[[Any], Any] | None = None,
-               undo: Callable[[], None] | None = None) -> int:
+               undo: Callable[[], None] | None = None, nbytes: int = 0) -> int:
         """Start a job for agent ``a``; returns the async handle its result completes.
 
         ``then`` maps the worker's result on the kernel thread (may raise a taxonomy
@@ -196,7 +207,7 @@ class MemoryFabric:
                 k.complete_async(op, value)
 
         try:
-            self.run(fn, args, finish)
+            self.run(fn, args, finish, agent=a, nbytes=nbytes + payload_bytes(args))
         except AIOSError:
             k.drop_async(op.handle)
             if undo is not None:
