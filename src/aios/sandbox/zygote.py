@@ -61,6 +61,7 @@ from aios.sandbox.process import (
 
 PR_SET_CHILD_SUBREAPER = 36
 CTRL_MAX = 256 * 1024
+RECV_TIMEOUT_S = 0.05
 
 
 def _pack(obj: Any) -> bytes:
@@ -80,7 +81,7 @@ def _child_main(spec: AgentSpec, chan_fd: int, notify_fd: int) -> None:
     status = 1
     try:
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGALRM):
             signal.signal(s, signal.SIG_DFL)
         keep = {0, 1, 2, chan_fd, notify_fd}
         for name in os.listdir("/proc/self/fd"):
@@ -139,6 +140,7 @@ class _ZygoteLoop:
         self.wake_r = r
         signal.set_wakeup_fd(w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGALRM, lambda *_: None)  # interrupts a notification receive
 
     def send(self, *msg: Any) -> None:
         with contextlib.suppress(OSError):
@@ -220,6 +222,10 @@ class _ZygoteLoop:
 
     def on_listener(self, fd: int) -> None:
         pid = self.listeners.get(fd, 0)
+        # select said a notification was pending, but it is withdrawn if the calling task
+        # dies first, and the receive then blocks (O_NONBLOCK does not apply to it): a
+        # timer interrupts it (EINTR) so no agent can stall the zygote that way
+        signal.setitimer(signal.ITIMER_REAL, RECV_TIMEOUT_S)
         try:
             n = seccomp.receive(fd)
         except OSError as exc:
@@ -230,6 +236,8 @@ class _ZygoteLoop:
                 return
             self.drop_listener(fd)
             return
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         with contextlib.suppress(OSError):
             seccomp.respond(fd, n.id, _errno.EPERM)
         agent = self.children.get(pid, (-1, ""))[0]
