@@ -155,6 +155,7 @@ def install(k: Kernel, cfg: BootConfig) -> None:
         node = open_node_security(
             home, cfg.passphrase,
             boot_steps=measure_boot_steps(_config_bytes(cfg), engine.compiled.digest),
+            accept_broken_log=cfg.accept_broken_log,
         )
         ks.node = node
         ks.audit = AuditPump(k, node, cfg.audit_flush_ms)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.errors import IntegrityError, InvalidArgument, StorageError
 from aios.security import pqc
 from aios.security.audit import merkle
 from aios.security.audit.checkpoint import CheckpointPolicy, TrustedKey, parse, verify_checkpoint
@@ -311,7 +311,7 @@ def test_failed_commit_keeps_the_batch_for_retry(tmp_path: Path, node: NodeIdent
     log = AuditLog(tmp_path / "a.db", ORIGIN, node, batch_max=100)
     fill(log, 5)
     log._conn = _FlakyConn(log._conn)  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StorageError, match="disk I/O error"):
         log.commit()
     assert log.acknowledged_size == 0 and log.pending == 5
     fill(log, 2, 5)

@@ -77,6 +77,9 @@ DEFAULT_NS_BYTES = 16 << 20
 MAX_NS_ITEMS = 1_000_000
 MAX_NS_BYTES = 1 << 30
 
+MEMORY_HINT = ("stop the kernel and restore the memory directory from a backup, or move memory.sqlite "
+               "aside to start with empty memory (vector indexes are rebuilt from it)")
+
 _PROCESS_LOCK = threading.Lock()  # embedders are process-wide and not thread-safe
 _FABRICS: weakref.WeakKeyDictionary[Kernel, MemoryFabric] = weakref.WeakKeyDictionary()
 
@@ -227,10 +230,16 @@ class MemoryFabric:
             self._pool.submit(self._job, fn, args)
 
     def _as_error(self, exc: BaseException) -> AIOSError:
+        """The storage edge of the memory store: a damaged or unreadable store is
+        ``StorageError`` (naming the file and what to do), never ``KernelPanic``."""
         if isinstance(exc, AIOSError):
             return exc
-        if isinstance(exc, sqlite3.OperationalError):
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
             return Busy(f"memory store: {exc}")
+        if isinstance(exc, (sqlite3.Error, OSError, ValueError, EOFError)):
+            from aios.storage import storage_error
+
+            return storage_error(exc, self.directory / "memory.sqlite", "the memory store", MEMORY_HINT)
         self.k.stats["panics"] += 1
         log.error("memory fabric job failed: %r", exc, exc_info=exc)
         self.k.publish("kernel.panic", 0, handler="memoryd", error=repr(exc))
