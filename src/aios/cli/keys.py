@@ -38,9 +38,8 @@ def create(
 ) -> None:
     """Create publisher key NAME ($AIOS_HOME/keys/publishers/NAME.key, mode 0600)."""
     from aios.errors import AIOSError
-    from aios.services.agentsupervisor.image import create_key, fingerprint
-
     from aios.security.paths import aios_home, keys_dir, private_dir
+    from aios.services.agentsupervisor.image import create_key, fingerprint
 
     try:
         aios_home().mkdir(parents=True, exist_ok=True)
