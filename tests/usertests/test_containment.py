@@ -107,8 +107,6 @@ def test_isolated_agent_cannot_upgrade_an_in_process_agent() -> None:
 
 
 def test_sandboxes_do_not_inherit_the_daemons_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aios.sandbox.environment import allowed
-
     monkeypatch.setenv("AIOS_KEY_PASSPHRASE", SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
 
@@ -123,6 +121,9 @@ def test_sandboxes_do_not_inherit_the_daemons_secrets(monkeypatch: pytest.Monkey
     for ex, seen in res.items():
         assert seen["secret_seen"] is False, ex
         assert "AIOS_KEY_PASSPHRASE" not in seen["names"] and "OPENAI_API_KEY" not in seen["names"], ex
+    from aios.sandbox.environment import allowed
+
+    for ex, seen in res.items():
         assert all(allowed(n) for n in seen["names"]), (ex, seen["names"])
 
 
@@ -130,13 +131,16 @@ def test_sandboxes_do_not_inherit_the_daemons_secrets(monkeypatch: pytest.Monkey
 
 
 @pytest.fixture
-def signed(tmp_path: Path) -> dict[str, Path]:
-    from aios.security.paths import private_dir, trust_dir
+def signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    from aios.cli.keys import trust_dir
 
     traversable(tmp_path)
     home = tmp_path / "home"
+    monkeypatch.setenv("AIOS_HOME", str(home))
     key, pub = img.create_key(tmp_path / "keys", "acme")
-    (private_dir(trust_dir(home)) / "acme.toml").write_text(
+    trusted = trust_dir()  # the store `aios keys trust` writes
+    trusted.mkdir(parents=True, mode=0o700)
+    (trusted / "acme.toml").write_text(
         img.trust_entry("acme", pub.read_bytes(), capabilities=[], executors=["isolated", "inproc"]))
     image = tmp_path / "greeter"
     image.mkdir()

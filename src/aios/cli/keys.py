@@ -38,9 +38,12 @@ def create(
 ) -> None:
     """Create publisher key NAME ($AIOS_HOME/keys/publishers/NAME.key, mode 0600)."""
     from aios.errors import AIOSError
+    from aios.security.paths import aios_home, keys_dir, private_dir
     from aios.services.agentsupervisor.image import create_key, fingerprint
 
     try:
+        aios_home().mkdir(parents=True, exist_ok=True)
+        private_dir(keys_dir(aios_home()))
         key, pub = create_key(publishers_dir(), name)
     except AIOSError as exc:
         _fail(exc)
@@ -74,8 +77,10 @@ def trust(
     path = Path(pub) if pub else publishers_dir() / f"{name}.pub"
     if not path.exists():
         _fail(FileNotFoundError(f"no public key {path}"))
-    from aios.security.paths import private_dir, private_file
+    from aios.security.paths import aios_home, keys_dir, private_dir, private_file
 
+    aios_home().mkdir(parents=True, exist_ok=True)
+    private_dir(keys_dir(aios_home()))
     d = private_dir(trust_dir())
     text = trust_entry(name, path.read_bytes(), capabilities=cap, executors=executor or list(EXECUTORS),
                        max_memory_bytes=max_memory, max_cpu_seconds=max_cpu, max_processes=max_procs)  # fmt: skip
