@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow test-security-mutants lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ demo: $(STAMP)
 	$(VENV)/bin/aios demo
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not security_mutant"
+
+# every hostile test again, with the mechanism it relies on switched off: each must see its
+# attack get further (next layer's errno, or through). Fails if any does not, or if none ran.
+test-security-mutants: $(STAMP)
+	$(PY) -m pytest -m security_mutant
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test selected

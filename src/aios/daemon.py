@@ -105,7 +105,7 @@ class Console:
             self.channel.close()
 
 
-async def serve(home: Path, *, ready: asyncio.Event | None = None) -> int:
+async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken_log: bool = False) -> int:
     """Run a kernel for ``home`` until ``aios down`` or SIGTERM/SIGINT; returns an exit code."""
     from aios.host import start_kernel
 
@@ -122,7 +122,14 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None) -> int:
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
     pid_path(home).write_text(f"{os.getpid()}\n")
-    k = start_kernel(home=home)
+    try:
+        k = start_kernel(home=home, accept_broken_log=accept_broken_log)
+    except BaseException:  # boot refused (a damaged audit log, a corrupt keystore): leave no trace
+        with contextlib.suppress(FileNotFoundError):
+            pid_path(home).unlink()
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        os.close(lock_fd)
+        raise
     k.home = home
     loop = asyncio.get_running_loop()
     old_umask = os.umask(0o177)

@@ -41,12 +41,20 @@ The tree::
     │   ├── IntegrityError          EBADMSG   74  bad signature, hash or proof
     │   ├── TokenExpired            EKEYEXPIRED 127 bearer token past its expiry
     │   └── TokenRevoked            EKEYREVOKED 128 bearer token (or an ancestor) revoked
+    ├── StorageError                EIO        5  (category: storage) a file or database the kernel
+    │                                                keeps is unreadable, corrupt or full
     ├── AgentFault                  EFAULT    14  (category: fault) the agent's own code failed
     └── KernelPanic                 ENOTRECOVERABLE 131 (category: panic) a kernel invariant broke
 
 ``KernelPanic`` is never raised for anything an agent can cause; it exists so
 that a broken invariant is loud.  Bad input from an agent always maps to one
 of the other classes and leaves kernel state unchanged.
+
+``StorageError`` is what a broken disk or a damaged file becomes: every place
+that reads or writes state (the audit log, the keystore, the revocation list,
+the memory store) turns the foreign exceptions of its library (``sqlite3``,
+``json``, ``OSError``) into it in one place (:func:`aios.storage.storage_edge`),
+naming the file and what to do; its ``detail`` carries ``path`` and ``hint``.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from typing import Any, ClassVar
 
 
 class Category(StrEnum):
+    STORAGE = "storage"
     CAPABILITY = "capability"
     ARGUMENT = "argument"
     LOOKUP = "lookup"
@@ -322,6 +331,17 @@ class TokenRevoked(SecurityError):
 
     code = 128
     name = "EKEYREVOKED"
+
+
+# -- storage ---------------------------------------------------------------
+
+
+class StorageError(AIOSError):
+    """A file or database the kernel keeps could not be read or written."""
+
+    category = Category.STORAGE
+    code = 5
+    name = "EIO"
 
 
 # -- fault / panic ---------------------------------------------------------

@@ -214,3 +214,7 @@ async def import_stdlib(name: str) -> None:
         return mod.__name__
 
     await trap(ECHO, _attempt(go))
+
+
+async def read_env(name: str) -> None:
+    await trap(ECHO, os.environ.get(name, ""))

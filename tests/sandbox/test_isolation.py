@@ -345,3 +345,120 @@ def test_no_cgroup_left_behind_after_close(agent_root: str) -> None:
         pytest.skip("no writable cgroup tree")
     left = [d for base in layout.dirs.values() for pid in pids for d in base.glob(f"agent-*-{pid}")]
     assert left == []
+
+
+# -- mutants: the same attacks with their mechanism switched off must get further ------------------
+
+
+def run_weakened(off: frozenset[str], go: Callable[[StandInKernel, IsolatedExecutor], Awaitable[Any]]) -> StandInKernel:
+    """``run_collect`` with an executor that has ``off`` switched off (test-only constructor argument)."""
+    box: list[StandInKernel] = []
+
+    async def main() -> None:
+        k = StandInKernel()
+        ex = IsolatedExecutor(k.sink(), test_disable=off)
+        k.executor = ex
+        box.append(k)
+        await ex.start()
+        try:
+            await asyncio.wait_for(go(k, ex), 90)
+        finally:
+            await ex.close()
+
+    asyncio.run(main())
+    return box[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.security_mutant
+def test_mutant_landlock_off_reads_and_writes_outside(agent_root: str) -> None:
+    secret = os.path.join(agent_root, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("top secret")
+    os.chmod(secret, 0o644)
+    code = os.path.join(agent_root, "code")
+    os.makedirs(code)
+    os.chmod(code, 0o777)
+
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "read_outside", secret))
+        s = spec(2, agent_root, "write_code_dir", code)
+        await ex.spawn(AgentSpec(s.agent_id, s.entry, s.args, s.home, (HERE, code)))
+        await k.wait_exit(1)
+        await k.wait_exit(2)
+
+    k = run_weakened(frozenset({"landlock"}), go)
+    assert k.echoes[1][0][0] == "ok:'top secret'"
+    assert k.echoes[2][0][0] == "ok:1" and os.path.exists(os.path.join(code, "evil.py"))
+
+
+@pytest.mark.security_mutant
+def test_mutant_seccomp_off_lets_sockets_and_namespaces_through(agent_root: str) -> None:
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "open_sockets"))
+        await ex.spawn(spec(2, agent_root, "escape_syscalls"))
+        await ex.spawn(spec(3, agent_root, "ptrace_pid", os.getpid()))
+        for i in (1, 2, 3):
+            await k.wait_exit(i)
+
+    k = run_weakened(frozenset({"seccomp"}), go)
+    tcp, udp = k.echoes[1][0]
+    # the socket is made now; Landlock (TCP connect) and the empty network namespace (UDP) stop it
+    assert tcp == "denied:PermissionError:13" and udp == "denied:OSError:101"
+    (results,) = k.echoes[2][0]
+    assert dict((n, (r, e)) for n, r, e in results)["unshare"] == (0, 0)
+    assert k.echoes[3][0] == (-1, 1)  # ptrace: still EPERM, now from the uid check ...
+    assert not [e for e in k.events if e.trusted and e.kind == "syscall"]  # ... and nobody reported it
+
+
+@pytest.mark.security_mutant
+def test_mutant_cgroup_off_leaves_the_fork_bomb_to_rlimit(agent_root: str) -> None:
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "fork_bomb", quota=Quota(processes=8)))
+        await k.wait_echo(1)
+        ex.kill(1)
+        await k.wait_exit(1)
+
+    k = run_weakened(frozenset({"cgroup"}), go)
+    n, err = k.echoes[1][0]
+    assert err.startswith("denied:BlockingIOError") and n >= 8  # RLIMIT_NPROC is a little looser
+    assert not any(e.kind == "limit" and "process" in e.detail for e in k.events_for(1))
+
+
+@pytest.mark.security_mutant
+def test_mutant_rlimits_off_leaves_memory_to_the_cgroup_and_cpu_unbounded(agent_root: str) -> None:
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "allocate", 2048, quota=Quota(memory_bytes=256 << 20)))
+        await ex.spawn(spec(2, agent_root, "spin", quota=Quota(cpu_seconds=1)))
+        await k.wait_exit(1, timeout=60)
+        await k.wait_echo(2)
+        pid = ex.pid(2)
+        deadline = time.monotonic() + 60
+        while cpu_seconds(pid) < 2.5 and time.monotonic() < deadline:  # RLIMIT_CPU would end it at 1-2 s
+            await asyncio.sleep(0.05)
+        assert cpu_seconds(pid) >= 2.5 and 2 not in k.exits
+        ex.kill(2)
+        await k.wait_exit(2)
+
+    k = run_weakened(frozenset({"rlimits"}), go)
+    assert k.echoes[1] == []  # no MemoryError reached the agent: the OOM killer ended it
+    assert k.exits[1].cause is FaultCause.SIGNAL and k.exits[1].signal == 9
+    assert any(e.kind == "limit" and "memory" in e.detail for e in k.events_for(1))
+    assert k.exits[2].cause is FaultCause.KILLED
+
+
+@pytest.mark.security_mutant
+def test_mutant_env_off_leaks_the_kernels_environment(agent_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOS_KEY_PASSPHRASE", "s3cret")
+
+    async def go(k: StandInKernel, ex: IsolatedExecutor) -> None:
+        await ex.spawn(spec(1, agent_root, "read_env", "AIOS_KEY_PASSPHRASE"))
+        await k.wait_exit(1)
+
+    assert run_weakened(frozenset({"env"}), go).echoes[1] == [("s3cret",)]
+    assert run_collect(go).echoes[1] == [("",)]  # and scrubbed when on

@@ -9,6 +9,7 @@ import pytest
 
 from aios.errors import InvalidArgument, InvalidCapability, PermissionDenied
 from aios.security.behavior import (
+    NET_ATTEMPT,
     Alert,
     BehaviorConfig,
     BehaviorMonitor,
@@ -18,10 +19,24 @@ from aios.security.behavior import (
     summarize,
 )
 
-NET_CONNECT = 40
+# A host network call refused by the sandbox: what the kernel feeds the monitor for each
+# trusted seccomp report (not an AIOS syscall number; 40 would be IPC_SEND_NOWAIT).
+NET_CONNECT = NET_ATTEMPT
 SYSCALLS = [5, 6, 7, 8, 20, 21, 30, 31]
 WEIGHTS = [30, 30, 10, 10, 5, 5, 5, 5]
-CFG = BehaviorConfig(net_sysnos=frozenset({NET_CONNECT}))
+CFG = BehaviorConfig()  # the default config counts NET_ATTEMPT as a network denial
+
+
+def test_net_attempt_is_not_an_aios_syscall_and_is_on_by_default() -> None:
+    from aios.kernel.syscalls import Sys
+
+    assert NET_ATTEMPT not in {int(s) for s in Sys}
+    assert NET_ATTEMPT in BehaviorConfig().net_sysnos
+    mon = BehaviorMonitor()
+    found: list = []
+    for i in range(8):
+        found += mon.observe(3, NET_ATTEMPT, PermissionDenied.code, 1000 * (i + 1))
+    assert any(isinstance(f, Response) and f.kind is ResponseKind.REVOKE for f in found)
 
 
 class ScriptedAgent:

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from lines import LineReader
 from typer.testing import CliRunner
 
 from aios.cli import audit as audit_cli
@@ -67,22 +68,26 @@ def test_sigkill_loses_no_acknowledged_entry(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "AIOS_HOME": str(home)}
     rng = random.Random(5)
     acks: dict[int, str] = {}
-    for _round in range(4):
-        with subprocess.Popen([sys.executable, "-c", CHILD, str(home)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as p:
+    for rnd in range(4):
+        err_path = tmp_path / f"kernel-{rnd}.err"
+        with err_path.open("w") as err, subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(home)], env=env, stdout=subprocess.PIPE, stderr=err, text=True
+        ) as p:
             assert p.stdout is not None
-            deadline = time.monotonic() + 30
+            lines = LineReader(p.stdout)
+            deadline = time.monotonic() + 60
             seen = 0
             kill_after = rng.randint(3, 40)
-            for line in p.stdout:
-                if line.startswith("ACK "):
-                    _, size, root = line.split()
-                    acks[int(size)] = root
-                    seen += 1
-                    if seen >= kill_after:
-                        break
-                assert time.monotonic() < deadline, "kernel produced no acknowledgements"
-            os.kill(p.pid, signal.SIGKILL)
+            try:
+                while seen < kill_after:
+                    line = lines.next(deadline, f"acknowledgement {seen + 1} of {kill_after} in round {rnd}")
+                    assert line is not None, f"the kernel ended before it was killed: {err_path.read_text()[-2000:]}"
+                    if line.startswith("ACK "):
+                        _, size, root = line.split()
+                        acks[int(size)] = root
+                        seen += 1
+            finally:
+                os.kill(p.pid, signal.SIGKILL)
             p.wait()
         assert p.returncode == -signal.SIGKILL, "the kernel ended before it was killed"
         r = LogReader.open(audit_db_path(home))

@@ -12,6 +12,7 @@ from aios.errors import IntegrityError, InvalidArgument, PermissionDenied
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
 from aios.sdk import Context
+from aios.security.paths import private_dir, trust_dir
 from aios.services.agentsupervisor import image as img
 
 EXAMPLES = Path(sandbox_pkg.__file__).parent / "examples"
@@ -101,9 +102,9 @@ def signed_home(tmp_path: Path) -> dict[str, Path]:
             break
         p.chmod(p.stat().st_mode | 0o011)
     home = tmp_path / "home"
-    (home / "trust").mkdir(parents=True)
+    trusted = private_dir(trust_dir(home))  # the one trust store, as `aios keys trust` writes it
     key, pub = img.create_key(tmp_path / "keys", "acme")
-    (home / "trust" / "acme.toml").write_text(
+    (trusted / "acme.toml").write_text(
         img.trust_entry("acme", pub.read_bytes(), capabilities=[], executors=["isolated", "inproc"]))
     image = tmp_path / "greeter"
     image.mkdir()

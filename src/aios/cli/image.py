@@ -106,6 +106,23 @@ def verify_cmd(
     _run(go, output, "image verify")
 
 
+@app.command("install")
+def install_cmd(image: str, output: str = OUT) -> None:
+    """Verify IMAGE and install it in the verified store ($AIOS_HOME/images/<digest>).
+
+    Agents then start it as ``image:sha256:<digest>`` or ``image:name:<name>``
+    (only the operator names images by path)."""
+    from aios.security.paths import aios_home
+    from aios.services.agentsupervisor.install import install_verified
+
+    def go() -> dict[str, object]:
+        v, _root = install_verified(image, aios_home().resolve())
+        return {"name": v.manifest.name, "version": v.manifest.version, "publisher": v.publisher,
+                "digest": v.digest, "ref": f"image:sha256:{v.digest}"}
+
+    _run(go, output, "image install")
+
+
 @app.command("inspect")
 def inspect_cmd(image: str, output: str = OUT) -> None:
     """Show an image's manifest, digest and signature (without verifying trust)."""

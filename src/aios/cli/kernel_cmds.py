@@ -41,6 +41,16 @@ def _connect() -> Any:
     return TrapClient(s)
 
 
+ENTRY_MAX = 4096  # characters of an image path or entry point on the command line
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except OSError:  # a name too long, a bad byte: not a file we could use
+        return False
+
+
 def _call(c: Any, name: str, *args: Any) -> Any:
     from aios.errors import AIOSError
     from aios.kernel.syscalls import Sys
@@ -104,7 +114,12 @@ def host_protections() -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     @app.command("up")
-    def up(detach: bool = typer.Option(False, "-d", "--detach", help="run in the background")) -> None:
+    def up(
+        detach: bool = typer.Option(False, "-d", "--detach", help="run in the background"),
+        accept_broken_log: bool = typer.Option(
+            False, "--accept-broken-log",
+            help="boot even if the audit log fails its check: it is moved aside and a new one records that"),
+    ) -> None:
         """Start the kernel for $AIOS_HOME, listening on kernel.sock (mode 0600)."""
         from aios.daemon import running_pid, serve, socket_path
         from aios.errors import AlreadyExists
@@ -117,9 +132,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         if detach:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
-            log = open(home / "kernel.log", "ab")  # noqa: SIM115 - handed to the child
+            log_path = home / "kernel.log"
+            start = log_path.stat().st_size if log_path.exists() else 0
+            log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
             proc = subprocess.Popen(
-                [sys.executable, "-m", "aios.cli.main", "up"],
+                [sys.executable, "-m", "aios.cli.main", "up", *(["--accept-broken-log"] if accept_broken_log else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 env={**os.environ, "AIOS_HOME": str(home)},
             )
@@ -128,13 +145,17 @@ def register(app: typer.Typer) -> None:
                     break
                 time.sleep(0.05)
             if proc.poll() is not None:
-                typer.echo(f"kernel failed to start; see {home / 'kernel.log'}", err=True)
+                with log_path.open("rb") as f:  # what this start wrote: its error is the last line
+                    f.seek(start)
+                    lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+                why = next((x for x in reversed(lines) if x.startswith("error:")), lines[-1] if lines else "")
+                typer.echo(f"kernel failed to start; see {log_path}" + (f"\n{why}" if why else ""), err=True)
                 raise typer.Exit(1)
             typer.echo(f"kernel running (pid {proc.pid}), socket {socket_path(home)}")
             return
         typer.echo(f"kernel for {home}: listening on {socket_path(home)} (pid {os.getpid()})")
         try:
-            run_sync(serve(home))
+            run_sync(serve(home, accept_broken_log=accept_broken_log))
         except AlreadyExists as e:
             typer.echo(str(e), err=True)
             raise typer.Exit(1) from None
@@ -164,6 +185,12 @@ def register(app: typer.Typer) -> None:
         c = _connect()
         st = _call(c, "KERNEL_STATS")
         st["protections"] = host_protections()
+        try:  # the audit log's backlog: pending depth, its high-water mark, agents held
+            au = c.call(int(Sys.AUDIT_STATUS), ())
+            st["audit"] = {key: au.get(key) for key in ("pending", "pending_max", "pending_capacity",
+                                                        "held", "holds", "acknowledged", "size")}
+        except AIOSError as e:
+            st["audit"] = f"unavailable: {e.message}"
         try:  # the memory fabric's embedder (loaded on first use)
             fab = c.call(int(Sys.GET_ASYNC_RESULT), (c.call(int(Sys.MEMD_STATS), (None,)), 60.0))
             st["embedder"] = f"{fab['embedder']} ({fab['dim']}-d): {fab['embedder_reason']}"
@@ -186,9 +213,14 @@ def register(app: typer.Typer) -> None:
         output: str = OutputOpt,
     ) -> None:
         """Spawn an agent from a signed image (verified by the kernel) or an entry point."""
+        from aios.errors import InvalidArgument
+
+        if len(image) > ENTRY_MAX:
+            raise InvalidArgument(f"the image argument is {len(image)} characters long; give an image "
+                                  f"directory or archive, or a 'module:attribute' entry (at most {ENTRY_MAX})")
         entry = image
         opts: dict[str, Any] = {"name": name} if name else {}
-        if Path(image).exists():
+        if _exists(image):
             entry = "image:" + str(Path(image).resolve())
         elif executor:
             opts["executor"] = executor

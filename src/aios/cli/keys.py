@@ -14,16 +14,17 @@ app = typer.Typer(
 )
 
 
-def aios_home() -> Path:
-    return Path(os.environ.get("AIOS_HOME", ".aios"))
-
-
 def publishers_dir() -> Path:
-    return aios_home() / "keys" / "publishers"
+    from aios.security import paths
+
+    return paths.publishers_dir(paths.aios_home())
 
 
 def trust_dir() -> Path:
-    return aios_home() / "keys" / "trusted"
+    """The one trust store (``aios.security.paths.trust_dir``), which the kernel reads too."""
+    from aios.security import paths
+
+    return paths.trust_dir(paths.aios_home())
 
 
 def _fail(exc: Exception) -> None:
@@ -37,9 +38,12 @@ def create(
 ) -> None:
     """Create publisher key NAME ($AIOS_HOME/keys/publishers/NAME.key, mode 0600)."""
     from aios.errors import AIOSError
+    from aios.security.paths import aios_home, keys_dir, private_dir
     from aios.services.agentsupervisor.image import create_key, fingerprint
 
     try:
+        aios_home().mkdir(parents=True, exist_ok=True)
+        private_dir(keys_dir(aios_home()))
         key, pub = create_key(publishers_dir(), name)
     except AIOSError as exc:
         _fail(exc)
@@ -73,11 +77,16 @@ def trust(
     path = Path(pub) if pub else publishers_dir() / f"{name}.pub"
     if not path.exists():
         _fail(FileNotFoundError(f"no public key {path}"))
-    d = trust_dir()
-    d.mkdir(parents=True, exist_ok=True)
+    from aios.security.paths import aios_home, keys_dir, private_dir, private_file
+
+    aios_home().mkdir(parents=True, exist_ok=True)
+    private_dir(keys_dir(aios_home()))
+    d = private_dir(trust_dir())
     text = trust_entry(name, path.read_bytes(), capabilities=cap, executors=executor or list(EXECUTORS),
                        max_memory_bytes=max_memory, max_cpu_seconds=max_cpu, max_processes=max_procs)  # fmt: skip
-    (d / f"{name}.toml").write_text(text)
+    tmp = private_file(d / f".{name}.toml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, d / f"{name}.toml")  # a running kernel reads the store on its next verification
     typer.echo(f"trusted {name} in {d}")
 
 

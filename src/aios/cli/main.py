@@ -4,15 +4,24 @@ Command groups live in their own modules under :mod:`aios.cli`; any module there
 that defines ``app`` (a :class:`typer.Typer`) and ``NAME`` is mounted as
 ``aios NAME ...``.  Modules must import heavy dependencies inside their
 commands, so ``aios --help`` stays fast.
+
+Errors are caught once, here: a taxonomy error (bad input, a refused call, a
+damaged file) prints ``error: [CODE] message`` and exits 1; an operating
+system error (a name too long, a permission) prints the same way; anything
+else is a bug and says so.  No traceback is shown unless ``--debug`` is given
+(anywhere on the command line) or ``AIOS_DEBUG=1`` is set.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import sys
+import traceback
 
+import click
 import typer
 
 import aios.cli as _cli_pkg
@@ -20,9 +29,10 @@ from aios import bench as _bench
 
 app = typer.Typer(
     name="aios",
-    help="AIOS: an operating system for AI agents.",
+    help="AIOS: an operating system for AI agents.  --debug (anywhere) shows tracebacks.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
@@ -76,12 +86,44 @@ def bench_cmd(
 
 
 def main() -> None:
+    debug = "--debug" in sys.argv[1:] or os.environ.get("AIOS_DEBUG", "") not in ("", "0")
+    sys.argv[1:] = [a for a in sys.argv[1:] if a != "--debug"]
     _mount_groups()
     try:
         import uvloop  # noqa: F401  (installed policy is chosen where loops are made)
     except ImportError:
         pass
-    sys.exit(app())
+    try:
+        rc = app(standalone_mode=False)
+    except click.exceptions.Exit as e:  # typer.Exit: the command chose its exit code
+        rc = e.exit_code
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        rc = 130
+    except click.ClickException as e:  # a usage error: click's own message
+        e.show()
+        rc = e.exit_code
+    except Exception as e:
+        rc = _report(e, debug)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _report(e: BaseException, debug: bool) -> int:
+    """The one place a failed command is explained to its user."""
+    from aios.errors import AIOSError
+
+    if debug:
+        traceback.print_exception(e)
+    if isinstance(e, AIOSError):
+        typer.echo(f"error: {e}", err=True)
+        return 1
+    if isinstance(e, OSError):
+        where = f" ({e.filename if len(str(e.filename)) <= 200 else str(e.filename)[:200] + '...'})" if e.filename else ""
+        typer.echo(f"error: {e.strerror or e}{where}", err=True)
+        return 1
+    typer.echo(f"internal error: {type(e).__name__}: {e}" + ("" if debug else " (run with --debug for the traceback)"),
+               err=True)
+    return 70
 
 
 if __name__ == "__main__":

@@ -97,3 +97,51 @@ async def batcher(ctx: Context) -> int:
     while got < 300:
         got += len(await ctx.recv_many(128))
     return got
+
+
+async def hold_mutex(ctx: Context) -> None:
+    """Locks the mutex granted in slot ``spec["mutex"]`` and keeps it until told to quit."""
+    from aios.sdk import syscalls as sc
+
+    await sc.mutex_lock(int(ctx.spec["mutex"]))
+    await ctx.send(ctx.slots.parent, b"locked")
+    await ctx.recv()
+
+
+async def timeouts(ctx: Context) -> dict[str, str]:
+    """Every blocking syscall with a short timeout, on an otherwise idle kernel.
+
+    Each entry is ``"ok"`` or the error's name; a kernel whose timers do not wake
+    its loop never answers some of them (the caller's wait then times out instead).
+    """
+    from aios.sdk import syscalls as sc
+
+    t = float(ctx.spec.get("timeout", 0.2))
+    out: dict[str, str] = {}
+
+    async def attempt(name: str, call: Any) -> None:
+        try:
+            await call
+            out[name] = "ok"
+        except AIOSError as e:
+            out[name] = e.name
+
+    await attempt("sleep", sc.sleep(t))
+    await attempt("ipc_recv", sc.ipc_recv(ctx.slots.mailbox, t))
+    await attempt("ipc_recv_batch", sc.ipc_recv_batch(ctx.slots.mailbox, 8, t))
+    await attempt("ipc_call", sc.ipc_call(ctx.slots.mailbox, b"to myself, never answered", t))
+    await ctx.recv_nowait()  # that call's message, still queued
+    sid = await ctx.subscribe("app.timeouts.never")
+    await attempt("event_recv", sc.event_recv(sid, t))
+    sem = await sc.sem_create(0)
+    await attempt("sem_down", sc.sem_down(sem, t))
+    mutex, cond = await sc.mutex_create(), await sc.cond_create()
+    await sc.mutex_lock(mutex)
+    await attempt("cond_wait", sc.cond_wait(cond, mutex, t))
+    holder = await ctx.spawn("aios.demos.remote_agents:hold_mutex", caps=[mutex], spec={"mutex": 6})
+    await ctx.recv(timeout=60)  # "locked"
+    await attempt("mutex_lock", sc.mutex_lock(mutex, t))
+    await attempt("wait_child", sc.wait_child(holder.aid, t))
+    await ctx.send(holder.ep, b"quit")
+    await ctx.wait(holder.aid, timeout=60)
+    return out

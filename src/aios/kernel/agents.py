@@ -24,6 +24,7 @@ for any pair not in the table and then nothing has changed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -69,6 +70,8 @@ class Agent:
         "auth_charge",
         "behavior",
         "children",
+        "confinement",
+        "controls",
         "coro",
         "cspace",
         "detached",
@@ -76,9 +79,11 @@ class Agent:
         "executor",
         "exit_status",
         "fault",
+        "how",
         "kind",
         "mailbox",
         "name",
+        "obj",
         "parent",
         "pending",
         "pending_exc",
@@ -101,11 +106,14 @@ class Agent:
         self.name = name
         self.status: AgentState = AgentState.EMBRYO
         self.children: set[int] = set()
+        self.controls: Any = ()  # control capabilities made for others at spawn
         self.cspace: Any = None
+        self.obj: Any = None  # its AGENT kernel object (what control capabilities name)
         self.mailbox: Any = None
         self.pt: Any = None
         self.sched: Any = None
         self.coro: Any = None
+        self.confinement: Any = None  # aios.kernel.confinement.Confinement, set by spawn
         self.executor: Any = None
         self.entry: Any = None
         self.behavior: Any = None
@@ -118,6 +126,7 @@ class Agent:
         self.subs: Any = None
         self.exit_status: Any = None
         self.fault: str | None = None
+        self.how = ""  # how it ended: exited, faulted or killed
         self.kind = "inproc"
         self.supervisor = False
         self.detached = False
@@ -131,6 +140,41 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"<Agent {self.aid} {self.name!r} {self.status.value}>"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadAgent:
+    """What a capability to a reaped agent still names: its exit record.
+
+    When an agent is reaped its AGENT object's payload becomes this record, so
+    the :class:`Agent` (its capability space, mailbox, coroutine, ...) is freed
+    even while a parent still holds a control capability; using one answers
+    :class:`~aios.errors.AgentGone` with the record attached."""
+
+    aid: int
+    name: str
+    how: str
+    exit: Any
+    fault: str | None
+    usage: dict[str, Any] | None = None  # final resource use (Wasm fuel), for SCHED_STATS
+
+    def record(self) -> dict[str, Any]:
+        return {"agent": self.aid, "name": self.name, "how": self.how, "exit": self.exit,
+                "fault": self.fault}
+
+    def sched_row(self) -> dict[str, Any]:
+        return {"aid": self.aid, "name": self.name, "agent_state": AgentState.DEAD.value,
+                **(self.usage or {})}
+
+
+def agent_of(payload: Any) -> Agent:
+    """The live or zombie agent an AGENT object names; AgentGone once it was reaped."""
+    if type(payload) is Agent:
+        return payload
+    if type(payload) is DeadAgent:
+        raise AgentGone(f"agent {payload.aid} has ended ({payload.how}) and was reaped",
+                        **payload.record())
+    raise AgentGone("the agent this capability named is gone")
 
 
 class AgentTable:

@@ -32,6 +32,7 @@ class BootConfig:
     behavior: Any = True  # behavior monitor as kernel.observer: True, False or a BehaviorConfig
     agent_identity: str = "lazy"  # per-agent ML-DSA identity: "lazy", "eager" or "off"
     audit_flush_ms: float = 5.0  # group-commit interval of the audit log
+    accept_broken_log: bool = False  # boot on a damaged audit log: move it aside, audit that
     # -- memory fabric (memoryd, semantic-ipcd); loaded lazily on first use --
     embedder: str | None = None  # an embedder spec (None: $AIOS_EMBEDDER, else the default)
 

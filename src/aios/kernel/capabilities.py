@@ -268,6 +268,8 @@ class CapabilityDerivationTree:
         self._release = release
         self._spaces: dict[int, CapabilitySpace] = {}
         self._next_oid = 1
+        # False only under aios.kernel.confinement.weaken_for_tests (security mutants)
+        self.enforce_rights = True
 
     # -- objects and spaces ------------------------------------------------
 
@@ -287,11 +289,13 @@ class CapabilityDerivationTree:
         return self._spaces[holder]
 
     def drop_space(self, holder: int) -> None:
-        cs = self._spaces.pop(holder, None)
+        cs = self._spaces.get(holder)
         if cs is None:
             return
         for cap in list(cs.caps()):
             self.delete(cap)
+        del self._spaces[holder]
+        cs.clear()
 
     # -- derivation ----------------------------------------------------------
 
@@ -459,6 +463,41 @@ class CapabilityDerivationTree:
         cap.charges.add(chg)
         return chg
 
+    def grow(self, chg: Charge, amount: int, force: bool = False) -> None:
+        """Add ``amount`` to a live charge, at its capability and every ancestor, or
+        raise QuotaExceeded and change nothing (``force``: add it regardless)."""
+        cap = chg.cap
+        if cap is None:
+            raise QuotaExceeded("the authority that paid has been revoked", resource=chg.res.name)
+        res = chg.res
+        if not force:
+            c: Capability | None = cap
+            while c is not None:
+                lim = c.limits[res] if c.limits is not None else None
+                if lim is not None and c.used is not None and c.used[res] + amount > lim:
+                    raise QuotaExceeded(
+                        f"{res.name.lower()} quota: {c.used[res]} + {amount} > {lim}", resource=res.name
+                    )
+                c = c.parent
+        c = cap
+        while c is not None:
+            if c.used is not None:
+                c.used[res] += amount
+            c = c.parent
+        chg.amount += amount
+
+    def shrink(self, chg: Charge, amount: int) -> None:
+        """Give back part of a charge (at most what it holds)."""
+        amount = min(amount, chg.amount)
+        if amount <= 0:
+            return
+        chg.amount -= amount
+        c = chg.cap
+        while c is not None:
+            if c.used is not None:
+                c.used[chg.res] = max(0, c.used[chg.res] - amount)
+            c = c.parent
+
     def uncharge(self, chg: Charge) -> None:
         """Give back a charge (the resource was freed).  Idempotent."""
         cap = chg.cap
@@ -550,10 +589,15 @@ class CapabilitySpace:
         cap = self.get(slot)
         if cap.obj.kind is not kind:
             raise InvalidCapability(f"slot {slot} holds a {cap.obj.kind.name}, not a {kind.name}")
-        if cap.rights & need != need:
+        if cap.rights & need != need and self.cdt.enforce_rights:
             missing = rights_names(Rights(need & ~cap.rights))
             raise PermissionDenied(f"slot {slot} lacks {', '.join(missing)}")
         return cap
+
+    def clear(self) -> None:
+        """Forget every slot (the space's holder is gone; its capabilities were deleted)."""
+        self._slots = []
+        self._free = []
 
     def caps(self) -> Iterator[Capability]:
         for c in self._slots:

@@ -12,7 +12,10 @@ priority first.  Agent subscribers get a bounded queue; when it is full the
 (``overflow="drop_oldest"``, the default: a slow reader sees the most recent
 history), or, with ``overflow="drop_newest"``, the new event is refused
 (a reader that must see a prefix without gaps can detect the first loss).
-Either way the loss is counted and visible in ``statistics()``.
+Either way the loss is counted and visible in ``statistics()``.  A queue is
+also bounded by its subscriber's memory quota: each queued event is charged
+to the subscription's ``account`` (kernel/accounts.py), and an event that
+does not fit is treated exactly like one that finds the queue full.
 
 Every event has a bus-wide sequence number.  That is the hook for durable
 subscriptions: a durable subscriber will persist its cursor (the last
@@ -43,6 +46,7 @@ class Event:
     time_ns: int
     source: int  # agent id, 0 for the kernel
     data: dict[str, Any] = field(default_factory=dict)
+    size: int = params.EVENT_COST  # what queueing it costs a subscriber (bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,11 +90,13 @@ def matches(pattern: str, topic: str) -> bool:
 
 class Subscription:
     __slots__ = (
+        "account",
         "callback",
         "delivered",
         "depth",
         "dropped",
         "filter",
+        "final",
         "overflow",
         "owner",
         "pattern",
@@ -123,6 +129,21 @@ class Subscription:
         self.dropped = 0
         self.delivered = 0
         self.waiters: Any = None  # the kernel parks EventRecv callers here
+        self.account: Any = None  # charged per queued event: take(n) -> bool, give(n)
+        self.final: dict[str, Any] | None = None  # statistics at unsubscribe
+
+    def pop(self) -> Event:
+        """Take the oldest queued event (its charge is refunded)."""
+        ev = self.queue.popleft()
+        if self.account is not None:
+            self.account.give(ev.size)
+        return ev
+
+    def clear(self) -> None:
+        """Drop every queued event (the subscription is closing)."""
+        if self.account is not None and self.queue:
+            self.account.give(sum(ev.size for ev in self.queue))
+        self.queue.clear()
 
     def accepts(self, ev: Event) -> bool:
         f = self.filter
@@ -191,6 +212,9 @@ class EventBus:
         sub = self._subs.pop(sid, None)
         if sub is not None:
             self._cache.clear()
+            stats = sub.statistics()  # what it had queued, before the queue is dropped
+            sub.clear()
+            sub.final = stats
         return sub
 
     def get(self, sid: int) -> Subscription | None:
@@ -209,14 +233,16 @@ class EventBus:
     def wants(self, topic: str) -> bool:
         return bool(self._match(topic))
 
-    def publish(self, topic: str, data: dict[str, Any] | None = None, source: int = 0) -> Event | None:
-        """Deliver to every matching subscriber; returns the event (None if nobody listens)."""
+    def publish(self, topic: str, data: dict[str, Any] | None = None, source: int = 0,
+                extra: int = 0) -> Event | None:
+        """Deliver to every matching subscriber; returns the event (None if nobody listens).
+        ``extra``: bytes beyond the fixed cost that queueing it should charge."""
         subs = self._match(topic)
         self.seq += 1
         self.published += 1
         if not subs:
             return None
-        ev = Event(self.seq, topic, self._clock(), source, data or {})
+        ev = Event(self.seq, topic, self._clock(), source, data or {}, params.EVENT_COST + extra)
         for s in subs:
             if not s.accepts(ev):
                 continue
@@ -229,12 +255,29 @@ class EventBus:
                 s.dropped += 1
                 if s.overflow == "drop_newest":
                     continue
-                q.popleft()
+                s.pop()
+            acct = s.account
+            if acct is not None and not acct.take(ev.size) and not self._make_room(s, ev):
+                continue
             q.append(ev)
             s.delivered += 1
             if self.on_queue is not None:
                 self.on_queue(s)
         return ev
+
+    @staticmethod
+    def _make_room(s: Subscription, ev: Event) -> bool:
+        """``ev`` is over the subscriber's quota: its overflow policy decides, as for a
+        full queue.  True once ``ev`` is charged (older events dropped to pay for it)."""
+        s.dropped += 1
+        if s.overflow == "drop_newest":
+            return False
+        while s.queue:
+            s.pop()  # the oldest goes (counted: ev itself is then not lost after all)
+            if s.account.take(ev.size):
+                return True
+            s.dropped += 1
+        return False
 
     def subscriptions(self, owner: int | None = None) -> list[Subscription]:
         return [s for s in self._subs.values() if owner is None or s.owner == owner]

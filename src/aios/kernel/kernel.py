@@ -43,6 +43,9 @@ import heapq
 import inspect
 import itertools
 import logging
+import operator
+import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -59,7 +62,8 @@ from aios.errors import (
     TimedOut,
 )
 from aios.kernel import params
-from aios.kernel.agents import Agent, AgentState, AgentTable
+from aios.kernel.accounts import Ledger
+from aios.kernel.agents import Agent, AgentState, AgentTable, DeadAgent
 from aios.kernel.capabilities import (
     Capability,
     CapabilityDerivationTree,
@@ -146,6 +150,7 @@ class Kernel:
         self.now: Callable[[], int] = self.clock.now_ns
         self.agents = AgentTable()
         self.cdt = CapabilityDerivationTree(self.now, self._release)
+        self.ledger = Ledger(self.cdt, self._authority_of)  # kernel buffers charged to agents
         self.arena = Arena(arena_bytes)
         self.bus = EventBus(self.now, on_queue=self._event_queued)
         self.sched: Any = scheduler or Scheduler(self.clock)
@@ -155,6 +160,7 @@ class Kernel:
         self.loader = loader
         self.table: list[Callable[..., Any] | None] = build_table()
         self._timers: list[list[Any]] = []  # [time, seq, fn, args]; fn -> _noop when cancelled
+        self._cancelled = 0  # cancelled entries still in the heap
         self._timer_seq = itertools.count()
         self._msg_seq = itertools.count(1)
         self._call_seq = itertools.count(1)
@@ -163,9 +169,18 @@ class Kernel:
         self.async_ops: dict[int, AsyncOp] = {}
         self._async_by_owner: dict[int, set[int]] = {}  # aid -> its outstanding handles
         self.external = 0  # agents parked on asyncio futures or threads
+        # backpressure (the audit log): agents to hold at the end of their current
+        # syscall, and how many are held now (their results wait with them)
+        self.throttled: set[int] = set()
+        self.holding = 0
         self.current: Agent | None = None
         self.stopping = False
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None  # the thread running run(), while it runs
+        self._armed: int | None = None  # the deadline run() sleeps until (None: forever)
+        self._sleeping = False  # run() is parked on _wakeup
+        self._posted: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._executor: Any = None
         self.stats = {"syscalls": 0, "dispatches": 0, "panics": 0, "faults": 0}
         # optional per-syscall observer (behavioral analysis): fn(agent, sysno, errno)
@@ -188,6 +203,7 @@ class Kernel:
         """The kernel's own capability space (holder 0) and init (agent 1)."""
         self.kspace = self.cdt.new_space(0)
         self.directory: dict[str, Capability] = {}
+        self._dir_names: dict[Capability, str] = {}  # directory capability -> its name
         dir_obj = self.cdt.new_object(ObjKind.DIRECTORY, self.directory)
         topic_obj = self.cdt.new_object(ObjKind.TOPIC, "")
         auth_obj = self.cdt.new_object(ObjKind.AUTHORITY, None)
@@ -214,6 +230,7 @@ class Kernel:
         from aios.kernel.ipc import Mailbox
 
         aobj = self.cdt.new_object(ObjKind.AGENT, a)
+        a.obj = aobj
         self.cdt.root(a.cspace, aobj, Rights.READ)  # slot 0
         a.mailbox = Mailbox(a.aid)
         mobj = self.cdt.new_object(ObjKind.ENDPOINT, a.mailbox, self._mailbox_destroyed)
@@ -226,12 +243,23 @@ class Kernel:
         return cs.get(slot)
 
     def agent_object(self, a: Agent) -> KObject:
-        obj: KObject = self.cap_of(a, SLOT_SELF).obj
+        obj: KObject = a.obj
         return obj
 
     def mailbox_object(self, a: Agent) -> KObject:
         obj: KObject = self.cap_of(a, SLOT_MAILBOX).obj
         return obj
+
+    def _authority_of(self, aid: int) -> Capability | None:
+        """The authority capability an agent's kernel buffers are charged to (slot 2)."""
+        a = self.agents._agents.get(aid)
+        if a is None or a.cspace is None:
+            return None
+        try:
+            cap: Capability = a.cspace.get(SLOT_AUTHORITY)
+        except AIOSError:
+            return None
+        return cap if cap.obj.kind is ObjKind.AUTHORITY else None
 
     def new_region(self, auth: Capability, nbytes: int) -> KObject:
         from aios.kernel.memory import pages_for
@@ -273,10 +301,32 @@ class Kernel:
             self.wake(w, exc=gone)
         for w in mb.recv_waiters.drain():
             self.wake(w, exc=gone)
+        self.refund_messages(mb.q)
         mb.q.clear()
+
+    def refund_messages(self, msgs: Any) -> None:
+        """Messages left a mailbox queue: their senders get back what they were charged."""
+        if not msgs:
+            return
+        cost = params.MSG_COST
+        senders = set(map(_SENDER, msgs))
+        if len(senders) == 1:  # a batch from one sender: no per-message Python loop
+            self.ledger.give(senders.pop(), sum(map(len, map(_PAYLOAD, msgs))) + cost * len(msgs))
+            return
+        by: dict[int, int] = {}
+        for m in msgs:
+            s = m.sender
+            by[s] = by.get(s, 0) + len(m.payload) + cost
+        give = self.ledger.give
+        for s, n in by.items():
+            give(s, n)
 
     def _release(self, cap: Capability, charges: list[Charge]) -> None:
         """The CDT invalidated ``cap``: undo what it paid for and its mappings."""
+        if cap.holder == 0 and self._dir_names:
+            name = self._dir_names.pop(cap, None)  # a registered endpoint whose owner is gone
+            if name is not None and self.directory.get(name) is cap:
+                del self.directory[name]
         holder = self.agents._agents.get(cap.holder) if cap.holder else None
         if holder is not None and holder.pt is not None and cap.obj.kind in (ObjKind.MEMORY, ObjKind.POOL):
             holder.pt.unmap_cap(cap)
@@ -292,14 +342,53 @@ class Kernel:
     # -- time and timers -------------------------------------------------------
 
     def call_at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> list[Any]:
+        """Run ``fn(*args)`` on the kernel thread at kernel time ``t_ns``; returns the
+        entry :meth:`cancel_timer` takes.  Callable from any thread: if the loop is
+        asleep past ``t_ns`` it is woken, so the timer fires on an idle kernel too."""
         entry = [t_ns, next(self._timer_seq), fn, args]
+        tid = self._thread_id
+        if tid is not None and tid != threading.get_ident():
+            self.post(heapq.heappush, self._timers, entry)  # the heap is the kernel thread's
+            return entry
         heapq.heappush(self._timers, entry)
+        if self._sleeping and (self._armed is None or t_ns < self._armed):
+            self._kick()
         return entry
 
-    @staticmethod
-    def cancel_timer(entry: list[Any] | None) -> None:
-        if entry is not None:
+    def post(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the kernel thread soon (safe from any thread)."""
+        self._posted.append((fn, args))
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._kick)
+            except RuntimeError:  # the loop has closed; run() is gone
+                pass
+
+    def _run_posted(self) -> None:
+        posted = self._posted
+        while posted:
+            fn, args = posted.popleft()
+            try:
+                fn(*args)
+            except Exception as e:
+                self.stats["panics"] += 1
+                log.error("posted kernel call %r failed: %r", fn, e, exc_info=e)
+                self.publish("kernel.panic", 0, call=getattr(fn, "__qualname__", repr(fn)), error=repr(e))
+
+    def cancel_timer(self, entry: list[Any] | None) -> None:
+        """Cancel a timer: it stays in the heap, inert, and lets go of its arguments
+        (a wait, and through it an agent).  Many cancelled entries compact the heap."""
+        if entry is not None and entry[2] is not _noop:
             entry[2] = _noop
+            entry[3] = ()
+            self._cancelled += 1
+            if self._cancelled > 1024 and self._cancelled * 2 > len(self._timers):
+                tid = self._thread_id
+                if tid is None or tid == threading.get_ident():
+                    self._timers = [e for e in self._timers if e[2] is not _noop]
+                    heapq.heapify(self._timers)
+                    self._cancelled = 0
 
     def _fire_timers(self) -> None:
         timers = self._timers
@@ -308,6 +397,9 @@ class Kernel:
         now = self.now()
         while timers and timers[0][0] <= now:
             _, _, fn, args = heapq.heappop(timers)
+            if fn is _noop:
+                self._cancelled -= 1
+                continue
             try:
                 fn(*args)
             except Exception as e:
@@ -319,6 +411,7 @@ class Kernel:
         timers = self._timers
         while timers and timers[0][2] is _noop:
             heapq.heappop(timers)
+            self._cancelled -= 1
         nxt = timers[0][0] if timers else None
         sched_next = self.sched.next_event_ns()
         if sched_next is not None and (nxt is None or sched_next < nxt):
@@ -368,6 +461,8 @@ class Kernel:
                 self.calls.pop(d[1], None)
             elif d[0] == "sync":  # timed out or killed while waiting on a sync object
                 self.sync.cancel(a.aid)
+            elif d[0] == "held":
+                self.holding -= 1
 
     def wake(self, w: Wait, value: Any = None, exc: AIOSError | None = None) -> None:
         if w.done:
@@ -413,6 +508,29 @@ class Kernel:
         if w is not None and not w.is_set():
             w.set()
 
+    # -- backpressure ---------------------------------------------------------
+
+    def throttle(self, aid: int) -> None:
+        """Hold agent ``aid`` at the end of its current (or next) syscall until
+        :meth:`unthrottle`; its syscall's result is delivered then."""
+        self.throttled.add(aid)
+
+    def unthrottle(self, aid: int) -> None:
+        self.throttled.discard(aid)
+        a = self.find(aid)
+        if a is None:
+            return
+        w = a.wait
+        if w is not None and not w.done and type(w.data) is tuple and w.data and w.data[0] == "held":
+            self.wake(w, w.data[1], w.data[2])
+
+    def hold(self, a: Agent, value: Any, exc: BaseException | None) -> None:
+        """Park ``a`` (running, its syscall done) with the syscall's result until released."""
+        w = Wait(a, None, ("held", value, exc))
+        a.wait = w
+        self.holding += 1
+        self.agents.transition(a, "block")
+
     # -- events ---------------------------------------------------------------
 
     def publish(self, topic: str, source: int = 0, **data: Any) -> None:
@@ -423,15 +541,18 @@ class Kernel:
         if q is not None:
             w = q.pop()
             if w is not None:
-                ev = sub.queue.popleft()
+                ev = sub.pop()
                 self.wake(w, ev.to_dict())
 
     # -- async operations -----------------------------------------------------
 
     def new_async(self, owner: Agent) -> AsyncOp:
-        mine = self._async_by_owner.setdefault(owner.aid, set())
-        if len(mine) >= params.ASYNC_OPS_PER_AGENT:
+        mine = self._async_by_owner.get(owner.aid)
+        if mine is not None and len(mine) >= params.ASYNC_OPS_PER_AGENT:
             raise QuotaExceeded("too many outstanding async operations")
+        self.ledger.take(owner.aid, params.ASYNC_COST)  # its pending result is a kernel buffer
+        if mine is None:
+            mine = self._async_by_owner[owner.aid] = set()
         op = AsyncOp(next(self._async_seq), owner.aid)
         self.async_ops[op.handle] = op
         mine.add(op.handle)
@@ -441,6 +562,7 @@ class Kernel:
         """Forget an async operation (its result was taken, or nobody can take it)."""
         op = self.async_ops.pop(handle, None)
         if op is not None:
+            self.ledger.give(op.owner, params.ASYNC_COST)
             mine = self._async_by_owner.get(op.owner)
             if mine is not None:
                 mine.discard(handle)
@@ -497,6 +619,7 @@ class Kernel:
         ent = a.sched
         charge = self.sched.charge
         observer = self.observer
+        throttled = self.throttled
         val = a.pending
         exc = a.pending_exc
         a.pending = None
@@ -546,6 +669,9 @@ class Kernel:
                     if observer is not None:
                         observer(a, sysno, exc.code if exc is not None else 0)
                     if val is BLOCK or a.status is not RUNNING:
+                        return
+                    if throttled and a.aid in throttled:
+                        self.hold(a, val, exc)
                         return
                 elif isinstance(trap, asyncio.Future):
                     self._park_on_future(a, trap)
@@ -622,6 +748,8 @@ class Kernel:
 
     def run_batch(self, budget: int = params.LOOP_BATCH) -> int:
         """Dispatch up to ``budget`` agents; returns how many ran."""
+        if self._posted:
+            self._run_posted()
         self._fire_timers()
         pick = self.sched.pick
         n = 0
@@ -642,16 +770,18 @@ class Kernel:
     async def run(self, *, until_idle: bool = False) -> None:
         """Drive agents until stopped (or, with ``until_idle``, until nothing can happen)."""
         self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
         try:
             while not self.stopping:
                 if self.run_batch():
                     await asyncio.sleep(0)
                     continue
                 nxt = self.next_timer_ns()
-                outside = self.external + self.executors.busy()
+                outside = self.external + self.executors.busy() + self.holding
                 if until_idle and nxt is None and outside == 0 and len(self.sched) == 0:
                     await asyncio.sleep(0)
-                    if len(self.sched) == 0 and self.external + self.executors.busy() == 0:
+                    if len(self.sched) == 0 and self.external + self.executors.busy() + self.holding == 0:
                         break
                     continue
                 if self.clock.virtual and nxt is not None and outside == 0:
@@ -661,14 +791,20 @@ class Kernel:
                     continue
                 timeout = None if nxt is None else max(0.0, (nxt - self.now()) / 1e9)
                 self._wakeup.clear()
-                if len(self.sched):
+                if len(self.sched) or self._posted:
                     continue
+                self._armed = nxt
+                self._sleeping = True
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
                 except TimeoutError:
                     pass
+                finally:
+                    self._sleeping = False
         finally:
             self._wakeup = None
+            self._loop = None
+            self._thread_id = None
 
     def stop(self) -> None:
         self.stopping = True
@@ -710,6 +846,8 @@ class Kernel:
     def _terminate(self, a: Agent, how: str) -> None:
         if not a.alive:
             return
+        a.how = how
+        self.throttled.discard(a.aid)
         if a.wait is not None:
             w = a.wait
             self._end_wait(w)
@@ -742,6 +880,7 @@ class Kernel:
         if a.auth_charge is not None:
             self.cdt.uncharge(a.auth_charge)
             a.auth_charge = None
+        self.ledger.close(a.aid)  # what it sent may still be queued elsewhere
         self._adopt_orphans(a)
         if a.aid in self.supervision.by_aid:
             self.supervision.exited(a, how)
@@ -784,7 +923,40 @@ class Kernel:
         if a.status is AgentState.ZOMBIE:
             self.agents.transition(a, "reap")
             self.agents.forget(a)
+            self._release_record(a)
         return status
+
+    def _release_record(self, a: Agent) -> None:
+        """The zombie was reaped: let go of everything that still reaches its record.
+
+        Capabilities that name the agent (its parent's control capability, copies
+        granted to others) stay where they are, but their object now holds only the
+        exit record (:class:`~aios.kernel.agents.DeadAgent`), so the record, its
+        capability space, mailbox and coroutine are freed.  Agent ids are never
+        reused (the table counts up), so such a capability can never name a
+        different agent.  Control capabilities held by init, which runs no code
+        and so could never use or delete them, are deleted."""
+        obj = a.obj
+        if obj is not None:
+            obj.payload = DeadAgent(a.aid, a.name, a.how, _plain(a.exit_status), a.fault,
+                                    self.executors.usage(a.aid))
+        ictl = self.init.cspace
+        for cap in list(a.controls):
+            if cap.valid and cap.holder == self.init.aid and ictl is not None:
+                self.cdt.delete(cap)
+        a.controls = ()
+        self.executors.forget(a.aid)
+        a.cspace = None
+        a.pt = None
+        a.mailbox = None
+        a.sched = None
+        a.coro = None
+        a.entry = None
+        a.executor = None
+        a.wait = None
+        a.reply_wait = None
+        a.state = {}
+        a.subs = None
 
     # -- hosting -----------------------------------------------------------------
 
@@ -826,6 +998,31 @@ class Kernel:
             },
         }
 
+    def object_counts(self) -> dict[str, int]:
+        """Sizes of every kernel table that grows with agents (the leak check)."""
+        spaces = self.cdt._spaces
+        return {
+            "agents": len(self.agents),
+            "agents_live": self.agents.live,
+            "cspaces": len(spaces),
+            "capabilities": sum(len(cs) for cs in spaces.values()),
+            "timers": len(self._timers),
+            "calls": len(self.calls),
+            "async_ops": len(self.async_ops),
+            "async_owners": len(self._async_by_owner),
+            "subscriptions": len(self.bus._subs),
+            "directory": len(self.directory),
+            "sync_tasks": len(self.sync._tasks),
+            "sync_objects": len(self.sync._objs),
+            "supervised": len(self.supervision.records),
+            "remote_live": len(self.executors.live),
+            "wasm_fuel": len(self.executors.fuel),
+            "throttled": len(self.throttled),
+            "held": self.holding,
+            "posted": len(self._posted),
+            "accounts": len(self.ledger.accounts),
+        }
+
     def find(self, aid: int) -> Agent | None:
         return self.agents._agents.get(aid)
 
@@ -834,6 +1031,10 @@ class Kernel:
         if cap is None or not cap.valid:
             raise NoSuchObject(f"no agent registered as {name!r}")
         return cap
+
+
+_SENDER = operator.itemgetter(1)  # Message fields, for C-speed sums over a batch
+_PAYLOAD = operator.itemgetter(3)
 
 
 def _noop(*_args: Any) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import (
@@ -52,7 +53,7 @@ from aios.errors import (
     InvalidArgument,
     PermissionDenied,
 )
-from aios.kernel import params
+from aios.kernel import confinement, params
 from aios.kernel.agents import Agent, AgentState
 from aios.kernel.args import as_bool, as_int, as_opts, as_str, copy_plain
 from aios.kernel.capabilities import (
@@ -63,6 +64,7 @@ from aios.kernel.capabilities import (
     Rights,
     rights_from_names,
 )
+from aios.kernel.confinement import Confinement
 from aios.kernel.ipc import Message, merge_in_arrival_order
 from aios.kernel.memory import PageTable
 
@@ -125,8 +127,10 @@ class SpawnPlan:
             raise InvalidArgument("restart must be 'no', 'on-failure' or 'always'")
         self.domain = as_str(opts.get("domain", "root"), "domain", 64)
         self.opts = {k: v for k, v in opts.items() if k not in ("restart", "domain")}
-        self.executor = opts.get("executor", "inproc")
-        if self.executor not in EXECUTORS:
+        # None: not asked for; spawn then uses the strictest executor of the bounds
+        # (aios.kernel.confinement) and stores the outcome here
+        self.executor: str | None = opts.get("executor")
+        if self.executor is not None and self.executor not in EXECUTORS:
             raise InvalidArgument(f"executor must be one of {EXECUTORS}")
         self.events_rights = rights_from_names(opts.get("events", ["READ", "WRITE"]))
         self.dir_rights = rights_from_names(opts.get("directory", ["READ"]))
@@ -165,20 +169,33 @@ def spawn(
     *,
     op: str = "spawn",
     inherit: list[tuple[Capability, Rights]] | None = None,
+    source: Confinement | None = None,
+    entry_vetted: bool = False,
+    done: Callable[[AIOSError | None], None] | None = None,
 ) -> tuple[Agent, int, int]:
     """Create, wire and start an agent; returns ``(agent, control slot, endpoint slot)``
     in the parent's capability space.  Nothing is left behind if any step fails.
 
+    Every operation that makes an agent comes through here, so this is where
+    its confinement is decided (:func:`aios.kernel.confinement.derive`): at
+    least as strict as ``parent`` (the creator) and ``source`` (the agent it is
+    copied from or replaces).  ``entry_vetted``: the entry is the source's own,
+    accepted when the source was made (clone, split, restarts).
+
     For the out-of-process executors the record is made here and the process
-    (or Wasm store) is started asynchronously; the caller learns the outcome
-    through the spawn's async handle."""
+    (or Wasm store) is started asynchronously and ``done`` learns the outcome
+    (it is not called for in-process agents, which are running on return)."""
     original_entry = entry
     if type(entry) is str and entry.startswith("image:"):
-        entry = load_image(k, entry[len("image:"):], plan)
+        entry, original_entry = load_image(k, parent, entry[len("image:"):], plan)
+        entry_vetted = True  # a verified image's own entry
+    conf = _confine(k, op, parent, auth, plan, source)
     remote = plan.executor != "inproc"
     if remote:
         if type(entry) is not str:
             raise InvalidArgument(f"a {plan.executor} agent needs a 'module:attribute' (or .wat/.wasm) entry")
+        if plan.executor == "wasm" and not entry_vetted and not confinement.may_name_paths(k, parent):
+            raise PermissionDenied(_NO_PATHS)  # a Wasm entry is a file the kernel would read
         start: Any = entry
     else:
         start = k.resolve_entry(entry)
@@ -189,6 +206,7 @@ def spawn(
     try:
         a = k.agents.create(parent.aid, plan.name)
         a.entry = start
+        a.confinement = conf
         a.state = plan.state
         a.spec = plan.spec
         a.detached = plan.detached
@@ -207,6 +225,7 @@ def spawn(
             k.start_coroutine(a, k.boot_info(a))
         ctl = k.cdt.root(parent.cspace, k.agent_object(a), PARENT_CONTROL)
         ep = k.cdt.derive(k.cap_of(a, 1), parent.cspace, Rights.WRITE | Rights.GRANT, badge=parent.aid)
+        a.controls = (ctl,)
     except BaseException:
         if a is not None:
             _undo_create(k, a)
@@ -218,22 +237,67 @@ def spawn(
     if plan.restart != "no":
         k.supervision.register(a, parent, auth, original_entry, plan.opts, plan.restart, plan.domain)
     k.publish(f"agent.lifecycle.{_PAST[op]}", a.aid, agent=a.aid, parent=parent.aid, name=a.name,
-              entry=_entry_name(entry))
+              entry=_entry_name(entry), executor=conf.executor)
     run_hooks(k, "post", op, parent=parent.aid, agent=a.aid)
+    if remote and plan.executor != confinement.CONSOLE:
+        k.executors.start(a, done or _ignore)  # asynchronous: ``done`` is called later
     return a, ctl.slot, ep.slot
 
 
-def load_image(k: Kernel, path: str, plan: SpawnPlan) -> str:
-    """Verify a signed image (agentsupervisor) and narrow the plan to its manifest."""
-    from aios.services.agentsupervisor.install import install_verified
+_NO_PATHS = ("a sandboxed agent cannot have the kernel read a path for it: name the code by "
+             "'image:sha256:<digest>' or 'image:name:<name>' in the verified image store")
 
+
+def _ignore(_err: AIOSError | None) -> None:
+    pass
+
+
+def _confine(k: Kernel, op: str, parent: Agent, auth: Capability, plan: SpawnPlan,
+             source: Confinement | None) -> Confinement:
+    """Decide the new agent's confinement and narrow ``plan`` to it (raises PermissionDenied)."""
+    lim = auth.limits
+    mem = _min_limit(plan.quota.memory, lim[Resource.MEMORY] if lim is not None else None)
+    weight = _min_limit(plan.quota.cpu_weight, lim[Resource.CPU_WEIGHT] if lim is not None else None)
+    conf = confinement.derive(
+        k, op, creator=parent, source=source, executor=plan.executor, rights=plan.rights,
+        memory=mem, cpu_weight=weight, processes=plan.limits.get("processes", 0),
+        cpu_seconds=plan.limits.get("cpu_seconds", 0), images=plan.code_paths,
+        operator=plan.executor == confinement.CONSOLE,
+    )
+    if not conf.operator:
+        plan.executor = conf.executor
+        plan.rights = conf.rights
+        plan.quota = replace(plan.quota, memory=conf.memory, cpu_weight=conf.cpu_weight)
+        plan.weight = min(plan.weight, conf.cpu_weight)
+    return conf
+
+
+def _min_limit(want: int | None, have: int | None) -> int | None:
+    """What ``derive`` gives an authority: the smaller, ``None`` meaning "as the parent"."""
+    if want is None:
+        return have
+    return want if have is None else min(want, have)
+
+
+def load_image(k: Kernel, caller: Agent, ref: str, plan: SpawnPlan) -> tuple[str, str]:
+    """Verify a signed image (agentsupervisor) and narrow the plan to its manifest.
+
+    ``ref`` is ``sha256:<digest>`` or ``name:<name>[@<version>]`` (an image in the
+    verified store) or, for callers that may have the kernel read paths for them
+    (the operator, unconfined agents: :func:`confinement.may_name_paths`), a path.
+    Returns the entry to start and the reference to restart from (by digest)."""
+    from aios.services.agentsupervisor.install import install_verified, is_store_ref, resolve_stored
+
+    if not is_store_ref(ref) and not confinement.may_name_paths(k, caller):
+        raise PermissionDenied(_NO_PATHS)  # before the path is looked at: no oracle
     if k.home is None:
         raise InvalidArgument("images need a kernel with a home (trust store and image cache)")
-    verified, root = install_verified(path, k.home)
+    stored = resolve_stored(ref, k.home)
+    verified, root = stored if stored is not None else install_verified(ref, k.home)
     m = verified.manifest
     plan.rights &= rights_from_names([c for c in m.capabilities if c in Rights.__members__]) | (
         plan.rights & (Rights.SPAWN_AGENT | Rights.ALLOC_MEMORY))
-    plan.executor = m.executor
+    plan.executor = m.executor  # asked for by the image: refused if weaker than the bounds
     plan.quota = Quota(memory=min(m.resources.memory_bytes, plan.quota.memory or m.resources.memory_bytes),
                        agents=plan.quota.agents, ipc_rate=plan.quota.ipc_rate,
                        cpu_weight=m.resources.cpu_weight)
@@ -242,14 +306,15 @@ def load_image(k: Kernel, path: str, plan: SpawnPlan) -> str:
                                         "publisher": verified.publisher}}
     plan.code_paths = (str(root),)
     plan.limits = {"cpu_seconds": m.resources.cpu_seconds, "processes": m.resources.processes}
+    again = f"image:sha256:{verified.digest}"
     if m.executor == "wasm":
-        return str(root / m.entry)
+        return str(root / m.entry), again
     if m.executor == "inproc":
         import sys
 
         if str(root) not in sys.path:
             sys.path.append(str(root))
-    return m.entry
+    return m.entry, again
 
 
 _PAST = {
@@ -311,7 +376,8 @@ def clone(k: Kernel, a: Agent, auth: Capability, opts: dict[str, Any]) -> tuple[
     opts.setdefault("spec", a.spec)
     opts.setdefault("name", f"{a.name}.clone")
     plan = SpawnPlan(a, auth, opts)
-    return spawn(k, a, auth, a.entry, plan, op="clone", inherit=attenuated(a, ATTENUATE))
+    return spawn(k, a, auth, a.entry, plan, op="clone", inherit=attenuated(a, ATTENUATE),
+                 source=confinement.of(k, a), entry_vetted=True)
 
 
 def specialize(
@@ -320,14 +386,16 @@ def specialize(
     allowed = SPAWN_OPTS | {"rights_mask", "entry"}
     opts = dict(as_opts(opts, allowed))
     mask = rights_from_names(opts.pop("rights_mask", 0))
-    entry = opts.pop("entry", None) or a.entry
+    named = opts.pop("entry", None)
+    entry = named or a.entry
     opts["spec"] = spec
     opts.setdefault("state", a.state)
     opts.setdefault("name", f"{a.name}.special")
     plan = SpawnPlan(a, auth, opts)
     plan.rights &= ~mask
     plan.caps = [(c, Rights(r & ~mask)) for c, r in plan.caps]
-    return spawn(k, a, auth, entry, plan, op="specialize", inherit=attenuated(a, ATTENUATE | mask))
+    return spawn(k, a, auth, entry, plan, op="specialize", inherit=attenuated(a, ATTENUATE | mask),
+                 source=confinement.of(k, a), entry_vetted=not named)
 
 
 def split(
@@ -345,7 +413,8 @@ def split(
     opts.setdefault("spec", a.spec)
     opts.setdefault("name", f"{a.name}.split")
     plan = SpawnPlan(a, auth, opts)
-    b, ctl, ep = spawn(k, a, auth, a.entry, plan, op="split", inherit=attenuated(a, ATTENUATE))
+    b, ctl, ep = spawn(k, a, auth, a.entry, plan, op="split", inherit=attenuated(a, ATTENUATE),
+                       source=confinement.of(k, a), entry_vetted=True)
     # commit: nothing below can fail
     a.state.clear()
     a.state.update(keep_state)
@@ -404,6 +473,11 @@ def merge(k: Kernel, caller: Agent, survivor: Agent, other: Agent, merger: Any) 
         raise InvalidArgument("the caller cannot merge itself away; merge the other way round")
     if other is k.init or survivor is k.init:
         raise PermissionDenied("init cannot be merged")
+    up = k.find(survivor.parent)
+    while up is not None and up is not k.init:
+        if up is other:  # its children (an ancestor of the survivor) would become the survivor's: a cycle
+            raise InvalidArgument(f"agent {other.aid} is an ancestor of {survivor.aid}: merge it the other way round")
+        up = k.find(up.parent)
     if merger is None:
         new_state = {**other.state, **survivor.state}
     elif callable(merger):
@@ -452,12 +526,13 @@ def _parent_may_hold(k: Kernel, survivor: Agent, cap: Capability) -> bool:
     return False
 
 
-def upgrade(k: Kernel, target: Agent, entry: Any) -> None:
-    start = k.resolve_entry(entry)
+def upgrade(k: Kernel, caller: Agent, target: Agent, entry: Any) -> None:
     if not target.alive:
         raise AgentGone(f"agent {target.aid} is not alive")
     if target.executor is not None:
         raise InvalidArgument("live upgrade is for in-process agents; restart remote ones from a new image")
+    confinement.check_upgrade(k, caller, target)  # before the entry is even resolved
+    start = k.resolve_entry(entry)
     run_hooks(k, "pre", "upgrade", agent=target.aid, entry=_entry_name(entry))
     target.upgrade_to = start
     k.publish("agent.lifecycle.upgrade_pending", target.aid, agent=target.aid, entry=_entry_name(entry))

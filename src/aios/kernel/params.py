@@ -56,6 +56,12 @@ LOOP_BATCH: Final = 256  # agent dispatches between polls of the I/O loop
 # -- time --------------------------------------------------------------------
 MAX_TIMEOUT_S: Final = 7 * 24 * 3600.0  # longest timeout a blocking call may ask for
 
+# -- kernel buffers charged to agents (MEMORY quota; kernel/accounts.py) ------
+MSG_COST: Final = 128  # bytes charged per queued message, on top of its payload
+EVENT_COST: Final = 512  # bytes charged per queued event (plus an agent's published payload)
+ASYNC_COST: Final = 256  # bytes charged per pending async result
+JOB_COST: Final = 1024  # bytes charged per memory-fabric / semantic request in flight (plus its text)
+
 # -- async operations --------------------------------------------------------
 ASYNC_OPS_PER_AGENT: Final = 1024  # outstanding GetAsyncResult handles per agent
 PQC_WORKERS: Final = 2  # threads running PQCOperation off the kernel thread

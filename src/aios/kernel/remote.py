@@ -132,7 +132,8 @@ class RemoteAgents:
             if err.category is Category.CAPABILITY:
                 k._violation(a, sysno, err)
             self._observe(a, sysno, err.code)
-            link.reply(seq, err.code, err.message)
+            if not self._held(a, link, seq, None, err):
+                link.reply(seq, err.code, err.message)
             return
         except Exception as err:
             panic = k._handler_failure(h, a, args, err)
@@ -141,6 +142,8 @@ class RemoteAgents:
         finally:
             k.current = None
         self._observe(a, sysno, 0)
+        if val is not BLOCK and self._held(a, link, seq, val, None):
+            return
         if val is BLOCK:
             if a.status is AgentState.BLOCKED:
                 link.blocked_seq = seq
@@ -150,6 +153,16 @@ class RemoteAgents:
             # exited / killed itself: no reply; the stream is closed by terminate
             return
         link.reply(seq, 0, to_wire(val))
+
+    def _held(self, a: Agent, link: Link, seq: int, val: Any, exc: AIOSError | None) -> bool:
+        """Backpressure: hold the reply (and so the agent) while it is throttled.
+        A Wasm host call cannot wait, so Wasm agents are never held."""
+        k = self.k
+        if not k.throttled or a.aid not in k.throttled or a.kind == "wasm" or a.status is not AgentState.RUNNING:
+            return False
+        link.blocked_seq = seq
+        k.hold(a, val, exc)
+        return True
 
     def _observe(self, a: Agent, sysno: int, errno: int) -> None:
         obs = self.k.observer
@@ -177,7 +190,22 @@ class ExecutorHost:
         self._tasks: set[Any] = set()
         self._rebalancing = False
         self.fuel: dict[int, int] = {}  # Wasm agents: fuel consumed (their CPU time)
-        self.require_all_protections = True
+        # mechanisms switched off by aios.kernel.confinement.weaken_for_tests (tests only)
+        self.test_disable: frozenset[str] = frozenset()
+
+    def usage(self, aid: int) -> dict[str, Any] | None:
+        """What a Wasm agent consumed (its fuel is its CPU time), for its exit record."""
+        fuel = self.fuel.get(aid)
+        if fuel is None:
+            return None
+        from aios.sandbox.wasm import DEFAULT_FUEL_PER_CPU_S
+
+        return {"class": "wasm", "fuel": fuel, "runtime_ns": fuel * 1_000_000_000 // DEFAULT_FUEL_PER_CPU_S}
+
+    def forget(self, aid: int) -> None:
+        """Agent ``aid`` was reaped: drop what the host kept about it."""
+        self.live.discard(aid)
+        self.fuel.pop(aid, None)
 
     def busy(self) -> int:
         """How many remote agents could still trap (the kernel is not idle while > 0)."""
@@ -203,12 +231,14 @@ class ExecutorHost:
     async def _start(self, kind: str) -> Any:
         if kind == "isolated":
             from aios.sandbox.isolated import IsolatedExecutor
+            from aios.sandbox.process import SWITCHES
 
-            ex: Any = IsolatedExecutor(self.sink())
+            off = frozenset(self.test_disable & set(SWITCHES))
+            ex: Any = IsolatedExecutor(self.sink(), test_disable=off)
         elif kind == "worker":
             from aios.sandbox.worker import WorkerExecutor
 
-            ex = WorkerExecutor(self.sink())
+            ex = WorkerExecutor(self.sink(), scrub_env="env" not in self.test_disable)
         elif kind == "wasm":
             from aios.sandbox.wasm import WasmExecutor
 
@@ -219,37 +249,33 @@ class ExecutorHost:
         self._execs[kind] = ex
         return ex
 
-    def start(self, a: Agent, plan: Any, done: Callable[[AIOSError | None], None]) -> None:
-        """Start ``a`` (made by ``lifecycle.spawn`` from ``plan``) in its executor;
-        ``done`` is called with None or the error."""
+    def start(self, a: Agent, done: Callable[[AIOSError | None], None]) -> None:
+        """Start ``a`` (a record made by ``lifecycle.spawn``) in the executor its
+        confinement names; ``done`` is called with None or the error."""
         import asyncio
 
-        spec_kw = self.spec_for(a, plan)
-        task = asyncio.ensure_future(self._spawn(a, plan.executor, a.entry, self.k.boot_info(a), spec_kw, done))
+        kind = a.confinement.executor
+        spec_kw = self.spec_for(a)
+        task = asyncio.ensure_future(self._spawn(a, kind, a.entry, self.k.boot_info(a), spec_kw, done))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def spec_for(self, a: Agent, plan: Any) -> dict[str, Any]:
-        """What an executor needs from the agent's authority and an image's limits."""
-        from aios.kernel import params
-        from aios.kernel.capabilities import Resource, Rights
+    def spec_for(self, a: Agent) -> dict[str, Any]:
+        """The sandbox an executor builds for ``a``: its confinement record, nothing else."""
+        from aios.kernel.capabilities import Rights
+        from aios.kernel.confinement import of
         from aios.sandbox.limits import Quota as ProcessQuota
 
-        auth = a.cspace.get(2)
-        lim = auth.limits
-        mem = lim[Resource.MEMORY] if lim is not None else None
-        weight = lim[Resource.CPU_WEIGHT] if lim is not None else None
+        c = of(self.k, a)  # narrowed to what its authority still holds
         home = str(self.k.home / "agents" / str(a.aid)) if self.k.home is not None else ""
         return {
             "home": home,
-            "code_paths": plan.code_paths,
-            "quota": ProcessQuota(memory_bytes=mem or params.DEFAULT_CHILD_MEMORY,
-                                  cpu_weight=min(weight or 1024, 10000),
-                                  cpu_seconds=plan.limits.get("cpu_seconds", 0),
-                                  processes=plan.limits.get("processes", 16) or 16),
-            "access_net": bool(auth.rights & Rights.ACCESS_NET),
-            "access_fs": bool(auth.rights & Rights.ACCESS_FS),
-            "access_fs_write": bool(auth.rights & Rights.ACCESS_FS and auth.rights & Rights.WRITE),
+            "code_paths": c.code_paths,
+            "quota": ProcessQuota(memory_bytes=c.memory, cpu_weight=min(c.cpu_weight, 10000),
+                                  cpu_seconds=c.cpu_seconds, processes=c.processes),
+            "access_net": c.network,
+            "access_fs": c.fs_read,
+            "access_fs_write": bool(c.rights & Rights.ACCESS_FS and c.rights & Rights.WRITE),
         }
 
     async def _spawn(self, a: Agent, kind: str, entry: str, info: dict[str, Any], spec_kw: dict[str, Any],

@@ -38,6 +38,7 @@ class Supervised:
     entry: Any
     opts: dict[str, Any]
     current: int
+    confinement: Any  # the first agent's: every restart is at least as strict
     restarts: int = 0
 
 
@@ -64,7 +65,7 @@ class Supervision:
         self.core.add_child(ChildSpec(a.aid, pol, domain))
         self.core.start(a.aid, now)
         self.core.handle(Started(a.aid, now))
-        self.records[a.aid] = Supervised(a.aid, parent.aid, auth, entry, dict(opts), a.aid)
+        self.records[a.aid] = Supervised(a.aid, parent.aid, auth, entry, dict(opts), a.aid, a.confinement)
         self.by_aid[a.aid] = a.aid
 
     def stop(self, a: Agent) -> None:
@@ -94,6 +95,17 @@ class Supervision:
                 cause = FaultCause.EXCEPTION
         status = 0 if how == "exited" else 1
         self._run(self.core.handle(Exited(stable, self.k.now(), cause, status, a.fault or "")))
+        self._forget_if_stopped(stable)
+
+    def _forget_if_stopped(self, stable: int) -> None:
+        """A supervised agent that will not be restarted leaves no record behind
+        (a failed one stays until an operator resets it)."""
+        from aios.services.agentsupervisor.core import State
+
+        child = self.core.children.get(stable)
+        if child is not None and child.state is State.STOPPED:
+            self.core.remove_child(stable)
+            self.records.pop(stable, None)
 
     def _run(self, actions: list[Any]) -> None:
         from aios.services.agentsupervisor import core as sv
@@ -132,12 +144,13 @@ class Supervision:
         parent = k.find(rec.parent) if rec is not None else None
         if rec is None or parent is None or not parent.alive or not rec.auth.valid:
             k.publish("agent.supervision.failed", stable, agent=stable, reason="parent or authority gone")
+            self.core.remove_child(stable)  # nobody is left to restart it for
+            self.records.pop(stable, None)
             return
         try:
             plan = SpawnPlan(parent, rec.auth, rec.opts)
-            a, _ctl, _ep = spawn(k, parent, rec.auth, rec.entry, plan)
-            if plan.executor != "inproc":
-                k.executors.start(a, plan, lambda _e: None)
+            a, _ctl, _ep = spawn(k, parent, rec.auth, rec.entry, plan, source=rec.confinement,
+                                 entry_vetted=True)
         except AIOSError as e:
             k.publish("agent.supervision.failed", stable, agent=stable, reason=f"restart failed: {e}")
             return

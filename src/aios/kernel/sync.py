@@ -54,6 +54,7 @@ from aios.kernel.scheduler import Prio, SchedEntity, Scheduler
 
 MAX_LOCK_DEPTH: Final = 1024
 SEM_VALUE_MAX: Final = (1 << 31) - 1
+UNSCHEDULED_PRIO: Final[Prio] = (1, -1024)  # a waiter without an entity: the default fair weight
 
 _Waiter = tuple[Prio, int, int]  # (priority, arrival, key)
 
@@ -94,7 +95,7 @@ class _Task:
 class SyncTable:
     """All mutexes, semaphores and condition variables of one kernel."""
 
-    def __init__(self, sched: Scheduler, entity_of: Callable[[int], SchedEntity]) -> None:
+    def __init__(self, sched: Scheduler, entity_of: Callable[[int], SchedEntity | None]) -> None:
         self._sched = sched
         self._entity_of = entity_of
         self._objs: dict[int, _Mutex | _Semaphore | _Cond] = {}
@@ -191,7 +192,9 @@ class SyncTable:
             self._tasks.pop(t.key, None)
 
     def _prio(self, key: int) -> Prio:
-        return self._sched.effective_prio(self._entity_of(key))
+        ent = self._entity_of(key)
+        # out-of-process agents have no entity here (the host schedules them)
+        return UNSCHEDULED_PRIO if ent is None else self._sched.effective_prio(ent)
 
     def _enqueue(self, queue: list[_Waiter], t: _Task, oid: int) -> None:
         w = (self._prio(t.key), next(self._arrival), t.key)
@@ -243,9 +246,12 @@ class SyncTable:
                 return
             t = self._tasks.get(key)
             ent = self._entity_of(key)
-            old = self._sched.effective_prio(ent)
-            self._sched.set_pi(ent, self._donor(t) if t is not None else None)
-            new = self._sched.effective_prio(ent)
+            if ent is None:  # not ours to boost: an out-of-process agent
+                old = new = UNSCHEDULED_PRIO
+            else:
+                old = self._sched.effective_prio(ent)
+                self._sched.set_pi(ent, self._donor(t) if t is not None else None)
+                new = self._sched.effective_prio(ent)
             if t is None or t.waiting_on is None:
                 return
             oid = t.waiting_on

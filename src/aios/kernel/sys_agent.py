@@ -17,7 +17,7 @@ from aios.errors import (
     WouldBlock,
 )
 from aios.kernel import lifecycle, params
-from aios.kernel.agents import Agent
+from aios.kernel.agents import Agent, agent_of
 from aios.kernel.args import as_bool, as_dict, as_int, as_str, copy_plain
 from aios.kernel.capabilities import Capability, ObjKind, Rights
 from aios.kernel.waits import BLOCK
@@ -33,8 +33,7 @@ def _authority(a: Agent, slot: Any, need: Rights) -> Capability:
 
 def _target(a: Agent, slot: Any, need: Rights) -> Agent:
     cap = a.cspace.lookup(slot, ObjKind.AGENT, need)
-    t: Agent = cap.obj.payload
-    return t
+    return agent_of(cap.obj.payload)
 
 
 def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any = None) -> int:
@@ -42,16 +41,19 @@ def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any =
     auth = _authority(a, auth_slot, Rights.SPAWN_AGENT)
     plan = lifecycle.SpawnPlan(a, auth, opts or {})
     op = k.new_async(a)
+    made: list[tuple[int, int, int]] = []
+
+    def done(err: Any) -> None:  # an out-of-process agent has started (or failed to)
+        k.complete_async(op, None if err else made[0], err)
+
     try:
-        child, ctl, ep = lifecycle.spawn(k, a, auth, entry, plan)
+        child, ctl, ep = lifecycle.spawn(k, a, auth, entry, plan, done=done)
     except BaseException:
         k.drop_async(op.handle)
         raise
+    made.append((child.aid, ctl, ep))
     if plan.executor == "inproc":
-        k.complete_async(op, (child.aid, ctl, ep))
-    else:
-        result = (child.aid, ctl, ep)
-        k.executors.start(child, plan, lambda err: k.complete_async(op, None if err else result, err))
+        done(None)
     return op.handle
 
 
@@ -71,7 +73,11 @@ def sys_agent_register(k: Kernel, a: Agent, dir_slot: Any, name: Any, ep_slot: A
     old = k.directory.get(name)
     if old is not None and old.valid:
         raise AlreadyExists(f"{name!r} is registered")
-    k.directory[name] = k.cdt.derive(ep, k.kspace, Rights.WRITE)
+    cap = k.cdt.derive(ep, k.kspace, Rights.WRITE)
+    if old is not None:
+        k._dir_names.pop(old, None)
+    k.directory[name] = cap
+    k._dir_names[cap] = name
     k.publish("agent.directory.registered", a.aid, agent=a.aid, name=name)
 
 
@@ -95,6 +101,7 @@ def sys_agent_control(k: Kernel, a: Agent, auth_slot: Any, aid: Any) -> tuple[in
         raise PermissionDenied("init is not controllable")
     obj = k.agent_object(t)
     ctl_cap = k.cdt.root(a.cspace, obj, lifecycle.PARENT_CONTROL & auth.rights)
+    t.controls = (*t.controls, ctl_cap)
     ep = k.cdt.derive(k.cap_of(t, 1), a.cspace, Rights.WRITE | Rights.GRANT, badge=a.aid)
     k.publish("agent.control.taken", a.aid, agent=t.aid, by=a.aid)
     return ctl_cap.slot, ep.slot
@@ -183,7 +190,7 @@ def sys_agent_upgrade(k: Kernel, a: Agent, slot: Any, entry: Any) -> None:
     t = _target(a, slot, Rights.NONE)
     if t is not a:
         _target(a, slot, Rights.SUPERVISOR)
-    lifecycle.upgrade(k, t, entry)
+    lifecycle.upgrade(k, a, t, entry)
 
 
 def sys_agent_specialize(

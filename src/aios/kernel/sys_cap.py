@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import AgentGone, InvalidArgument, PermissionDenied, WouldBlock
+from aios.kernel import params
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int
 from aios.kernel.capabilities import Capability, ObjKind, Quota, Rights, rights_from_names
@@ -46,6 +47,8 @@ def grant(k: Kernel, a: Agent, src: Capability, ep_slot: Any, rights: Rights, pa
         raise AgentGone(f"agent {mb.owner} is gone")
     action = "mem_share" if src.obj.kind in (ObjKind.MEMORY, ObjKind.POOL) else "grant"
     k.guard(action, a, to=receiver.aid, kind=src.obj.kind.name, rights=int(rights & src.rights))
+    if not mb.recv_waiters:  # the message will be queued, charged to the sender
+        k.ledger.check(a.aid, len(payload) + params.MSG_COST)
     cap = k.cdt.derive(src, receiver.cspace, rights)
     from aios.kernel.sys_ipc import _hand_off
 

@@ -8,6 +8,7 @@ import msgpack
 
 from aios.errors import NoSuchObject, PermissionDenied, QuotaExceeded, WouldBlock
 from aios.kernel import params
+from aios.kernel.accounts import EventAccount
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_dict, as_int, as_opts, as_plain
 from aios.kernel.capabilities import ObjKind, Rights
@@ -33,7 +34,7 @@ def sys_event_publish(k: Kernel, a: Agent, slot: Any, topic: Any, data: Any = No
         raise PermissionDenied(f"{topic!r} is a kernel topic")
     data = {} if data is None else as_dict(data, "data")
     blob = as_plain(data, "data", params.EVENT_MAX_PAYLOAD)
-    ev = k.bus.publish(topic, msgpack.unpackb(blob, raw=False, strict_map_key=False), a.aid)
+    ev = k.bus.publish(topic, msgpack.unpackb(blob, raw=False, strict_map_key=False), a.aid, len(blob))
     return ev.seq if ev is not None else k.bus.seq
 
 
@@ -55,6 +56,7 @@ def sys_event_subscribe(k: Kernel, a: Agent, slot: Any, pattern: Any, opts: Any 
         filter=o.get("filter"),
     )
     sub.waiters = WaitQueue()
+    sub.account = EventAccount(k.ledger, a.aid)  # queued events count against its quota
     return sub.sid
 
 
@@ -69,7 +71,7 @@ def _own_sub(k: Kernel, a: Agent, sid: Any) -> Any:
 def sys_event_recv(k: Kernel, a: Agent, sid: Any, timeout: Any = None) -> Any:
     sub = _own_sub(k, a, sid)
     if sub.queue:
-        return sub.queue.popleft().to_dict()
+        return sub.pop().to_dict()
     if timeout == 0:
         raise WouldBlock("no event queued")
     return k.park(a, sub.waiters, timeout)
@@ -80,6 +82,6 @@ def sys_event_unsubscribe(k: Kernel, a: Agent, sid: Any) -> dict[str, Any]:
     k.bus.unsubscribe(sub.sid)
     for w in sub.waiters.drain():
         k.wake(w, exc=NoSuchObject("subscription closed"))
-    stats: dict[str, Any] = sub.statistics()
+    stats: dict[str, Any] = sub.final or sub.statistics()
     return stats
 

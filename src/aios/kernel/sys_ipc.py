@@ -2,6 +2,15 @@
 
 The hot path is short on purpose: one slot lookup, one payload check, and
 either a hand-off to a parked receiver or an append to the mailbox.
+
+A message waiting in a mailbox queue is a kernel buffer charged to its
+*sender's* memory quota (kernel/accounts.py: ``MSG_COST`` plus the payload)
+from the moment it is queued until a receiver takes it or the mailbox is
+destroyed; a send that does not fit the quota fails with EDQUOT and changes
+nothing.  A message handed straight to a waiting receiver costs nothing.  A
+sender parked on a full mailbox holds its one message (or batch) in its wait;
+it is charged when it moves into the queue, then without refusal (it was
+accepted when the sender parked).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from aios.kernel.agents import Agent
 from aios.kernel.args import as_int
 from aios.kernel.capabilities import Capability, ObjKind, Rights
 from aios.kernel.ipc import Mailbox, Message, check_payload
+from aios.kernel.params import MSG_COST
 from aios.kernel.waits import BLOCK, Wait
 
 if TYPE_CHECKING:
@@ -45,7 +55,8 @@ def _open(a: Agent, slot: Any, need: Rights) -> tuple[Capability, Mailbox]:
 
 
 def _hand_off(k: Kernel, mb: Mailbox, msg: Message) -> bool:
-    """Give ``msg`` to a parked receiver or queue it; False if the mailbox is full."""
+    """Give ``msg`` to a parked receiver or queue it (charged to its sender: QuotaExceeded
+    if that does not fit); False if the mailbox is full."""
     rw = mb.recv_waiters
     if rw:
         w = rw.pop()
@@ -57,9 +68,22 @@ def _hand_off(k: Kernel, mb: Mailbox, msg: Message) -> bool:
             mb.delivered += 1
             return True
     if len(mb.q) < mb.depth:
+        k.ledger.take(msg.sender, len(msg.payload) + MSG_COST)
         mb.q.append(msg)
         return True
     return False
+
+
+def _queue_parked(k: Kernel, mb: Mailbox, msgs: list[Message]) -> None:
+    """Messages of one parked sender enter the queue: charged, without refusal."""
+    if msgs:
+        k.ledger.take(msgs[0].sender, sum(len(m[3]) for m in msgs) + MSG_COST * len(msgs), True)
+        mb.q.extend(msgs)
+
+
+def _taken(k: Kernel, msgs: list[Message]) -> None:
+    """Messages left the queue for a receiver: refund their senders."""
+    k.refund_messages(msgs)
 
 
 def _note_receiver(k: Kernel, msg: Message, receiver: Agent) -> None:
@@ -77,16 +101,16 @@ def _refill(k: Kernel, mb: Mailbox) -> None:
             return
         d = w.data
         if type(d) is Message:
-            mb.q.append(d)
+            _queue_parked(k, mb, [d])
             k.wake(w, None)
         elif d[0] == "batch":
             msgs: list[Message] = d[1]
             room = mb.depth - len(mb.q)
-            mb.q.extend(msgs[:room])
+            _queue_parked(k, mb, msgs[:room])
             k.wake(w, min(room, len(msgs)))
         else:  # ("callmsg", msg, call id): now queued; keep waiting for the reply
             _, msg, cid = d
-            mb.q.append(msg)
+            _queue_parked(k, mb, [msg])
             w.queue = None
             w.data = ("call", cid)
             k.calls[cid] = (w, 0)
@@ -122,6 +146,7 @@ def sys_ipc_recv(k: Kernel, a: Agent, ep: Any = 1, timeout: Any = None) -> Any:
     q = mb.q
     if q:
         msg = q.popleft()
+        k.ledger.give(msg.sender, len(msg.payload) + MSG_COST)
         mb.delivered += 1
         if mb.send_waiters:
             _refill(k, mb)
@@ -148,6 +173,8 @@ def sys_ipc_call(k: Kernel, a: Agent, ep: Any, payload: Any, timeout: Any = None
     msg = Message(next(k._msg_seq), a.aid, cap.badge, payload, cid)
     if mb.full() and not mb.recv_waiters:
         return k.park(a, mb.send_waiters, timeout, data=("callmsg", msg, cid))
+    if not mb.recv_waiters:  # it will be queued: refuse now if that cannot be charged
+        k.ledger.check(a.aid, len(payload) + MSG_COST)
     k.park(a, None, timeout, data=("call", cid))
     w: Wait = a.wait
     k.calls[cid] = (w, 0)
@@ -196,6 +223,13 @@ def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
     room = mb.depth - len(mb.q)
     if room > 0 and sent < len(msgs):
         chunk = msgs[sent : sent + room]
+        cost = sum(map(len, payloads[sent : sent + room])) + MSG_COST * len(chunk)
+        try:
+            k.ledger.take(a.aid, cost)
+        except QuotaExceeded:
+            if sent:
+                return sent  # what the receivers took; the rest did not fit the quota
+            raise
         mb.q.extend(chunk)
         sent += len(chunk)
     if sent:
@@ -214,6 +248,7 @@ def sys_ipc_recv_batch(k: Kernel, a: Agent, ep: Any = 1, max_n: Any = 256, timeo
             q.clear()
         else:
             out = [q.popleft() for _ in range(n)]
+        _taken(k, out)
         mb.delivered += len(out)
         if mb.send_waiters:
             _refill(k, mb)

@@ -18,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import InvalidArgument
+from aios.kernel import params
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int, as_opts, as_str, copy_plain
 from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights, rights_from_names
@@ -145,8 +146,10 @@ def sys_memd_open(k: Kernel, a: Agent, auth_slot: Any, name: Any, rights: Any = 
         if receiver is None or not receiver.alive or mb.closed:
             raise AgentGone(f"agent {mb.owner} is gone")
         k.guard("grant", a, to=receiver.aid, kind=MEMNS.name, rights=int(r))
-        cap = k.cdt.root(receiver.cspace, obj, r)
         payload = f"memory namespace {nm}".encode()
+        if not mb.recv_waiters:  # the message will be queued, charged to the sender
+            k.ledger.check(a.aid, len(payload) + params.MSG_COST)
+        cap = k.cdt.root(receiver.cspace, obj, r)
         _hand_off(k, mb, Message(next(k._msg_seq), a.aid, ep.badge, payload, 0, cap.slot))
         k.publish("cap.granted", a.aid, agent=a.aid, to=receiver.aid, kind=MEMNS.name,
                   object=obj.oid, rights=int(cap.rights))
@@ -175,7 +178,7 @@ def sys_memd_put(k: Kernel, a: Agent, ns_slot: Any, text: Any, opts: Any = None)
     svc = _svc("memoryd")
     fab = svc.fabric(k)
     handle: int = fab.submit(a, lambda: svc.record_view(fab.core().put(
-        name, r, text, tier=tier, meta=meta, ttl_s=ttl, role=role)))
+        name, r, text, tier=tier, meta=meta, ttl_s=ttl, role=role)), nbytes=len(text))
     return handle
 
 

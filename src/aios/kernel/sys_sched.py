@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import InvalidArgument, PermissionDenied
-from aios.kernel.agents import Agent
+from aios.kernel.agents import Agent, DeadAgent, agent_of
 from aios.kernel.args import as_int, as_opts, as_str
 from aios.kernel.capabilities import KObject, ObjKind, Resource, Rights
 from aios.kernel.scheduler import clamp_weight, weight_of_nice
@@ -46,7 +46,7 @@ def _ceiling(t: Agent) -> int:
 def sys_sched_set(k: Kernel, a: Agent, slot: Any, params: Any) -> dict[str, Any]:
     """Change an agent's scheduling class or parameters; returns its new statistics."""
     cap = a.cspace.lookup(slot, ObjKind.AGENT, Rights.NONE)
-    t: Agent = cap.obj.payload
+    t = agent_of(cap.obj.payload)
     if t is not a and not cap.rights & Rights.SUPERVISOR:
         raise PermissionDenied("changing another agent's scheduling needs SUPERVISOR")
     if not t.alive or t.sched is None:
@@ -88,10 +88,7 @@ def _row(k: Kernel, t: Agent) -> dict[str, Any]:
     if t.sched is not None and t.alive:
         row.update(k.sched.stats(t.sched))
     elif t.aid in k.executors.fuel:
-        from aios.sandbox.wasm import DEFAULT_FUEL_PER_CPU_S
-
-        fuel = k.executors.fuel[t.aid]
-        row.update({"class": "wasm", "fuel": fuel, "runtime_ns": fuel * 1_000_000_000 // DEFAULT_FUEL_PER_CPU_S})
+        row.update(k.executors.usage(t.aid) or {})
     elif t.executor is not None:
         row["class"] = t.kind  # scheduled by the host (cgroup CPU weight)
     return row
@@ -102,7 +99,10 @@ def sys_sched_stats(k: Kernel, a: Agent, slot: Any = None) -> list[dict[str, Any
     children (``None``; everyone with ADMIN on the authority)."""
     if slot is not None:
         cap = a.cspace.lookup(slot, ObjKind.AGENT, Rights.READ)
-        return [_row(k, cap.obj.payload)]
+        t = cap.obj.payload
+        if type(t) is DeadAgent:  # reaped: what its exit record kept
+            return [t.sched_row()]
+        return [_row(k, agent_of(t))]
     everyone = False
     try:
         everyone = bool(a.cspace.get(2).rights & Rights.ADMIN)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import InvalidArgument, NoSuchObject
-from aios.kernel.agents import Agent
+from aios.kernel.agents import Agent, agent_of
 from aios.kernel.capabilities import ObjKind, Rights
 
 if TYPE_CHECKING:
@@ -33,8 +33,7 @@ def _sec(k: Kernel) -> KernelSecurity:
 
 def _target(a: Agent, slot: Any, need: Rights) -> Agent:
     cap = a.cspace.lookup(slot, ObjKind.AGENT, need)
-    t: Agent = cap.obj.payload
-    return t
+    return agent_of(cap.obj.payload)
 
 
 def sys_policy_reload(k: Kernel, a: Agent, auth_slot: Any) -> dict[str, Any]:

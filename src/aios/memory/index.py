@@ -294,6 +294,8 @@ class VectorIndex:
         faiss.write_index(self._hnsw, str(tmp_g))
         ids = np.where(self._live[: self._n], self._row_id[: self._n], -1)
         np.save(tmp_r, ids)
+        for p in (tmp_g, tmp_r):
+            p.chmod(0o600)  # memory is private (see aios.security.paths)
         digest = _file_digest(tmp_g, tmp_r)
         tmp_g.replace(graph)
         tmp_r.replace(rows)
@@ -493,10 +495,14 @@ class VectorIndex:
     # -- persistence ---------------------------------------------------------
 
     def _open_dir(self, d: Path) -> None:
-        d.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(d / "vectors.sqlite"), isolation_level=None,
+        from aios.security.paths import private_dir, private_file
+
+        private_dir(d)
+        db_path = private_file(d / "vectors.sqlite")
+        db = sqlite3.connect(str(db_path), isolation_level=None,
                              check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
+        private_file(db_path)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, "

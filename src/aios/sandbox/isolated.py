@@ -36,7 +36,7 @@ from aios.errors import AIOSError, NoSuchAgent, ProtocolError
 from aios.kernel import wire
 from aios.sandbox.channel import RemoteAgentChannel
 from aios.sandbox.executor import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
-from aios.sandbox.process import EXIT_SANDBOX_FAILED, AgentSpec, Protections
+from aios.sandbox.process import EXIT_SANDBOX_FAILED, SWITCHES, AgentSpec, Protections
 from aios.sandbox.zygote import Zygote
 
 UID_BASE = 200_000
@@ -62,9 +62,25 @@ class _Agent:
 class IsolatedExecutor:
     kind = ExecutorKind.ISOLATED
 
-    def __init__(self, sink: Sink, *, uid_base: int = UID_BASE, uid_count: int = UID_COUNT) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        uid_base: int = UID_BASE,
+        uid_count: int = UID_COUNT,
+        test_disable: frozenset[str] = frozenset(),
+    ) -> None:
+        """``test_disable``: mechanisms to switch off, for the security tests only
+        (``landlock``, ``seccomp``, ``namespaces``, ``rlimits``, ``cgroup``, ``uid``,
+        ``env``); the kernel passes what :func:`aios.kernel.confinement.weaken_for_tests`
+        set, and nothing an agent sends can reach it."""
+        unknown = set(test_disable) - set(SWITCHES)
+        if unknown:
+            raise ValueError(f"unknown mechanisms {sorted(unknown)}")
         self.sink = sink
-        self.zygote = Zygote(on_exit=self._on_reaped, on_security=self._on_zygote_security)
+        self.test_disable = frozenset(test_disable)
+        self.zygote = Zygote(on_exit=self._on_reaped, on_security=self._on_zygote_security,
+                             scrub_env="env" not in test_disable)
         self.agents: dict[int, _Agent] = {}
         self._free_uids = list(range(uid_base + uid_count - 1, uid_base - 1, -1))
         self._by_pid: dict[int, int] = {}
@@ -75,12 +91,12 @@ class IsolatedExecutor:
     async def spawn(self, spec: AgentSpec) -> int:
         if spec.agent_id in self.agents:
             raise AIOSError(f"agent {spec.agent_id} already running")
-        uid = self._free_uids.pop() if os.geteuid() == 0 else 0
+        uid = self._free_uids.pop() if os.geteuid() == 0 and "uid" not in self.test_disable else 0
         if spec.home:
             os.makedirs(spec.home, mode=0o700, exist_ok=True)
             if uid:
                 os.chown(spec.home, uid, uid)
-        spec = replace(spec, host_uid=uid)
+        spec = replace(spec, host_uid=uid, test_disable=spec.test_disable | (self.test_disable - {"env"}))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         aid = spec.agent_id
 

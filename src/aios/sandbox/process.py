@@ -29,6 +29,14 @@ Each step's success goes into a frozen :class:`Protections` record, sent to
 the kernel in the HELLO frame *before any agent code runs* (so it is still
 trustworthy) and shown by ``aios status``.  A step that fails is fatal unless
 the policy (:attr:`AgentSpec.allow_missing`) names it: no silent downgrade.
+
+:attr:`AgentSpec.test_disable` skips steps outright (``cgroup``, ``rlimits``,
+``uid``, ``namespaces``, ``landlock``, ``seccomp``): the security tests use it
+to show that each attack they expect a mechanism to stop succeeds without
+it.  Only the executor's constructor sets it (from
+:func:`aios.kernel.confinement.weaken_for_tests`); it travels on the
+kernel-to-zygote control channel, which no agent can reach, and every
+skipped step is listed in :attr:`Protections.disabled`.
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ MECHANISMS = (
     "cgroup",
 )
 EXIT_SANDBOX_FAILED = 78  # EX_CONFIG
+# what a security test may switch off (AgentSpec.test_disable; "env" acts on the zygote)
+SWITCHES = ("landlock", "seccomp", "namespaces", "rlimits", "cgroup", "uid", "env")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -91,20 +101,21 @@ class AgentSpec:
     access_fs_write: bool = False
     host_uid: int = 0  # 0 = keep the zygote's uid
     allow_missing: frozenset[str] = frozenset()
+    test_disable: frozenset[str] = frozenset()  # steps skipped (security tests only)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (
             self.agent_id, self.entry, list(self.args), self.home, list(self.code_paths),
             list(self.quota.to_wire()), self.access_net, self.access_fs, self.access_fs_write, self.host_uid,
-            sorted(self.allow_missing),
+            sorted(self.allow_missing), sorted(self.test_disable),
         )  # fmt: skip
 
     @classmethod
     def from_wire(cls, t: Any) -> AgentSpec:
-        aid, entry, args, home, code, quota, net, fs, fsw, uid, allow = t
+        aid, entry, args, home, code, quota, net, fs, fsw, uid, allow, off = t
         return cls(
             int(aid), str(entry), tuple(args), str(home), tuple(code), Quota.from_wire(quota),
-            bool(net), bool(fs), bool(fsw), int(uid), frozenset(allow),
+            bool(net), bool(fs), bool(fsw), int(uid), frozenset(allow), frozenset(off),
         )  # fmt: skip
 
 
@@ -124,6 +135,7 @@ class Protections:
     rlimits: tuple[str, ...] = ()
     cgroup: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # mechanisms that failed but policy allowed
+    disabled: tuple[str, ...] = ()  # mechanisms switched off by a security test
 
     def to_wire(self) -> list[Any]:
         return [
@@ -147,7 +159,8 @@ class Protections:
             )
             if active
         ]  # fmt: skip
-        return " ".join(on) + (f" (missing: {', '.join(self.missing)})" if self.missing else "")
+        return (" ".join(on) + (f" (missing: {', '.join(self.missing)})" if self.missing else "")
+                + (f" (DISABLED FOR TESTS: {', '.join(self.disabled)})" if self.disabled else ""))
 
 
 def code_paths(extra: tuple[str, ...] = ()) -> list[str]:
@@ -223,8 +236,11 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
     """
     missing: list[str] = []
     p: dict[str, Any] = {}
+    off = spec.test_disable
 
     def attempt(name: str, fn: Any) -> Any:
+        if name in off or (name in ("userns", "mountns") and "namespaces" in off):
+            return None
         try:
             return fn()
         except (OSError, ValueError) as exc:
@@ -248,7 +264,9 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
         ro.append("/")
     rw_fds, ro_fds = landlock.open_paths(rw), landlock.open_paths(ro)
     uid = spec.host_uid
-    if uid > 0:
+    if "uid" in off:
+        p["uid"] = -1
+    elif uid > 0:
 
         def switch() -> int:
             os.setgroups([])
@@ -280,7 +298,7 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
     ok = attempt("userns", userns)
     p["userns"] = bool(ok)
     p["netns"] = bool(ok) and not spec.access_net
-    if not spec.access_net and not ok:
+    if not spec.access_net and not ok and "namespaces" not in off:
         missing.append("netns") if "netns" not in missing else None
 
     def private_mounts() -> bool:
@@ -327,7 +345,7 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
         uid=p["uid"], userns=p["userns"], mountns=p["mountns"], netns=p["netns"],
         caps_dropped=p["caps_dropped"], no_new_privs=p["no_new_privs"],
         landlock_abi=p["landlock_abi"], seccomp=p["seccomp"], seccomp_notify=p["seccomp_notify"],
-        rlimits=p["rlimits"], cgroup=p["cgroup"], missing=tuple(missing),
+        rlimits=p["rlimits"], cgroup=p["cgroup"], missing=tuple(missing), disabled=tuple(sorted(off)),
     )  # fmt: skip
 
 

@@ -238,8 +238,9 @@ class _Worker:
 class WorkerExecutor:
     kind = ExecutorKind.WORKER
 
-    def __init__(self, sink: Sink, *, workers: int | None = None) -> None:
+    def __init__(self, sink: Sink, *, workers: int | None = None, scrub_env: bool = True) -> None:
         self.sink = sink
+        self.scrub_env = scrub_env  # False only for the security mutants (confinement.weaken_for_tests)
         self.n = workers or os.cpu_count() or 1
         self.placement = Placement(self.n)
         self.workers: list[_Worker] = []
@@ -248,9 +249,9 @@ class WorkerExecutor:
         self._evicting: dict[int, asyncio.Future[Any]] = {}
 
     async def start(self) -> None:
-        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([src, *[p for p in sys.path if p]])
+        from aios.sandbox.environment import agent_environment
+
+        env = agent_environment(scrub=self.scrub_env)  # empty plus the allowlist: no secrets
         for i in range(self.n):
             ours, theirs = socket.socketpair()
             proc = subprocess.Popen(

@@ -61,6 +61,7 @@ from aios.sandbox.process import (
 
 PR_SET_CHILD_SUBREAPER = 36
 CTRL_MAX = 256 * 1024
+RECV_TIMEOUT_S = 0.05
 
 
 def _pack(obj: Any) -> bytes:
@@ -80,7 +81,7 @@ def _child_main(spec: AgentSpec, chan_fd: int, notify_fd: int) -> None:
     status = 1
     try:
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGALRM):
             signal.signal(s, signal.SIG_DFL)
         keep = {0, 1, 2, chan_fd, notify_fd}
         for name in os.listdir("/proc/self/fd"):
@@ -139,6 +140,7 @@ class _ZygoteLoop:
         self.wake_r = r
         signal.set_wakeup_fd(w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGALRM, lambda *_: None)  # interrupts a notification receive
 
     def send(self, *msg: Any) -> None:
         with contextlib.suppress(OSError):
@@ -220,6 +222,10 @@ class _ZygoteLoop:
 
     def on_listener(self, fd: int) -> None:
         pid = self.listeners.get(fd, 0)
+        # select said a notification was pending, but it is withdrawn if the calling task
+        # dies first, and the receive then blocks (O_NONBLOCK does not apply to it): a
+        # timer interrupts it (EINTR) so no agent can stall the zygote that way
+        signal.setitimer(signal.ITIMER_REAL, RECV_TIMEOUT_S)
         try:
             n = seccomp.receive(fd)
         except OSError as exc:
@@ -230,6 +236,8 @@ class _ZygoteLoop:
                 return
             self.drop_listener(fd)
             return
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         with contextlib.suppress(OSError):
             seccomp.respond(fd, n.id, _errno.EPERM)
         agent = self.children.get(pid, (-1, ""))[0]
@@ -350,8 +358,13 @@ class Zygote:
     """Kernel-side handle on a zygote process (asyncio; works with uvloop)."""
 
     def __init__(
-        self, *, on_exit: ExitCallback | None = None, on_security: SecurityCallback | None = None
+        self,
+        *,
+        on_exit: ExitCallback | None = None,
+        on_security: SecurityCallback | None = None,
+        scrub_env: bool = True,
     ) -> None:
+        self.scrub_env = scrub_env  # False only for the security mutants
         self.on_exit = on_exit
         self.on_security = on_security
         self.proc: subprocess.Popen[bytes] | None = None
@@ -364,10 +377,10 @@ class Zygote:
 
     async def start(self, python: str = sys.executable) -> None:
         loop = asyncio.get_running_loop()
+        from aios.sandbox.environment import agent_environment
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(os.environ)
-        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join([src, *[p for p in sys.path if p]])
+        env = agent_environment(scrub=self.scrub_env)  # agents fork from here: no secrets
         self.proc = subprocess.Popen(
             [python, "-m", "aios.sandbox.zygote", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],

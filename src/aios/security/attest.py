@@ -123,8 +123,10 @@ class PcrBank:
         return bank
 
     def save_log(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        from aios.security.paths import private_dir, private_file
+
+        private_dir(path.parent)
+        tmp = private_file(path.with_name(path.name + ".tmp"))
         tmp.write_text(json.dumps([e.to_json() for e in self.log], indent=1))
         tmp.replace(path)
 

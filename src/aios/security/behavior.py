@@ -22,6 +22,15 @@ monitor keeps
   decays with half-life ``deny_half_life_ns``.  Agents do hit the odd denial;
   scanning for capabilities you do not hold is a stream of them.
 
+Network attempts are not AIOS syscalls: an agent without ACCESS_NET reaches
+for the host's network directly (``socket(AF_INET, ...)``), and the isolated
+executor's seccomp filter refuses it and reports it through the zygote's
+user-notification listener (a ``security.sandbox`` event the agent cannot
+forge or suppress).  The kernel feeds each such report to :meth:`observe` as
+the pseudo-syscall :data:`NET_ATTEMPT` refused with EPERM, which is in the
+default ``net_sysnos``; so the ladder's ``REVOKE ACCESS_NET`` rung is reached
+from the real kernel path (see ``aios.security.kernel_policy``).
+
 Three normalized components are computed in-window, so an attack is seen
 within a bounded number of calls rather than at the next window edge:
 
@@ -72,6 +81,8 @@ from aios.errors import InvalidArgument, InvalidCapability, PermissionDenied, Po
 ANOMALY_TOPIC: Final = "security.anomaly"
 RESPONSE_TOPIC: Final = "security.response"
 OTHER: Final = -1  # the shared bucket for syscall numbers beyond max_sysnos
+NET_ATTEMPT: Final = -2  # a host network call the sandbox refused (not an AIOS syscall)
+NET_SYSCALL_NAMES: Final = frozenset({"socket", "socketpair", "connect", "bind", "sendto", "sendmsg"})
 DENY_ERRNOS: Final = frozenset({PermissionDenied.code, InvalidCapability.code, PolicyDenied.code})
 
 
@@ -127,7 +138,7 @@ class BehaviorConfig:
     net_deny_weight: float = 4.0
     deny_threshold: float = 16.0
     deny_half_life_ns: int = 10_000_000_000
-    net_sysnos: frozenset[int] = frozenset()
+    net_sysnos: frozenset[int] = frozenset({NET_ATTEMPT})
     alert_threshold: float = 1.0
     max_sysnos: int = 64
     max_agents: int = 1_000_000

@@ -58,10 +58,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from aios.errors import IntegrityError, InvalidArgument, NoSuchObject
+from aios.errors import IntegrityError, InvalidArgument, NoSuchObject, StorageError
 from aios.security import pqc
 from aios.security.audit.checkpoint import TrustedKey, note_key_hash
-from aios.security.paths import keys_dir
+from aios.security.paths import keys_dir, private_dir, private_file
+from aios.storage import storage_edge
+
+KEYS_HINT: Final = (
+    "restore $AIOS_HOME/keys from a backup; without it the node's keys cannot be opened "
+    "(a new home starts a new node identity, and old checkpoints stay verifiable only with the old keys)"
+)
 
 ALG: Final = "mldsa65"
 MAGIC: Final = b"AIOSKEY1"
@@ -223,13 +229,17 @@ class Keystore:
         self.notice = ""
         if passphrase is not None and (not isinstance(passphrase, bytes) or not passphrase):
             raise InvalidArgument("passphrase must be non-empty bytes")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o700)
+        private_dir(self.dir)
         meta_path = self.dir / "keystore.json"
         if meta_path.exists():
-            self._kek = self._open_existing(json.loads(meta_path.read_text()), passphrase)
+            with storage_edge(meta_path, "the keystore", KEYS_HINT):
+                meta = json.loads(meta_path.read_text())
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
+                self._kek = self._open_existing(meta, passphrase)
         else:
-            self._kek = self._first_boot(meta_path, passphrase, scrypt_n)
+            with storage_edge(meta_path, "the keystore", KEYS_HINT):
+                self._kek = self._first_boot(meta_path, passphrase, scrypt_n)
         self._aead = AESGCM(self._kek)
         self._node: NodeIdentity | None = None
 
@@ -258,8 +268,7 @@ class Keystore:
         nonce = os.urandom(12)
         meta["check"] = _b64(nonce + AESGCM(kek).encrypt(nonce, CHECK_PLAINTEXT, b"check"))
         _write_private(meta_path, json.dumps(meta, indent=1).encode())
-        (self.dir / "node.id").write_text(os.urandom(8).hex() + "\n")
-        os.chmod(self.dir / "node.id", 0o600)
+        private_file(self.dir / "node.id").write_text(os.urandom(8).hex() + "\n")
         self.created = True
         return kek
 
@@ -317,7 +326,8 @@ class Keystore:
 
     @property
     def node_id(self) -> str:
-        return (self.dir / "node.id").read_text().strip()
+        with storage_edge(self.dir / "node.id", "the node id file", KEYS_HINT):
+            return (self.dir / "node.id").read_text().strip()
 
     @property
     def node_name(self) -> str:
@@ -327,12 +337,13 @@ class Keystore:
         """Load the node key, creating it on first use."""
         if self._node is None:
             path = self.dir / "node.key"
-            if path.exists():
-                seed = self.unseal("node", path.read_bytes())
-            else:
-                _pub, seed = pqc.sig_keygen(ALG)
-                self._store_node(seed)
-            self._node = self._node_from_seed(seed)
+            with storage_edge(path, "the node key", KEYS_HINT):
+                if path.exists():
+                    seed = self.unseal("node", path.read_bytes())
+                else:
+                    _pub, seed = pqc.sig_keygen(ALG)
+                    self._store_node(seed)
+                self._node = self._node_from_seed(seed)
         return self._node
 
     def _node_from_seed(self, seed: bytes) -> NodeIdentity:
@@ -358,7 +369,8 @@ class Keystore:
         path = self.dir / "node-history.json"
         if not path.exists():
             return []
-        out: list[dict[str, Any]] = json.loads(path.read_text())
+        with storage_edge(path, "the node key history", KEYS_HINT):
+            out: list[dict[str, Any]] = json.loads(path.read_text())
         return out
 
     def trusted_node_keys(self) -> list[TrustedKey]:
@@ -478,8 +490,11 @@ def read_node_public(home: Path) -> tuple[str, list[TrustedKey]]:
     files only (no passphrase needed): what ``aios audit verify`` trusts."""
     d = keys_dir(home)
     try:
-        name = f"aios-node-{(d / 'node.id').read_text().strip()}"
-        history = json.loads((d / "node-history.json").read_text())
-    except FileNotFoundError:
-        raise NoSuchObject(f"no node identity under {d} (has the kernel booted?)") from None
-    return name, [TrustedKey(name, _unb64(h["public_key"], "history key")) for h in history]
+        with storage_edge(d / "node-history.json", "the node key history", KEYS_HINT):
+            name = f"aios-node-{(d / 'node.id').read_text().strip()}"
+            history = json.loads((d / "node-history.json").read_text())
+            return name, [TrustedKey(name, _unb64(h["public_key"], "history key")) for h in history]
+    except StorageError as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            raise NoSuchObject(f"no node identity under {d} (has the kernel booted?)") from None
+        raise

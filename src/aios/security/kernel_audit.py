@@ -28,6 +28,16 @@ and the log on disk is always a prefix ending at a batch boundary.  At kernel
 close the pump stops the thread, commits what is left, signs a final
 checkpoint and closes the database.
 
+**Backpressure.**  The pending buffer is bounded
+(:mod:`aios.security.audit.backpressure`): every record is charged to the
+agent whose syscall caused it, and an agent with too many records pending is
+held at the end of its syscall until the commit thread has caught up; once the
+buffer is full each producer may keep only its fair share queued, so a
+violation storm from one agent holds that agent, not everyone's
+acknowledgements.  The commit thread commits at once (not at the next tick)
+when the buffer passes :data:`COMMIT_HINT` records, and hands every
+acknowledged size back to the kernel thread, which releases held agents.
+
 **Measured boot.**  :func:`open_node_security` extends PCR 0 with the kernel
 code; this module adds the boot configuration (PCR 1) and the policy set in
 force (PCR 2: the digest the engine computed over every file it loaded), and
@@ -61,6 +71,7 @@ import types
 from typing import TYPE_CHECKING, Any, Final
 
 from aios.security import attest
+from aios.security.audit.backpressure import Backpressure
 from aios.security.identity import AgentIdentity
 from aios.security.node import NodeSecurity
 from aios.security.paths import event_log_path
@@ -112,6 +123,7 @@ AUDIT_PREFIXES: Final = (
 )
 _SLOT_RE: Final = re.compile(r"slot (\d+)")
 IDENTITY_MODES: Final = ("lazy", "eager", "off")
+COMMIT_HINT: Final = 512  # pending records that make the commit thread commit now
 
 
 def normalize(topic: str, data: dict[str, Any], source: int, seq: int, time_ns: int) -> dict[str, Any]:
@@ -166,9 +178,12 @@ class AuditPump:
         sec.log.autocommit = False  # the kernel thread never waits for fsync
         self.interval = max(flush_ms, 0.1) / 1000.0
         self.errors = 0
+        self.pressure = Backpressure()
         self._stop = threading.Event()
+        self._due = threading.Event()  # commit now: the buffer is filling, or we are stopping
         self._thread: threading.Thread | None = None
         self._subs: list[int] = []
+        sec.log.on_commit.append(self._committed)
 
     def attach(self) -> None:
         for pattern in AUDIT_PATTERNS:
@@ -178,10 +193,28 @@ class AuditPump:
     def on_event(self, ev: Event) -> None:
         rec = normalize(ev.topic, ev.data, ev.source, ev.seq, ev.time_ns)
         try:
-            self.recorder.on_event(ev.topic, rec)
+            idx = self.recorder.on_event(ev.topic, rec)
         except Exception:  # the audit must not take the publisher down with it
             self.errors += 1
             log.exception("audit append failed for %s", ev.topic)
+            return
+        if idx is None:
+            return
+        cur = self.k.current
+        owner = cur.aid if cur is not None else 0
+        bp = self.pressure
+        if bp.appended(idx, owner):
+            self.k.throttle(owner)
+        if bp.total >= COMMIT_HINT and not self._due.is_set():
+            self._due.set()
+
+    def _committed(self, size: int) -> None:
+        """``AuditLog.on_commit`` (the committing thread): release on the kernel thread."""
+        self.k.post(self._acknowledged, size)
+
+    def _acknowledged(self, size: int) -> None:
+        for aid in self.pressure.acknowledged(size):
+            self.k.unthrottle(aid)
 
     def start(self) -> None:
         if self._thread is None:
@@ -189,7 +222,11 @@ class AuditPump:
             self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._due.wait(self.interval)
+            self._due.clear()
+            if self._stop.is_set():
+                return
             self.flush()
 
     def flush(self) -> int:
@@ -206,6 +243,7 @@ class AuditPump:
             self.k.bus.unsubscribe(sid)
         self._subs.clear()
         self._stop.set()
+        self._due.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -213,11 +251,16 @@ class AuditPump:
 
     def status(self) -> dict[str, Any]:
         lg = self.sec.log
+        bp = self.pressure.status()
         return {
             "origin": lg.origin,
             "size": self.recorder.log._edge.size,
             "acknowledged": lg.acknowledged_size,
             "pending": lg.pending,
+            "pending_max": bp.pending_max,
+            "pending_capacity": bp.capacity,
+            "held": bp.held,
+            "holds": bp.holds,
             "recorded": self.recorder.recorded,
             "errors": self.errors,
             "flush_ms": self.interval * 1000.0,

@@ -145,17 +145,23 @@ def install(k: Kernel, cfg: BootConfig) -> None:
     engine = PolicyEngine(lambda: read_sources(dirs), emit=emit)
 
     if home is not None:
+        from aios.security.home import check_home
         from aios.security.node import open_node_security
         from aios.security.revocations import RevocationList
 
-        home.mkdir(parents=True, exist_ok=True)
+        if not home.exists():
+            home.mkdir(parents=True, mode=0o711)
+        fixed = check_home(home)  # refuses a home others can write; tightens private files
         node = open_node_security(
             home, cfg.passphrase,
             boot_steps=measure_boot_steps(_config_bytes(cfg), engine.compiled.digest),
+            accept_broken_log=cfg.accept_broken_log,
         )
         ks.node = node
         ks.audit = AuditPump(k, node, cfg.audit_flush_ms)
         ks.audit.attach()
+        if fixed:
+            k.publish("security.home_fixed", 0, paths=fixed[:64], count=len(fixed))
         ks.audit.start()
         ks.identities = AgentIdentities(k, node, cfg.agent_identity)
         if cfg.agent_identity != "off":
@@ -175,6 +181,7 @@ def install(k: Kernel, cfg: BootConfig) -> None:
             raise InvalidArgument("BootConfig.behavior must be a bool or a BehaviorConfig")
         ks.behavior = BehaviorResponder(k, BehaviorMonitor(bcfg))
         k.observer = ks.behavior.observer()
+        ks.behavior.attach_sandbox()  # network refusals by the sandboxes, from the real kernel path
 
     k.bus.subscribe("agent.lifecycle.exited", priority=-1000, callback=ks.on_exit)
     _BY_KERNEL[k] = ks

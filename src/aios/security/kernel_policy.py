@@ -82,11 +82,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from aios.errors import AIOSError, InvalidArgument
+from aios.errors import AIOSError, InvalidArgument, PermissionDenied
 from aios.kernel.capabilities import Capability, Rights, rights_from_names, rights_names
 from aios.kernel.scheduler import WEIGHT_MIN
 from aios.security.behavior import (
     ANOMALY_TOPIC,
+    NET_ATTEMPT,
+    NET_SYSCALL_NAMES,
     RESPONSE_TOPIC,
     Alert,
     BehaviorMonitor,
@@ -107,6 +109,7 @@ from aios.security.policy_files import PolicyWatcher
 
 if TYPE_CHECKING:
     from aios.kernel.agents import Agent
+    from aios.kernel.events import Event
     from aios.kernel.kernel import Kernel
 
 TRUST_RANK: Final = {"untrusted": 0, "trusted": 1, "system": 2}
@@ -395,6 +398,23 @@ class BehaviorResponder:
                 handle(found)
 
         return observe_syscall
+
+    def attach_sandbox(self) -> None:
+        """Feed the sandboxes' network refusals to the monitor (``security.sandbox`` events)."""
+        self.k.bus.subscribe("security.sandbox", priority=-900, callback=self.on_sandbox_event)
+
+    def on_sandbox_event(self, ev: Event) -> None:
+        """A trusted report that an agent reached for the host network without ACCESS_NET.
+
+        Only the executor's own reports count (the zygote's seccomp listener):
+        the in-agent audit hook's are ``trusted=False`` and could be forged."""
+        d = ev.data
+        aid = d.get("agent")
+        if (d.get("trusted") and d.get("kind") == "syscall" and d.get("detail") in NET_SYSCALL_NAMES
+                and type(aid) is int):
+            found = self.monitor.observe(aid, NET_ATTEMPT, PermissionDenied.code, self.k.now())
+            if found:
+                self._handle(found)
 
     def _handle(self, found: list[Finding]) -> None:
         k = self.k

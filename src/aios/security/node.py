@@ -17,10 +17,21 @@ one :class:`NodeSecurity` holding the pieces; the kernel then
 Rotation first signs a checkpoint of everything logged so far with the old
 key, then makes the new key sign that checkpoint in the rotation statement,
 switches the log's signer, and audits the rotation itself.
+
+**A damaged log stops the boot.**  Before appending to an existing log,
+:func:`open_node_security` runs the fast boot check
+(:func:`~aios.security.audit.log.check_tail`: the latest checkpoint and the
+entries after it).  If it fails the kernel does not start: the error names the
+file and the way out (``aios audit verify --full`` to find the first bad
+entry, restoring a backup, or ``--accept-broken-log``).  With
+``accept_broken_log`` the damaged file is moved aside (``audit.db.broken-<time>``,
+kept for forensics), a new log is started, and its first entry after the boot
+record says so (``audit.broken_log_accepted``: which file, why, where it went).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -85,12 +96,15 @@ def open_node_security(
     boot_steps: Iterable[tuple[int, str, bytes]] = (),
     policy: CheckpointPolicy | None = None,
     clock: Callable[[], int] = time.monotonic_ns,
+    accept_broken_log: bool = False,
 ) -> NodeSecurity:
     """Open (or, on first boot, create) keys, PCRs and the audit log under ``home``."""
     ks = Keystore(home, passphrase)
     node = ks.node_identity()
+    path = audit_db_path(home)
+    broken = check_audit_log(home, path, accept_broken_log)
     pcrs = attest.measure_boot(home, boot_steps)
-    log = AuditLog(audit_db_path(home), audit_origin(ks.node_id), node, policy, clock=clock)
+    log = AuditLog(path, audit_origin(ks.node_id), node, policy, clock=clock)
     recorder = AuditRecorder(log)
     recorder.record(
         AuditRecord(
@@ -103,4 +117,42 @@ def open_node_security(
             },
         )
     )
+    if broken is not None:
+        recorder.record(AuditRecord(time.time_ns(), "audit.broken_log_accepted", detail=broken))
     return NodeSecurity(ks, node, log, recorder, pcrs, home)
+
+
+def check_audit_log(home: Path, path: Path, accept_broken_log: bool = False) -> dict[str, str] | None:
+    """The boot check of an existing audit log (see the module docstring).
+
+    Returns None when the log is sound (or new); with ``accept_broken_log``, moves a
+    damaged log aside and returns what the new log's first record says about it;
+    otherwise raises (IntegrityError for a damaged tree, StorageError for a file
+    that is not a readable database), naming the file and the recovery."""
+    from aios.errors import AIOSError, IntegrityError
+    from aios.security.audit.log import RECOVERY, LogReader
+    from aios.security.identity import read_node_public
+
+    if not path.exists():
+        return None
+    try:
+        reader = LogReader.open(path)
+        try:
+            report = reader.check_tail(read_node_public(home)[1])
+        finally:
+            reader.conn.close()
+        if report.ok:
+            return None
+        err: AIOSError = IntegrityError(
+            f"the audit log at {path} failed its boot check at entry {report.first_bad_entry}: "
+            f"{report.reason}; {RECOVERY}", path=str(path), hint=RECOVERY)
+    except AIOSError as e:
+        err = e
+    if not accept_broken_log:
+        raise err
+    aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.rename(aside.with_name(aside.name + suffix))
+    return {"file": str(path), "moved_to": str(aside), "reason": err.message}

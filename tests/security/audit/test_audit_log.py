@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.errors import IntegrityError, InvalidArgument, StorageError
 from aios.security import pqc
 from aios.security.audit import merkle
 from aios.security.audit.checkpoint import CheckpointPolicy, TrustedKey, parse, verify_checkpoint
@@ -292,19 +292,16 @@ def test_checkpoint_verifier_rejections(tmp_path: Path, node: NodeIdentity) -> N
 
 
 class _FlakyConn:
-    """Fails the first executemany (a disk error mid-commit)."""
+    """Fails the first INSERT (a disk error mid-commit)."""
 
     def __init__(self, real: sqlite3.Connection) -> None:
         self.real, self.failed = real, False
 
-    def execute(self, *args: object) -> object:
-        return self.real.execute(*args)  # type: ignore[arg-type]
-
-    def executemany(self, sql: str, rows: object) -> object:
-        if not self.failed:
+    def execute(self, sql: str, *args: object) -> object:
+        if not self.failed and sql.startswith("INSERT"):
             self.failed = True
             raise sqlite3.OperationalError("disk I/O error")
-        return self.real.executemany(sql, rows)  # type: ignore[arg-type]
+        return self.real.execute(sql, *args)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.real.close()
@@ -314,7 +311,7 @@ def test_failed_commit_keeps_the_batch_for_retry(tmp_path: Path, node: NodeIdent
     log = AuditLog(tmp_path / "a.db", ORIGIN, node, batch_max=100)
     fill(log, 5)
     log._conn = _FlakyConn(log._conn)  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StorageError, match="disk I/O error"):
         log.commit()
     assert log.acknowledged_size == 0 and log.pending == 5
     fill(log, 2, 5)

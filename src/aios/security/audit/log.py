@@ -32,6 +32,17 @@ buffer.  SQLite's WAL makes each batch all-or-nothing, so on reopen the log
 is exactly the acknowledged prefix of some batch boundary, and the right
 edge is rebuilt from the stored perfect subtrees (``CompactRange.load``).
 
+**Boot check.**  :func:`check_tail` is what a kernel runs before it appends
+to an existing log: the latest checkpoint's signature and origin, then the
+last :data:`BOOT_WINDOW` entries (and at least every entry after that
+checkpoint) recomputed from their data (index, leaf hash, stored perfect
+nodes) on top of the stored subtrees before them, up to the signed root.  It
+costs O(window + log n), well under a second, and refuses to extend a log
+whose recent part or signed edge is damaged; a changed byte in an older entry
+is found by the full :func:`verify_log` (``aios audit verify --full``), which
+an operator runs periodically.  Errors of the database itself become
+:class:`~aios.errors.StorageError` naming the file.
+
 **Verification.**  :meth:`AuditLog.verify` streams every row, checks that each
 row's index is the next one and that its data names that index, recomputes
 every leaf hash and every perfect node, compares them with what is stored,
@@ -44,6 +55,7 @@ one lock guards the buffer and the connection.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import struct
 import threading
@@ -51,7 +63,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from aios.errors import IntegrityError, InvalidArgument
 from aios.security.audit import merkle
@@ -64,10 +76,17 @@ from aios.security.audit.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
+from aios.storage import storage_edge, storage_error
 
 STRIDE: Final = 4
 FORMAT_VERSION: Final = "1"
 MAX_RECORD: Final = 1 << 20
+BOOT_WINDOW: Final = 1 << 16  # entries the boot check recomputes from their data (at least)
+RECOVERY: Final = (
+    "find the first bad entry with `aios audit verify --full`, then restore the log from a backup, "
+    "or start the kernel with `aios up --accept-broken-log` (the damaged file is moved aside and "
+    "that decision is itself audited)"
+)
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,6 +100,26 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, ts_ns INTEGER N
 """
 
 _pack_idx = struct.Struct(">Q").pack
+T = TypeVar("T")
+INSERT_CHUNK: Final = 256  # rows per INSERT statement in a commit
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, width: int, rows: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"INSERT INTO {table} VALUES " + ", ".join([one] * rows)
+
+
+def _insert_rows(c: sqlite3.Connection, table: str, width: int, rows: Sequence[tuple[object, ...]]) -> None:
+    """Insert ``rows`` with one statement per :data:`INSERT_CHUNK` of them.
+
+    ``executemany`` steps SQLite once per row, and the sqlite3 module gives up
+    the GIL around every step: with a busy kernel thread holding the GIL, each
+    re-acquisition can wait a whole switch interval, and the commit thread
+    falls behind (a convoy).  Multi-row statements step once per chunk."""
+    for i in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[i : i + INSERT_CHUNK]
+        c.execute(_insert_sql(table, width, len(chunk)), [v for row in chunk for v in row])
 
 
 def leaf_data(index: int, record: bytes) -> bytes:
@@ -117,9 +156,13 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
             raise InvalidArgument(f"no audit log at {path}")
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from aios.security.paths import private_dir, private_file
+
+        private_dir(path.parent)
+        private_file(path)  # 0600 before SQLite opens it: its -wal and -shm take the same mode
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
+        private_file(path)
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA synchronous=FULL")
     return conn
@@ -202,17 +245,18 @@ class AuditLog:
         # appends never wait for an fsync.  Order: _commit_lock, then _lock.
         self._lock = threading.RLock()
         self._commit_lock = threading.Lock()
-        self._conn = connect(self.path)
-        self._conn.executescript(_SCHEMA)
-        self._init_meta()
-        self._rconn = connect(self.path, readonly=True)
+        with storage_edge(self.path, "the audit log", RECOVERY):
+            self._conn = connect(self.path)
+            self._conn.executescript(_SCHEMA)
+            self._init_meta()
+            self._rconn = connect(self.path, readonly=True)
+            size = int(self._conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves").fetchone()[0])
+            self._edge = merkle.CompactRange.load(_StoredHashes(self._conn), size)
+            last = self._conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0]
         self._store = _StoredHashes(self._rconn)
-        size = int(self._conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves").fetchone()[0])
-        self._edge = merkle.CompactRange.load(_StoredHashes(self._conn), size)
         self._acked: int = size
         self._leaves: list[tuple[int, int, int | None, str, bytes, bytes]] = []
         self._nodes: list[tuple[int, int, bytes]] = []
-        last = self._conn.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0]
         self.policy.mark(int(last or 0), self.clock())
         self.on_commit: list[Callable[[int], None]] = []
 
@@ -277,8 +321,8 @@ class AuditLog:
             try:
                 c.execute("BEGIN IMMEDIATE")
                 try:
-                    c.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?)", leaves)
-                    c.executemany("INSERT INTO nodes VALUES (?, ?, ?)", nodes)
+                    _insert_rows(c, "leaves", 6, leaves)
+                    _insert_rows(c, "nodes", 3, nodes)
                     if cp_text is not None:
                         c.execute(
                             "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)",
@@ -288,10 +332,12 @@ class AuditLog:
                 except BaseException:
                     c.execute("ROLLBACK")
                     raise
-            except BaseException:
+            except BaseException as exc:
                 with self._lock:  # keep the rows for the next attempt, in order
                     self._leaves[:0] = leaves
                     self._nodes[:0] = nodes
+                if isinstance(exc, (sqlite3.Error, OSError)):
+                    raise storage_error(exc, self.path, "the audit log", RECOVERY) from exc
                 raise
             with self._lock:
                 self._acked = size
@@ -352,6 +398,17 @@ class AuditLog:
             return LogReader(self._rconn).latest_checkpoint()
 
 
+def _edged(fn: Callable[..., T]) -> Callable[..., T]:
+    """A LogReader query whose database errors name the log and what to do."""
+
+    @functools.wraps(fn)
+    def wrapper(self: LogReader, *args: object, **kw: object) -> T:
+        with storage_edge(self.path or "?", "the audit log", RECOVERY):
+            return fn(self, *args, **kw)
+
+    return wrapper
+
+
 class LogReader:
     """Read-side queries; works on a read-only connection the CLI opens while
     the kernel keeps writing."""
@@ -364,20 +421,33 @@ class LogReader:
         # hashes of the upper levels are cached; a full cache is just dropped
         self._cache: dict[tuple[int, int], bytes] = {}
         self.store = _StoredHashes(conn)
+        self.path: Path | None = None  # for error messages (set by open)
 
     @classmethod
     def open(cls, path: Path) -> LogReader:
-        return cls(connect(path, readonly=True))
+        with storage_edge(path, "the audit log", RECOVERY):
+            reader = cls(connect(path, readonly=True))
+            reader.origin()  # a file that is not a database fails here, not later
+        reader.path = path
+        return reader
 
+    def check_tail(self, keys: Sequence[TrustedKey] | None = None) -> VerifyReport:
+        """The fast boot check (latest checkpoint and the recent entries)."""
+        with storage_edge(self.path or "?", "the audit log", RECOVERY):
+            return check_tail(self.conn, self.origin(), keys)
+
+    @_edged
     def origin(self) -> str:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()
         if row is None:
             raise IntegrityError("audit log has no origin")
         return str(row[0])
 
+    @_edged
     def size(self) -> int:
         return int(self.conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves").fetchone()[0])
 
+    @_edged
     def entry(self, index: int) -> Entry:
         row = self.conn.execute(
             "SELECT idx, ts_ns, agent, kind, data FROM leaves WHERE idx = ?", (index,)
@@ -415,37 +485,97 @@ class LogReader:
             where.append("ts_ns < ?")
             args.append(until_ns)
         sql = f"SELECT idx, ts_ns, agent, kind, data FROM leaves WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?"
-        for row in self.conn.execute(sql, (*args, limit)):
+        with storage_edge(self.path or "?", "the audit log", RECOVERY):
+            rows = self.conn.execute(sql, (*args, limit)).fetchall()
+        for row in rows:
             yield Entry(row[0], row[1], row[2], row[3], bytes(row[4]))
 
+    @_edged
     def checkpoints(self) -> list[tuple[int, str]]:
         return [
             (int(s), str(t))
             for s, t in self.conn.execute("SELECT size, text FROM checkpoints ORDER BY size")
         ]
 
+    @_edged
     def latest_checkpoint(self) -> str | None:
         row = self.conn.execute(
             "SELECT text FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
         return None if row is None else str(row[0])
 
+    @_edged
     def root(self, size: int) -> bytes:
         return merkle.root(self.store, size)
 
+    @_edged
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return merkle.inclusion_proof(self.store, index, size)
 
+    @_edged
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         return merkle.consistency_proof(self.store, size1, size2)
 
     def verify(self, keys: Sequence[TrustedKey] | None = None) -> VerifyReport:
         """Recompute everything; ``keys`` (if given) must sign every checkpoint."""
-        return verify_log(self.conn, self.origin(), keys)
+        with storage_edge(self.path or "?", "the audit log", RECOVERY):
+            return verify_log(self.conn, self.origin(), keys)
 
 
 def _bad(size: int, cps: int, index: int, reason: str) -> VerifyReport:
     return VerifyReport(False, size, cps, index, reason)
+
+
+def check_tail(
+    conn: sqlite3.Connection, origin: str, keys: Sequence[TrustedKey] | None,
+    window: int = BOOT_WINDOW,
+) -> VerifyReport:
+    """The boot check (see the module docstring): the latest checkpoint's signature,
+    and the last ``window`` entries (at least every entry after that checkpoint)
+    recomputed from their data up to the signed root.  ``ok`` False names the first
+    bad entry and the reason."""
+    row = conn.execute("SELECT size, text FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    size = int(conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM leaves").fetchone()[0])
+    cp: Checkpoint | None = None
+    if row is not None:
+        cp_size, text = int(row[0]), str(row[1])
+        try:
+            cp = verify_checkpoint(text, origin, keys) if keys is not None else parse(text).checkpoint
+        except IntegrityError as exc:
+            return _bad(size, 0, max(cp_size - 1, 0), f"latest checkpoint (size {cp_size}): {exc.message}")
+        if cp.origin != origin or cp.size != cp_size:
+            return _bad(size, 0, max(cp_size - 1, 0), "latest checkpoint row does not match its text")
+        if size < cp_size:
+            return _bad(size, 1, size, f"the log has {size} entries but a checkpoint signs {cp_size}")
+    checkpoints = 0 if cp is None else 1
+    start = max(0, min(cp.size if cp is not None else size, size - window))
+    store = _StoredHashes(conn)
+    try:
+        edge = merkle.CompactRange.load(store, start)
+        if cp is not None and cp.size == start and merkle.root(store, start) != cp.root_hash:
+            return _bad(size, 1, max(start - 1, 0), f"the stored tree at size {start} differs from the signed checkpoint")
+    except IntegrityError as exc:
+        return _bad(size, checkpoints, max(start - 1, 0), exc.message)
+    expect = start
+    for idx, data, h in conn.execute("SELECT idx, data, hash FROM leaves WHERE idx >= ? ORDER BY idx", (start,)):
+        if idx != expect:
+            return _bad(size, checkpoints, expect, f"entry {expect} is missing (next stored index is {idx})")
+        if len(data) < 8 or struct.unpack(">Q", data[:8])[0] != idx:
+            return _bad(size, checkpoints, idx, f"entry {idx} does not carry its own index (moved or replayed)")
+        lh = merkle.leaf_hash(data)
+        if lh != h:
+            return _bad(size, checkpoints, idx, f"entry {idx}: data does not match its stored leaf hash")
+        for level, nidx, nh in edge.append(lh):
+            if level % STRIDE == 0:
+                got = conn.execute("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, nidx)).fetchone()
+                if got is None or bytes(got[0]) != nh:
+                    first = nidx << level
+                    return _bad(size, checkpoints, first,
+                                f"stored node ({level}, {nidx}) over entries from {first} does not match")
+        expect += 1
+        if cp is not None and expect == cp.size and edge.root() != cp.root_hash:
+            return _bad(size, 1, expect - 1, f"root at size {expect} differs from the signed checkpoint")
+    return VerifyReport(True, size, checkpoints)
 
 
 def verify_log(

@@ -172,16 +172,18 @@ class AuditRecorder:
             detail=_plain(rest),
         )
 
-    def on_event(self, topic: str, data: dict[str, Any]) -> None:
-        """Append the event if it is security-relevant; returns at once (buffered)."""
+    def on_event(self, topic: str, data: dict[str, Any]) -> int | None:
+        """Append the event if it is security-relevant; returns at once (buffered)
+        with the record's log index, or None when the topic is not audited."""
         if not isinstance(topic, str) or not self.relevant(
             topic, data if isinstance(data, Mapping) else None
         ):
             self.ignored += 1
-            return
+            return None
         rec = self.record_of(topic, data if isinstance(data, Mapping) else {"data": data})
-        self.log.append(rec.encode(), kind=rec.kind, agent=rec.agent, ts_ns=rec.ts_ns)
+        idx = self.log.append(rec.encode(), kind=rec.kind, agent=rec.agent, ts_ns=rec.ts_ns)
         self.recorded += 1
+        return idx
 
     def record(self, rec: AuditRecord) -> int:
         """Append a record built by the caller; returns its index."""

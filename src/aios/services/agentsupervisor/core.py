@@ -215,6 +215,10 @@ class Supervisor:
         self.children[spec.agent] = _Child(spec)
         return []
 
+    def remove_child(self, agent: int) -> None:
+        """Forget a child that will never start again (stopped, or its parent is gone)."""
+        self.children.pop(agent, None)
+
     def state(self, agent: int) -> State:
         return self._child(agent).state
 

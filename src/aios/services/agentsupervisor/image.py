@@ -274,7 +274,9 @@ def create_key(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path
     with os.fdopen(fd, "wb") as f:
         f.write(sk.private_bytes_raw())
     os.chmod(key_path, 0o600)
-    pub_path.write_bytes(sk.public_key().public_bytes_raw())
+    fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # keys/ holds 0600 files only
+    with os.fdopen(fd, "wb") as f:
+        f.write(sk.public_key().public_bytes_raw())
     return key_path, pub_path
 
 
@@ -406,12 +408,18 @@ def check_grant(manifest: Manifest, pub: Publisher) -> None:
 
 def verify(image: str | os.PathLike[str], trust_dir: str | os.PathLike[str]) -> VerifiedImage:
     """Verify signature, content hash, publisher trust and grants; return what may be loaded."""
+    return verify_files(read_tree(image), trust_dir, str(image))
+
+
+def verify_files(
+    files: dict[str, bytes], trust_dir: str | os.PathLike[str], label: str = "image"
+) -> VerifiedImage:
+    """:func:`verify` on files already read (so what is verified is what gets installed)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import mldsa
 
-    files = read_tree(image)
     if SIGNATURE not in files:
-        raise IntegrityError(f"image {image} is not signed (no {SIGNATURE})")
+        raise IntegrityError(f"{label} is not signed (no {SIGNATURE})")
     sig = Signature.parse(files[SIGNATURE].decode(errors="replace"))
     if sig.algorithm != ALGORITHM:
         raise IntegrityError(f"signature algorithm {sig.algorithm} is not {ALGORITHM}")

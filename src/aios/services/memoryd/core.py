@@ -150,10 +150,14 @@ class MemoryCore:
         self.exact_threshold = exact_threshold
         self._dir = Path(directory) if directory is not None else None
         if self._dir is not None:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self._dir / "memory.sqlite"), isolation_level=None,
+            from aios.security.paths import private_dir, private_file
+
+            private_dir(self._dir)  # memory is private: 0700, files 0600 (sidecars too)
+            db_path = private_file(self._dir / "memory.sqlite")
+            self._db = sqlite3.connect(str(db_path), isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
+            private_file(db_path)
             self._db.execute("PRAGMA synchronous=NORMAL")
         else:
             self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aios.errors import AIOSError, Busy, Cancelled, KernelPanic
+from aios.kernel.accounts import payload_bytes
 
 if TYPE_CHECKING:
     from aios.kernel.agents import Agent
@@ -75,6 +76,9 @@ DEFAULT_NS_ITEMS = 10_000
 DEFAULT_NS_BYTES = 16 << 20
 MAX_NS_ITEMS = 1_000_000
 MAX_NS_BYTES = 1 << 30
+
+MEMORY_HINT = ("stop the kernel and restore the memory directory from a backup, or move memory.sqlite "
+               "aside to start with empty memory (vector indexes are rebuilt from it)")
 
 _PROCESS_LOCK = threading.Lock()  # embedders are process-wide and not thread-safe
 _FABRICS: weakref.WeakKeyDictionary[Kernel, MemoryFabric] = weakref.WeakKeyDictionary()
@@ -142,11 +146,20 @@ class MemoryFabric:
     # -- kernel side -----------------------------------------------------------
 
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...],
-            on_done: Callable[[Any, AIOSError | None], None]) -> None:
-        """Run ``fn(*args)`` on the worker; ``on_done(value, error)`` on the kernel thread."""
+            on_done: Callable[[Any, AIOSError | None], None], *,
+            agent: Agent | None = None, nbytes: int = 0) -> None:
+        """Run ``fn(*args)`` on the worker; ``on_done(value, error)`` on the kernel thread.
+
+        A request in flight is a kernel buffer: ``JOB_COST + nbytes`` is charged to
+        ``agent``'s memory quota until it is done (QuotaExceeded if it does not fit)."""
+        from aios.kernel.params import JOB_COST
+
         k = self.k
         if self.closed:
             raise Busy("the memory fabric is shut down")
+        cost = JOB_COST + nbytes
+        owner = agent.aid if agent is not None else 0
+        k.ledger.take(owner, cost)
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._pool, self._job, fn, args)
         k.external += 1
@@ -154,6 +167,7 @@ class MemoryFabric:
 
         def done(f: asyncio.Future[Any]) -> None:
             k.external -= 1
+            k.ledger.give(owner, cost)
             value: Any = None
             err: AIOSError | None = None
             if f.cancelled():
@@ -173,7 +187,7 @@ class MemoryFabric:
 
     def submit(self, a: Agent, fn: Callable[..., Any], *args: Any,
                then: Callable[[Any], Any] | None = None,
-               undo: Callable[[], None] | None = None) -> int:
+               undo: Callable[[], None] | None = None, nbytes: int = 0) -> int:
         """Start a job for agent ``a``; returns the async handle its result completes.
 
         ``then`` maps the worker's result on the kernel thread (may raise a taxonomy
@@ -196,7 +210,7 @@ class MemoryFabric:
                 k.complete_async(op, value)
 
         try:
-            self.run(fn, args, finish)
+            self.run(fn, args, finish, agent=a, nbytes=nbytes + payload_bytes(args))
         except AIOSError:
             k.drop_async(op.handle)
             if undo is not None:
@@ -216,10 +230,16 @@ class MemoryFabric:
             self._pool.submit(self._job, fn, args)
 
     def _as_error(self, exc: BaseException) -> AIOSError:
+        """The storage edge of the memory store: a damaged or unreadable store is
+        ``StorageError`` (naming the file and what to do), never ``KernelPanic``."""
         if isinstance(exc, AIOSError):
             return exc
-        if isinstance(exc, sqlite3.OperationalError):
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
             return Busy(f"memory store: {exc}")
+        if isinstance(exc, (sqlite3.Error, OSError, ValueError, EOFError)):
+            from aios.storage import storage_error
+
+            return storage_error(exc, self.directory / "memory.sqlite", "the memory store", MEMORY_HINT)
         self.k.stats["panics"] += 1
         log.error("memory fabric job failed: %r", exc, exc_info=exc)
         self.k.publish("kernel.panic", 0, handler="memoryd", error=repr(exc))

@@ -78,6 +78,7 @@ from aios.errors import (
     InvalidCapability,
     MessageTooLarge,
     NoSuchObject,
+    QuotaExceeded,
 )
 from aios.kernel import params
 from aios.kernel.agents import AgentState
@@ -375,14 +376,29 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             _deliver(k, a, d, view, timeout, lambda v, e: k.complete_async(op, v, e))
 
     try:
+        nbytes = len(text) + len(json.dumps(payload))
         if choose is not None:
             def job() -> Any:
                 return fab.router().choose(str(sender), text, choose, payload, loads=loads,
                                            learn=not explain)
 
-            fab.run(job, (), decided)
+            fab.run(job, (), decided, agent=a, nbytes=nbytes)
         else:
-            _batch(fab).add(k, fab, (str(sender), text, payload, broadcast, loads, decided))
+            # an intent waiting in the batch is a kernel buffer charged to its sender
+            from aios.kernel.params import JOB_COST
+
+            cost = JOB_COST + nbytes
+            k.ledger.take(sender, cost)
+
+            def decided_and_refund(d: Any, err: AIOSError | None) -> None:
+                k.ledger.give(sender, cost)
+                decided(d, err)
+
+            try:
+                _batch(fab).add(k, fab, (str(sender), text, payload, broadcast, loads, decided_and_refund))
+            except AIOSError:
+                k.ledger.give(sender, cost)
+                raise
     except AIOSError:
         k.drop_async(op.handle)
         raise
@@ -505,11 +521,16 @@ def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeou
         k.calls[cid] = (w, aid)
         if deadline is not None:
             w.timer = k.call_at(deadline, k._timeout, w)
-        if not _hand_off(k, mb, Message(next(k._msg_seq), a.aid, 0, body, cid)):
+        refused: AIOSError = Busy(f"mailbox of agent {aid} is full")
+        try:
+            queued = _hand_off(k, mb, Message(next(k._msg_seq), a.aid, 0, body, cid))
+        except QuotaExceeded as e:  # queued messages are charged to the sender
+            queued, refused = False, e
+        if not queued:
             w.done = True
             k.cancel_timer(w.timer)
             k.calls.pop(cid, None)
-            got(i, None, Busy(f"mailbox of agent {aid} is full"))
+            got(i, None, refused)
 
 
 def _finish(d: RouteDecision, view: dict[str, Any], targets: list[Any],

@@ -1,0 +1,117 @@
+"""Reclamation: spawn/exit cycles (10,000 here, 100,000 with ``make test-slow``) and
+the kernel's tables return to baseline.
+
+Each cycle's child leaves something behind for the kernel to clean up: a
+subscription and a registered name, a locked mutex and a fault, a receive
+parked on a week-long timeout when it is killed, a call its callee never
+answers, a detached child, an orphaned grandchild, a memory region.  The
+drivers never delete their control capabilities (most code does not), so
+every cycle also leaves a parent holding a capability to a reaped agent:
+that capability must keep only the exit record, not the agent.
+
+After a warm-up batch the table sizes and the number of live kernel objects
+(counted by the garbage collector) are the baseline; after 100 more batches
+they must be exactly that again.  On the kernel before this change every
+reaped agent stayed reachable through its parent's control capability.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from aios.errors import AgentGone, TimedOut
+from aios.host import run_async, run_sync, start_kernel
+from aios.kernel.clock import VirtualClock
+from aios.kernel.kernel import Kernel
+from aios.sdk import Context
+from aios.sdk import syscalls as sc
+
+BATCH = 1000
+TRACKED = ("Agent", "KObject", "Capability", "CapabilitySpace", "Mailbox", "Wait", "SchedEntity",
+           "Charge", "AsyncOp", "Subscription", "PageTable", "Message")
+
+
+async def quiet(ctx: Context) -> int:
+    await ctx.sleep(0.001)
+    return 0
+
+
+async def child(ctx: Context) -> Any:
+    kind = ctx.spec["kind"]
+    if kind == 0:  # subscribe, register a name, allocate, exit
+        await ctx.subscribe("app.reclaim.*")
+        await ctx.publish("app.reclaim.x", n=1)
+        await ctx.register(f"reclaim-{ctx.aid}")
+        await ctx.alloc(4096)
+        return "ok"
+    if kind == 1:  # die holding a mutex
+        m = await sc.mutex_create()
+        await sc.mutex_lock(m)
+        raise RuntimeError("fault while holding a mutex")
+    if kind == 2:  # parked on a week-long timeout when killed
+        await ctx.send(ctx.slots.parent, b"parked")
+        await ctx.recv(timeout=7 * 24 * 3600)
+        return "not reached"
+    if kind == 3:  # a call the callee never answers, then killed
+        await ctx.send(ctx.slots.parent, b"calling")
+        await ctx.call(ctx.slots.parent, b"never answered", timeout=7 * 24 * 3600)
+        return "not reached"
+    if kind == 4:  # a detached grandchild that waits, and an orphan
+        await ctx.spawn(quiet, detached=True)
+        await ctx.spawn(quiet)
+        return "orphaned two"
+    await ctx.sleep(0.001)
+    return "slept"
+
+
+async def driver(ctx: Context) -> int:
+    done = 0
+    for i in range(BATCH):
+        kind = i % 6
+        h = await ctx.spawn(child, spec={"kind": kind})
+        if kind in (2, 3):
+            msg = await ctx.recv()
+            assert msg.payload in (b"parked", b"calling")
+            if kind == 3:
+                await ctx.recv()  # the call itself; never answered
+            await ctx.kill(h.ctl)
+        await ctx.wait(h.aid)
+        done += 1
+    with pytest.raises(AgentGone):  # the handle names the exit record, not the agent
+        await ctx.kill(h.ctl)
+    try:
+        await ctx.recv(timeout=0.001)
+    except TimedOut:
+        pass
+    return done
+
+
+def live_objects() -> Counter[str]:
+    gc.collect()
+    tracked = set(TRACKED)
+    return Counter(n for o in gc.get_objects() if (n := type(o).__name__) in tracked)
+
+
+def run_batches(k: Kernel, n: int) -> None:
+    for _ in range(n):
+        (r,) = run_sync(run_async(k, driver)).values()
+        assert r["fault"] is None and r["exit"] == BATCH, r
+
+
+@pytest.mark.parametrize("batches", [10, pytest.param(100, marks=pytest.mark.slow)], ids=["10k", "100k"])
+def test_spawn_exit_cycles_return_the_kernel_to_baseline(batches: int) -> None:
+    k = start_kernel(clock=VirtualClock(), arena_bytes=1 << 26)
+    try:
+        run_batches(k, 1)  # warm-up: caches, lazily made objects, init's adopted orphans
+        base_tables, base_objects = k.object_counts(), live_objects()
+        first_id = k.agents._next
+        run_batches(k, batches)
+        assert k.agents._next - first_id > batches * BATCH  # ids count up; none is reused
+        assert k.object_counts() == base_tables
+        assert live_objects() == base_objects  # every Agent record included
+    finally:
+        k.close()
