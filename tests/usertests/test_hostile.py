@@ -342,11 +342,12 @@ def test_hostile_agents_are_contained_and_the_kernel_keeps_serving(
     async def alongside(ctx: Context) -> Any:
         good = await ctx.spawn(H + "steady", executor="isolated", spec={"n": 4000})
         forged = await ctx.spawn(H + "forged_slot", executor="isolated")
+        kernel = await ctx.spawn(H + "attack_kernel", executor="isolated", spec={"kernel_pid": world.kernel_pid})
         frames = await ctx.spawn(H + "malformed_frames", executor="isolated")
         spinner = await ctx.spawn(H + "spin", executor="isolated")
         await ctx.recv(timeout=60)  # it is spinning now: only the host can stop it
         out = {}
-        for name, h in (("forged", forged), ("frames", frames), ("good", good)):
+        for name, h in (("forged", forged), ("kernel", kernel), ("frames", frames), ("good", good)):
             out[name] = (await ctx.wait(h.aid, timeout=120))[1]
         await ctx.kill(spinner.ctl)
         out["spin"] = (await ctx.wait(spinner.aid, timeout=60))[1]
@@ -358,11 +359,15 @@ def test_hostile_agents_are_contained_and_the_kernel_keeps_serving(
     side, events = more["side"], more["events"]
     assert side["forged"]["exit"] == {"ok": False, "op": "send", "errno": 1001, "error": "EBADCAP"}
     assert side["frames"]["fault"] and "protocol" in side["frames"]["fault"].lower()
+    ak = side["kernel"]["exit"]  # ptrace: seccomp (then uid); /proc/PID/mem: Landlock and uid
+    assert ak["ptrace"] == {"ok": False, "op": "ptrace", "errno": 1}
+    assert ak["signal"]["errno"] == 1 and ak["read_mem"]["errno"] == 13
     assert side["spin"]["fault"] and "killed" in side["spin"]["fault"]
     good = side["good"]
     assert good["fault"] is None and good["exit"]["calls"] == 4000
     kinds = {(e["topic"], e["data"].get("kind") or e["data"].get("error")) for e in events}
     assert ("security.sandbox", "syscall") in kinds  # seccomp's reports reached the bus
+    assert any(e["data"].get("detail") == "ptrace" and e["data"].get("trusted") for e in events)
     assert ("security.violation", "EBADCAP") in kinds
     assert not any(os.path.exists(world.open_dir / n) for n in os.listdir(world.open_dir))
     assert world.tcp_got == [] and world.udp_got == []
