@@ -95,6 +95,7 @@ class Agent:
         "subs",
         "supervisor",
         "syscalls",
+        "trace",
         "upgrade_to",
         "wait",
     )
@@ -125,6 +126,7 @@ class Agent:
         self.exit_status: Any = None
         self.fault: str | None = None
         self.how = ""  # how it ended: exited, faulted or killed
+        self.trace: str | None = None  # the traceback of a fault (its last TRACE_MAX characters)
         self.kind = "inproc"
         self.supervisor = False
         self.detached = False
