@@ -909,9 +909,6 @@ class Kernel:
             self.cdt.drop_space(a.aid)
         finally:
             self.cdt.epitaph = None
-        if a.auth_charge is not None:
-            self.cdt.uncharge(a.auth_charge)
-            a.auth_charge = None
         self.ledger.close(a.aid)  # what it sent may still be queued elsewhere
         self._adopt_orphans(a)
         if a.aid in self.supervision.by_aid:
@@ -955,6 +952,9 @@ class Kernel:
         if a.status is AgentState.ZOMBIE:
             self.agents.transition(a, "reap")
             self.agents.forget(a)
+            if a.auth_charge is not None:  # a zombie counts against the agents quota until reaped
+                self.cdt.uncharge(a.auth_charge)
+                a.auth_charge = None
             self._release_record(a)
         return status
 
