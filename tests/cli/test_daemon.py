@@ -7,9 +7,11 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from lines import LineReader
 
 
 def aios(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -38,6 +40,7 @@ def test_daemon_lifecycle_and_clients(daemon: Path) -> None:
 
     st = json.loads(aios(home, "status", "-o", "json").stdout)
     assert st["agents_live"] >= 2 and "landlock_abi" in st["protections"]
+    assert st["audit"]["pending"] >= 0 and st["audit"]["pending_capacity"] > 0  # the audit backlog
     assert st["embedder"].startswith("minilm")
 
     iso = json.loads(aios(home, "spawn", "aios.demos.remote_agents:echo", "--executor", "isolated",
@@ -63,10 +66,11 @@ def test_daemon_lifecycle_and_clients(daemon: Path) -> None:
     # console and then the new agent are announced
     env = {**os.environ, "AIOS_HOME": str(home)}
     follower = subprocess.Popen([sys.executable, "-m", "aios.cli.main", "events", "agent.lifecycle.spawned",
-                                 "-n", "6", "-o", "json"], env=env, stdout=subprocess.PIPE, text=True)
-    import time
-
-    time.sleep(1.0)  # let the follower connect and subscribe
+                                 "-n", "6", "-o", "json"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    assert follower.stderr is not None
+    said = LineReader(follower.stderr).next(time.monotonic() + 60, "the follower's subscription")
+    assert said is not None and said.startswith("following agent.lifecycle.spawned")  # subscribed
     aios(home, "spawn", "aios.demos.remote_agents:echo", "--name", "late")
     for _ in range(6):  # every client is a console agent: each ps is one more spawn event
         if follower.poll() is not None:

@@ -115,3 +115,64 @@ def test_spawn_exit_cycles_return_the_kernel_to_baseline(batches: int) -> None:
         assert live_objects() == base_objects  # every Agent record included
     finally:
         k.close()
+
+
+async def chain(ctx: Context) -> int:
+    """Clone yourself, then exit: a chain of generations (the review's clone loop)."""
+    gen = ctx.state.get("gen", 0)
+    if gen < 2000:
+        ctx.state["gen"] = gen + 1
+        await ctx.clone()
+    return gen
+
+
+def test_a_clone_chain_under_a_small_quota_leaves_nothing_behind() -> None:
+    k = start_kernel(clock=VirtualClock(), arena_bytes=1 << 26)
+    try:
+        run_sync(run_async(k, quiet))  # warm-up
+        base_tables, base_objects = k.object_counts(), live_objects()
+        first_id = k.agents._next
+        (r,) = run_sync(run_async(k, chain, quota={"agents": 4})).values()
+        assert r["fault"] is None, r
+        assert k.agents._next - first_id > 2000  # every generation ran
+        assert k.object_counts() == base_tables
+        assert live_objects() == base_objects
+    finally:
+        k.close()
+
+
+def test_zombies_count_against_the_agents_quota_until_reaped(run_agents: Any) -> None:
+    from aios.errors import QuotaExceeded
+
+    async def exits_at_once(ctx: Context) -> int:
+        return 0
+
+    async def never_waits(ctx: Context) -> dict[str, Any]:
+        made, refused = 0, None
+        for _ in range(100):
+            try:
+                await ctx.spawn(exits_at_once)
+                made += 1
+            except QuotaExceeded as e:
+                refused = e.name
+                break
+            await ctx.yield_()  # let the child run and exit: a zombie nobody reaps
+        reaped = 0
+        while True:
+            try:
+                await ctx.wait(timeout=0)
+                reaped += 1
+            except Exception:
+                break
+        again = await ctx.spawn(exits_at_once)  # reaping gave the quota back
+        await ctx.wait(again.aid)
+        return {"made": made, "refused": refused, "reaped": reaped}
+
+    async def main(ctx: Context) -> Any:
+        h = await ctx.spawn(never_waits, quota={"agents": 4})
+        _, st = await ctx.wait(h.aid)
+        return st
+
+    (r,) = run_agents(main).values()
+    out = r["exit"]["exit"]
+    assert out == {"made": 4, "refused": "EDQUOT", "reaped": 4}, r

@@ -106,7 +106,9 @@ def test_protocol_error_reported_once_and_stream_closed(garbage: bytes) -> None:
                 break
         with contextlib.suppress(OSError):
             b.sendall(b"more")  # ignored (or refused by the closed socket)
-        await asyncio.sleep(0.01)
+        b.setblocking(False)
+        eof = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(b, 1), 30)
+        assert eof == b""  # the channel closed its end after the bad frame
         assert traps == []
         assert ch.failed is not None
         b.close()

@@ -296,6 +296,14 @@ def test_well_behaved_agent_served_during_attacks(agent_root: str) -> None:
             await ex.spawn(
                 spec(i, agent_root, entry, *args, quota=Quota(cpu_seconds=1, processes=8))
             )
+        # a spinner with no CPU limit stays until we kill it: the good agent must get 100
+        # more syscalls served while it (and whatever attack is left) runs; no clock involved
+        await ex.spawn(spec(50, agent_root, "spin"))
+        await k.wait_echo(50)
+        await k.wait_echo(100, n0 + 100, timeout=120)
+        assert 50 not in k.exits and 100 not in k.exits
+        ex.kill(50)
+        await k.wait_exit(50)
         prev_n, prev_t = len(k.echoes[100]), time.perf_counter()
         while any(i not in k.exits for i in range(1, len(attacks) + 1)):
             await asyncio.sleep(0.01)
@@ -305,15 +313,13 @@ def test_well_behaved_agent_served_during_attacks(agent_root: str) -> None:
                 lat.append((t - prev_t) / (n - prev_n))
             prev_n, prev_t = n, t
         served = len(k.echoes[100]) - n0
-        assert served > 100, served
         assert 100 not in k.exits
         print(f"\ngood agent: {served} syscalls in {time.perf_counter() - t0:.2f}s during attacks; "
-              f"mean interval p50 {statistics.median(lat) * 1e6:.0f} us")  # fmt: skip
+              f"mean interval p50 {statistics.median(lat) * 1e6 if lat else float('nan'):.0f} us")  # fmt: skip
         ex.kill(100)
         await k.wait_exit(100)
 
     run(go)
-    assert lat
 
 
 def test_agent_can_import_stdlib_not_preloaded(agent_root: str) -> None:

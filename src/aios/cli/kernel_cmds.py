@@ -254,6 +254,7 @@ def register(app: typer.Typer) -> None:
         """Follow the event bus."""
         c = _connect()
         sid = _call(c, "EVENT_SUBSCRIBE", 4, pattern, {"depth": 65536})
+        typer.echo(f"following {pattern} (subscription {sid})", err=True)  # events after this line are seen
         seen = 0
         while count == 0 or seen < count:
             ev = _call(c, "EVENT_RECV", sid, None)

@@ -96,6 +96,7 @@ class Agent:
         "subs",
         "supervisor",
         "syscalls",
+        "trace",
         "upgrade_to",
         "wait",
     )
@@ -127,6 +128,7 @@ class Agent:
         self.exit_status: Any = None
         self.fault: str | None = None
         self.how = ""  # how it ended: exited, faulted or killed
+        self.trace: str | None = None  # the traceback of a fault (its last TRACE_MAX characters)
         self.kind = "inproc"
         self.supervisor = False
         self.detached = False

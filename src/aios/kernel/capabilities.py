@@ -40,6 +40,7 @@ from enum import IntEnum, IntFlag
 from typing import Any
 
 from aios.errors import (
+    AgentGone,
     InvalidArgument,
     InvalidCapability,
     KernelPanic,
@@ -270,6 +271,10 @@ class CapabilityDerivationTree:
         self._next_oid = 1
         # False only under aios.kernel.confinement.weaken_for_tests (security mutants)
         self.enforce_rights = True
+        # set by the kernel while an agent's space is dropped: (message, detail, objects):
+        # holders of capabilities to those objects (the agent itself, its mailbox) that are
+        # invalidated with it get AgentGone(message, **detail) for that slot, not EBADCAP
+        self.epitaph: tuple[str, dict[str, Any], tuple[KObject, ...]] | None = None
 
     # -- objects and spaces ------------------------------------------------
 
@@ -368,6 +373,7 @@ class CapabilityDerivationTree:
         return count
 
     def _invalidate_subtree(self, top: Capability) -> int:
+        epitaph = self.epitaph
         doomed: list[Capability] = []
         stack = [top]
         while stack:
@@ -387,7 +393,7 @@ class CapabilityDerivationTree:
             c.parent = None
             sp = self._spaces.get(c.holder)
             if sp is not None:
-                sp.remove(c)
+                sp.remove(c, epitaph[:2] if epitaph is not None and any(c.obj is o for o in epitaph[2]) else None)
             self._drop_ref(c.obj)
             self._release(c, charges)
         return len(doomed)
@@ -540,13 +546,16 @@ class CapabilityDerivationTree:
 class CapabilitySpace:
     """One agent's slots.  ``lookup`` is the O(1) check every syscall makes."""
 
-    __slots__ = ("_free", "_slots", "cdt", "holder")
+    __slots__ = ("_epitaphs", "_free", "_slots", "cdt", "holder")
 
     def __init__(self, holder: int, cdt: CapabilityDerivationTree) -> None:
         self.holder = holder
         self.cdt = cdt
         self._slots: list[Capability | None] = []
         self._free: list[int] = []
+        # slot -> why it was emptied, for capabilities invalidated because their
+        # object's owner ended (until the slot is used again)
+        self._epitaphs: dict[int, tuple[str, dict[str, Any]]] = {}
 
     def install(self, cap: Capability, slot: int | None = None) -> int:
         if slot is None:
@@ -568,19 +577,26 @@ class CapabilitySpace:
         cap.holder = self.holder
         cap.slot = slot
         cap.obj.refs += 1
+        if self._epitaphs:
+            self._epitaphs.pop(slot, None)
         return slot
 
-    def remove(self, cap: Capability) -> None:
+    def remove(self, cap: Capability, epitaph: tuple[str, dict[str, Any]] | None = None) -> None:
         s = cap.slot
         if 0 <= s < len(self._slots) and self._slots[s] is cap:
             self._slots[s] = None
             self._free.append(s)
+            if epitaph is not None:
+                self._epitaphs[s] = epitaph
 
     def get(self, slot: Any) -> Capability:
         if type(slot) is not int or slot < 0 or slot >= len(self._slots):
             raise InvalidCapability(f"no capability in slot {slot!r}")
         cap = self._slots[slot]
         if cap is None:
+            ep = self._epitaphs.get(slot) if self._epitaphs else None
+            if ep is not None:  # not a forged slot: what it named ended with its owner
+                raise AgentGone(f"slot {slot}: {ep[0]}", **ep[1])
             raise InvalidCapability(f"no capability in slot {slot}")
         return cap
 
@@ -598,6 +614,7 @@ class CapabilitySpace:
         """Forget every slot (the space's holder is gone; its capabilities were deleted)."""
         self._slots = []
         self._free = []
+        self._epitaphs = {}
 
     def caps(self) -> Iterator[Capability]:
         for c in self._slots:

@@ -45,6 +45,7 @@ import itertools
 import logging
 import operator
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -296,13 +297,31 @@ class Kernel:
     def _mailbox_destroyed(self, obj: KObject) -> None:
         mb = obj.payload
         mb.closed = True
-        gone = AgentGone(f"mailbox of agent {mb.owner} is closed")
+        gone = self.gone(mb.owner)
         for w in mb.send_waiters.drain():
             self.wake(w, exc=gone)
         for w in mb.recv_waiters.drain():
             self.wake(w, exc=gone)
+        for m in mb.q:  # calls still queued: their callers learn now, not at their timeout
+            if m.call:
+                entry = self.calls.get(m.call)
+                if entry is not None:
+                    self.wake(entry[0], exc=gone)
         self.refund_messages(mb.q)
         mb.q.clear()
+
+    def gone(self, aid: int) -> AgentGone:
+        """The error for using agent ``aid`` once it has ended, carrying its exit record
+        (how it ended, its exit value, its fault and, for a fault, the traceback)."""
+        a = self.find(aid)
+        if a is None or a.alive:
+            return AgentGone(f"agent {aid} is gone", agent=aid)
+        rec = {"agent": aid, "name": a.name, "how": a.how or "ended", "exit": _plain(a.exit_status),
+               "fault": a.fault}
+        msg = f"agent {aid} ({a.name}) {rec['how']}"
+        if a.fault:
+            msg += f": {a.fault}"
+        return AgentGone(msg, **rec, traceback=a.trace)
 
     def refund_messages(self, msgs: Any) -> None:
         """Messages left a mailbox queue: their senders get back what they were charged."""
@@ -827,6 +846,7 @@ class Kernel:
 
     def fault(self, a: Agent, err: BaseException) -> None:
         a.fault = f"{type(err).__name__}: {err}"
+        a.trace = "".join(traceback.format_exception(err))[-params.TRACE_MAX:]
         self.stats["faults"] += 1
         self.publish("agent.fault", a.aid, agent=a.aid, name=a.name, error=a.fault,
                      code=err.code if isinstance(err, AIOSError) else AgentFault.code)
@@ -859,9 +879,11 @@ class Kernel:
             self.sched.remove(a.sched)
         self.agents.transition(a, "exit")
         # calls it was serving fail; calls it made are dropped
-        for _cid, (w, receiver) in list(self.calls.items()):
-            if receiver == a.aid:
-                self.wake(w, exc=AgentGone(f"agent {a.aid} {how} before replying"))
+        serving = [w for w, receiver in self.calls.values() if receiver == a.aid]
+        if serving:
+            gone = self.gone(a.aid)
+            for w in serving:
+                self.wake(w, exc=AgentGone(f"{gone.message} before replying", **gone.detail))
         for sub in self.bus.subscriptions(a.aid):
             self.bus.unsubscribe(sub.sid)
         for h in list(self._async_by_owner.get(a.aid, ())):
@@ -876,10 +898,17 @@ class Kernel:
                 _bury(coro)
         if a.pt is not None:
             a.pt.clear()
-        self.cdt.drop_space(a.aid)
-        if a.auth_charge is not None:
-            self.cdt.uncharge(a.auth_charge)
-            a.auth_charge = None
+        gone = self.gone(a.aid)
+        objs = [a.obj]
+        try:
+            objs.append(self.mailbox_object(a))
+        except AIOSError:
+            pass  # it deleted its own mailbox capability
+        self.cdt.epitaph = (gone.message, gone.detail, tuple(objs))
+        try:
+            self.cdt.drop_space(a.aid)
+        finally:
+            self.cdt.epitaph = None
         self.ledger.close(a.aid)  # what it sent may still be queued elsewhere
         self._adopt_orphans(a)
         if a.aid in self.supervision.by_aid:
@@ -923,6 +952,9 @@ class Kernel:
         if a.status is AgentState.ZOMBIE:
             self.agents.transition(a, "reap")
             self.agents.forget(a)
+            if a.auth_charge is not None:  # a zombie counts against the agents quota until reaped
+                self.cdt.uncharge(a.auth_charge)
+                a.auth_charge = None
             self._release_record(a)
         return status
 

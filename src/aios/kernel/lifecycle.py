@@ -361,6 +361,13 @@ def _entry_name(entry: Any) -> str:
     return f"{mod}:{name}"
 
 
+def _derived_name(name: str, suffix: str) -> str:
+    """``name.suffix``, once: a clone of a clone is still ``name.clone`` (a chain of
+    generations must not outgrow the name limit)."""
+    base = name.removesuffix("." + suffix)
+    return base[: params.AGENT_NAME_MAX - len(suffix) - 1] + "." + suffix
+
+
 def attenuated(a: Agent, mask: Rights) -> list[tuple[Capability, Rights]]:
     """Copies of ``a``'s own capabilities (beyond the well-known slots), narrowed."""
     out = []
@@ -374,7 +381,7 @@ def clone(k: Kernel, a: Agent, auth: Capability, opts: dict[str, Any]) -> tuple[
     opts = dict(as_opts(opts, SPAWN_OPTS))
     opts.setdefault("state", a.state)
     opts.setdefault("spec", a.spec)
-    opts.setdefault("name", f"{a.name}.clone")
+    opts.setdefault("name", _derived_name(a.name, "clone"))
     plan = SpawnPlan(a, auth, opts)
     return spawn(k, a, auth, a.entry, plan, op="clone", inherit=attenuated(a, ATTENUATE),
                  source=confinement.of(k, a), entry_vetted=True)
@@ -390,7 +397,7 @@ def specialize(
     entry = named or a.entry
     opts["spec"] = spec
     opts.setdefault("state", a.state)
-    opts.setdefault("name", f"{a.name}.special")
+    opts.setdefault("name", _derived_name(a.name, "special"))
     plan = SpawnPlan(a, auth, opts)
     plan.rights &= ~mask
     plan.caps = [(c, Rights(r & ~mask)) for c, r in plan.caps]
@@ -411,7 +418,7 @@ def split(
     opts = dict(as_opts(opts, SPAWN_OPTS))
     opts["state"] = give_state
     opts.setdefault("spec", a.spec)
-    opts.setdefault("name", f"{a.name}.split")
+    opts.setdefault("name", _derived_name(a.name, "split"))
     plan = SpawnPlan(a, auth, opts)
     b, ctl, ep = spawn(k, a, auth, a.entry, plan, op="split", inherit=attenuated(a, ATTENUATE),
                        source=confinement.of(k, a), entry_vetted=True)

@@ -41,6 +41,7 @@ DEFAULT_CHILD_CPU_WEIGHT: Final = 1024
 MAX_AGENTS: Final = 1_000_000  # live agents in one kernel
 AGENT_NAME_MAX: Final = 128
 SPEC_MAX_BYTES: Final = 64 * 1024  # serialized specialization spec / state handed across ops
+TRACE_MAX: Final = 4000  # characters of a faulted agent's traceback kept in its exit record
 
 # -- events ----------------------------------------------------------------
 EVENT_QUEUE_DEPTH: Final = 1024  # per subscriber, default

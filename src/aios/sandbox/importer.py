@@ -64,6 +64,19 @@ def open_roots(paths: Sequence[str]) -> list[tuple[str, int]]:
     return out
 
 
+_TRUSTED_OPEN = [False]
+
+
+def trusted_open() -> bool:
+    """True while this module opens a source file below a root descriptor.
+
+    Such an ``open`` carries a path *relative to the descriptor* (which the
+    audit event cannot show), inside a tree the agent may read by construction;
+    the advisory audit hook (``process.install_audit_hook``) skips it instead
+    of resolving the relative path against the working directory."""
+    return _TRUSTED_OPEN[0]
+
+
 class _FdLoader(importlib.abc.Loader):
     def __init__(self, fd: int, rel: str, origin: str) -> None:
         self.fd, self.rel, self.origin = fd, rel, origin
@@ -72,7 +85,11 @@ class _FdLoader(importlib.abc.Loader):
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
-        fd = os.open(self.rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+        _TRUSTED_OPEN[0] = True
+        try:
+            fd = os.open(self.rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+        finally:
+            _TRUSTED_OPEN[0] = False
         with os.fdopen(fd, "rb") as f:
             source = f.read()
         module.__file__ = self.origin

@@ -350,10 +350,16 @@ def confine(spec: AgentSpec, notify_sock: socket.socket | None) -> Protections:
 
 
 def install_audit_hook(spec: AgentSpec, report: Any) -> None:
-    """Advisory: report file opens outside the allowed tree (Landlock enforces)."""
-    allowed = tuple(
-        os.path.realpath(x) for x in [spec.home, *code_paths(spec.code_paths), *DEVICE_FILES] if x
-    )
+    """Advisory: report file opens outside the allowed tree (Landlock enforces).
+
+    The allowed roots are not filtered by existence: this runs after the agent
+    dropped to its own uid, which may not traverse to its code (a checkout under
+    a 0700 directory) and imports it through descriptors instead
+    (``importer.DirFdFinder``); those opens are skipped, their paths being
+    relative to a descriptor."""
+    roots = {x for x in [spec.home, *_base_code_paths(), *spec.code_paths, *DEVICE_FILES] if x}
+    allowed = tuple({os.path.realpath(x) for x in roots} | {os.path.abspath(x) for x in roots})
+    allowed_dirs = tuple(a.rstrip(os.sep) + os.sep for a in allowed)
     if spec.access_fs:
         return
     busy = [False]
@@ -362,8 +368,10 @@ def install_audit_hook(spec: AgentSpec, report: Any) -> None:
         if busy[0]:
             return
         if event == "open" and args and isinstance(args[0], str):
+            if importer.trusted_open():
+                return
             path = os.path.abspath(args[0])
-            if not path.startswith(allowed):
+            if path not in allowed and not path.startswith(allowed_dirs):
                 busy[0] = True
                 try:
                     report("fs", path)

@@ -94,6 +94,18 @@ def load_entry(name: str) -> StartFn:
     try:
         mod = importlib.import_module(mod_name)
         target = getattr(mod, attr)
+    except ModuleNotFoundError as e:
+        raise InvalidArgument(
+            f"cannot load entry point {name!r}: {e}. An isolated or worker agent imports its code in its "
+            "own process, which sees only the kernel's Python path (and, isolated, only the paths its "
+            "sandbox may read): install the module there, or package it as a signed image "
+            "(`aios image build` / `aios image sign`, spawned as 'image:<dir>')") from None
+    except OSError as e:  # e.g. PermissionError: the sandbox refused to read the module's file
+        where = getattr(e, "filename", None) or mod_name
+        raise InvalidArgument(
+            f"cannot load entry point {name!r}: reading {where} was refused ({e.strerror or e}). "
+            "An isolated agent may read only the kernel's code paths and its own image: make that "
+            "path readable to it, or package the code as a signed image (`aios image build`)") from None
     except (ImportError, AttributeError) as e:
         raise InvalidArgument(f"cannot load entry point {name!r}: {e}") from None
     return start_function(target)
