@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aios.errors import AIOSError, NoSuchObject
+from aios.lib.cognitive.htn import HtnPlanner
 from aios.lib.cognitive.plan import Catalogue, SkillSpec
 from aios.lib.cognitive.recipes import COMBINE, LOOKUP_PARAMS, combine, lookup_methods
-from aios.lib.cognitive.htn import HtnPlanner
 
 FACTS: dict[tuple[str, str], float] = {
     ("paris", "population"): 2.1, ("rome", "population"): 2.8, ("oslo", "population"): 0.7,

@@ -7,7 +7,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from .domain import ALL, CATALOGUE, htn
 
 from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied, QuotaExceeded
 from aios.lib.cognitive.htn import Call, HtnPlanner, Method, Out, Task
@@ -25,6 +24,8 @@ from aios.lib.cognitive.plan import (
     validate,
 )
 from aios.lib.cognitive.recipes import COMBINE, combine, lookup_methods, split_items
+
+from .domain import ALL, CATALOGUE, htn
 
 GOOD: dict[str, Any] = {
     "steps": [

@@ -179,6 +179,12 @@ class Plan:
         return {"goal": self.goal, "steps": [s.to_data() for s in self.steps],
                 "answer": f"${self.answer}", "source": self.source}
 
+    def normalised(self) -> Plan:
+        """Steps in id order, each depending on every step it refers to."""
+        steps = tuple(sorted((Step(s.id, s.skill, s.args, tuple(sorted(set(s.deps) | s.refs())))
+                              for s in self.steps), key=lambda s: s.id))
+        return Plan(self.goal, steps, self.answer, self.source)
+
     def canonical(self) -> bytes:
         """The DAG alone (not who wrote it), as canonical JSON."""
         d = self.to_data()
@@ -454,9 +460,7 @@ def validate(plan: Plan, catalogue: Catalogue, held: frozenset[str] | None = Non
     issues = check(plan, catalogue, held, budget)
     if issues:
         raise issues[0].error()
-    steps = tuple(sorted((Step(s.id, s.skill, s.args, tuple(sorted(set(s.deps) | s.refs())))
-                          for s in plan.steps), key=lambda s: s.id))
-    return Plan(plan.goal, steps, plan.answer, plan.source)
+    return plan.normalised()
 
 
 # -- explain -------------------------------------------------------------------------------------

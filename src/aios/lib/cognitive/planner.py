@@ -196,7 +196,7 @@ class Planner:
                       exclude: frozenset[str]) -> list[str]:
         out = [f"plan step {s.id} ({s.skill}): this skill failed before; use another"
                for s in plan.steps if s.skill in avoid]
-        if plan.digest in exclude:
+        if plan.normalised().digest in exclude:
             out.append("this plan already failed")
         return out
 
