@@ -64,13 +64,14 @@ from typing import Any, Final
 
 from aios.errors import Busy, IllegalTransition, IntegrityError, InvalidArgument
 from aios.lib.cognitive.tokenizer import Tokenizer, truncate
-from aios.lib.llm.chat import ROLES, ChatRequest, Message, ToolCall, ToolSpec
+from aios.lib.llm.chat import ChatRequest, Message, ToolCall, ToolSpec
 
 FORMAT: Final = "aios-context/1"
 SUMMARY_HEADER: Final = "Summary of the earlier conversation (older turns are in recall):\n"
 MEMORY_HEADER: Final = "Relevant memories:\n"
 TRUNCATED: Final = "\n[... cut to fit the context window; the full text is in recall]"
 MIN_TURN_SPACE: Final = 64
+TURN_ROLES: Final = frozenset({"user", "assistant"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +300,9 @@ class ContextWindow:
 
     def add(self, role: str, text: str) -> tuple[Turn, Eviction | None]:
         """Append a turn; returns it and the eviction it caused (if any)."""
-        if role not in ROLES or role == "system":
-            raise InvalidArgument("a turn's role is user, assistant or tool", role=role)
+        if role not in TURN_ROLES:
+            raise InvalidArgument("a turn's role is user or assistant (a tool's output is "
+                                  "added as a user turn)", role=role)
         if not isinstance(text, str):
             raise InvalidArgument("a turn's text must be a string")
         tokens = self.tok.count_message(role, text)

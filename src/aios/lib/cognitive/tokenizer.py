@@ -83,6 +83,10 @@ def truncate(tok: Tokenizer, text: str, max_tokens: int) -> str:
     """The longest prefix of ``text`` that is at most ``max_tokens`` tokens."""
     if max_tokens < 0:
         raise InvalidArgument("max_tokens must be >= 0")
+    prefix = getattr(tok, "prefix", None)
+    if prefix is not None:  # one encoding with offsets instead of a search
+        out: str = prefix(text, max_tokens)
+        return out
     if tok.count(text) <= max_tokens:
         return text
     lo, hi = 0, len(text)  # count(text[:lo]) <= max_tokens < count(text[:hi])
@@ -205,6 +209,18 @@ class HFTokenizer(_TemplatedTokenizer):
 
     def encode(self, text: str) -> list[int]:
         return list(self._tk.encode(text, add_special_tokens=False).ids)
+
+    def prefix(self, text: str, max_tokens: int) -> str:
+        """The text of the first ``max_tokens`` tokens (see :func:`truncate`)."""
+        enc = self._tk.encode(text, add_special_tokens=False)
+        if len(enc.ids) <= max_tokens:
+            return text
+        if max_tokens <= 0:
+            return ""
+        cut = text[: enc.offsets[max_tokens - 1][1]]
+        while cut and self.count(cut) > max_tokens:  # a token ending inside a character
+            cut = cut[:-1]
+        return cut
 
 
 class GGUFTokenizer(HFTokenizer):
