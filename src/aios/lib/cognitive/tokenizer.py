@@ -39,6 +39,7 @@ byte-level BPE, and the result is checked).
 
 from __future__ import annotations
 
+import abc
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,14 +153,15 @@ def template_from_jinja(source: str | None) -> ChatTemplate:
 # -- tokenizers ---------------------------------------------------------------------------
 
 
-class _TemplatedTokenizer:
+class _TemplatedTokenizer(abc.ABC):
     """Shared by the tokenizers that count a rendered template exactly."""
 
     template: ChatTemplate
     _overhead: dict[bool, int]
 
+    @abc.abstractmethod
     def count(self, text: str) -> int:
-        raise NotImplementedError
+        """How many tokens ``text`` is, in the subclass's tokenizer."""
 
     def count_message(self, role: str, content: str) -> int:
         # messages are separated by special tokens, where BPE never merges, so
