@@ -234,3 +234,15 @@ def test_solve_refuses_a_capability_revoked_after_planning_then_replans() -> Non
     assert r.skills().count("kb_lookup") == 3
     kinds = p.log.kinds()
     assert "plan.step.refused" in kinds and "plan.replanning" in kinds
+
+
+def test_steps_the_answer_does_not_need_are_pruned() -> None:
+    extra = {"steps": [*GOOD["steps"],  # type: ignore[list-item]
+                       step(5, "combine", {"values": ["$4", "$1"], "op": "max"}),
+                       step(6, "kb_lookup", {"entity": "Oslo", "attribute": "height"})],
+             "answer": "$4"}
+    log = EventLog()
+    d = asyncio.run(planner(ScriptedModel(extra), log=log).plan(GOAL, ALL))
+    assert d.source == "model" and [s.id for s in d.plan.steps] == [1, 2, 3, 4]
+    pruned = [e for e in log.events if e.kind == "plan.pruned"]
+    assert pruned and pruned[0].data["dropped"] == [5, 6]

@@ -185,6 +185,20 @@ class Plan:
                               for s in self.steps), key=lambda s: s.id))
         return Plan(self.goal, steps, self.answer, self.source)
 
+    def pruned(self) -> tuple[Plan, tuple[int, ...]]:
+        """Without the steps the answer does not depend on (an acyclic plan), and their ids."""
+        deps = {s.id: set(s.deps) | s.refs() for s in self.steps}
+        need: set[int] = set()
+        todo = [self.answer]
+        while todo:
+            n = todo.pop()
+            if n not in need and n in deps:
+                need.add(n)
+                todo.extend(deps[n])
+        kept = tuple(s for s in self.steps if s.id in need)
+        dropped = tuple(sorted(s.id for s in self.steps if s.id not in need))
+        return Plan(self.goal, kept, self.answer, self.source), dropped
+
     def canonical(self) -> bytes:
         """The DAG alone (not who wrote it), as canonical JSON."""
         d = self.to_data()

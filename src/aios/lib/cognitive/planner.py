@@ -58,7 +58,6 @@ from aios.lib.cognitive.htn import HtnPlanner
 from aios.lib.cognitive.plan import (
     Catalogue,
     Plan,
-    PlanIssue,
     check,
     parse_plan,
     plan_schema,
@@ -192,13 +191,22 @@ class Planner:
         self.repairs = repairs
         self.show_unheld = show_unheld
 
-    def _extra_issues(self, plan: Plan, avoid: frozenset[str],
-                      exclude: frozenset[str]) -> list[str]:
-        out = [f"plan step {s.id} ({s.skill}): this skill failed before; use another"
-               for s in plan.steps if s.skill in avoid]
-        if plan.normalised().digest in exclude:
-            out.append("this plan already failed")
-        return out
+    def _judge(self, plan: Plan, held: frozenset[str], budget: int | None,
+               avoid: frozenset[str], exclude: frozenset[str]) -> tuple[Plan | None, list[str]]:
+        """The plan to run (normalised, without dead steps), or the problems."""
+        issues = [x.message for x in check(plan, self.cat, held, None)]
+        issues += [f"plan step {s.id} ({s.skill}): this skill failed before; use another"
+                   for s in plan.steps if s.skill in avoid]
+        if issues:
+            return None, issues
+        ok, dropped = validate(plan, self.cat, held).pruned()
+        if dropped:
+            self.log.emit("plan.pruned", ok.digest, dropped=list(dropped),
+                          reason="the answer does not depend on them")
+        issues = [x.message for x in check(ok, self.cat, held, budget)]
+        if ok.digest in exclude:
+            issues.append("this plan already failed")
+        return (None, issues) if issues else (ok, [])
 
     async def plan(self, goal: str, held: frozenset[str], *, budget: int | None = None,
                    feedback: Sequence[str] = (), avoid: frozenset[str] = frozenset(),
@@ -223,18 +231,14 @@ class Planner:
                     self.log.emit("plan.rejected", tag, attempt=i + 1, source="model",
                                   issues=[e.message])
                     break
-                issues: list[str]
-                if plan is None:
-                    issues = [f"the answer is not a plan: {why}"]
-                else:
-                    found: list[PlanIssue] = check(plan, self.cat, held, budget)
-                    issues = [x.message for x in found]
-                    issues += self._extra_issues(plan, avoid, exclude)
                 self.log.emit("plan.proposed", tag, attempt=i + 1, source="model",
                               prompt_tokens=usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens)
-                if plan is not None and not issues:
-                    ok = validate(plan, self.cat, held, budget)
+                if plan is None:
+                    ok, issues = None, [f"the answer is not a plan: {why}"]
+                else:
+                    ok, issues = self._judge(plan, held, budget, avoid, exclude)
+                if ok is not None:
                     attempts.append(Attempt("model", True, (), usage, ok, text))
                     return self._accept(ok, attempts)
                 attempts.append(Attempt("model", False, tuple(issues), usage, plan, text))
@@ -242,8 +246,8 @@ class Planner:
                               issues=issues[:8])
                 fb = issues
         if self.fallback is None:
-            raise NoSuchObject("no valid plan: " + "; ".join(
-                x for a in attempts for x in a.issues[:2]) or "the model gave none")
+            raise NoSuchObject("no valid plan: " + ("; ".join(
+                x for a in attempts for x in a.issues[:2]) or "the model gave none"))
         self.log.emit("plan.fallback", tag, source="htn",
                       reason="no model" if self.model is None else "model plan invalid")
         try:
@@ -252,14 +256,13 @@ class Planner:
             attempts.append(Attempt("htn", False, (e.message,), Usage()))
             self.log.emit("plan.rejected", tag, source="htn", issues=[e.message])
             raise
-        issues = [x.message for x in check(plan, self.cat, held, budget)]
-        issues += self._extra_issues(plan, avoid, exclude)
-        if issues:
+        ok, issues = self._judge(plan, held, budget, avoid, exclude)
+        if ok is None:
             attempts.append(Attempt("htn", False, tuple(issues), Usage(), plan))
             self.log.emit("plan.rejected", tag, source="htn", issues=issues[:8])
             raise NoSuchObject(f"no valid plan for {goal!r}: {issues[0]}")
-        attempts.append(Attempt("htn", True, (), Usage(), plan))
-        return self._accept(validate(plan, self.cat, held, budget), attempts)
+        attempts.append(Attempt("htn", True, (), Usage(), ok))
+        return self._accept(ok, attempts)
 
     def _accept(self, plan: Plan, attempts: list[Attempt]) -> PlanDecision:
         self.log.emit("plan.accepted", plan.digest, source=plan.source, steps=len(plan.steps),

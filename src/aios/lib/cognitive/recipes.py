@@ -67,7 +67,10 @@ LOOKUP_PARAMS: Final = {
 COMBINE_PARAMS: Final = {
     "type": "object",
     "properties": {"values": {"type": "array", "minItems": 1, "maxItems": 16,
-                              "items": {"type": "object"}},
+                              "items": {"anyOf": [
+                                  {"type": "number"},
+                                  {"type": "object", "properties": {"value": {"type": "number"}},
+                                   "required": ["value"]}]}},
                    "op": {"enum": list(COMBINE_OPS)}},
     "required": ["values", "op"],
     "additionalProperties": False,
