@@ -534,6 +534,7 @@ class WorkflowRun:
             self._trace("workflow.failed", self.wf.name, error=error.name,
                         message=error.message[:300])
             self._agenda.clear()
+            self._checkpoint()
             self._out.append(Finish(Status.FAILED, None, error))
             return
         if p.node.kind == "parallel":
@@ -573,11 +574,13 @@ class WorkflowRun:
             self.status = Status.FAILED
             self.error = e
             self._trace("workflow.failed", self.wf.name, error=e.name)
+            self._checkpoint()
             self._out.append(Finish(Status.FAILED, None, e))
             return
         self.status = Status.DONE
         self.output = out
         self._trace("workflow.finished", self.wf.name)
+        self._checkpoint()
         self._out.append(Finish(Status.DONE, out))
 
 
