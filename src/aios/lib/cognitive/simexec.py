@@ -114,9 +114,10 @@ class ToolWork:
 Work = LlmWork | ToolWork
 
 
-def run_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work]) -> int:
-    """Execute ``run`` on virtual time; returns the time at which it ended."""
-    end = [loop.now]
+def start_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work],
+               on_done: Callable[[], None] | None = None) -> None:
+    """Start executing ``run`` on ``loop``; ``on_done`` runs (on the loop) when it ends."""
+    fired = [False]
 
     def launch() -> None:
         for st in run.ready():
@@ -127,17 +128,28 @@ def run_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work])
                     run.failed(st.step, w.result)
                 else:
                     run.finished(st.step, w.result)
-                end[0] = loop.now
                 launch()
 
             if isinstance(w, LlmWork):
                 loop.llm(w.prompt_tokens, w.output_tokens, done)
             else:
                 loop.after(w.latency_ns, done)
-        if run.done:
-            end[0] = loop.now
+        if run.done and not fired[0]:
+            fired[0] = True
+            run.close()
+            if on_done is not None:
+                on_done()
 
     launch()
+
+
+def run_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work]) -> int:
+    """Execute ``run`` on virtual time; returns the time at which it ended."""
+    end = [loop.now]
+
+    def done() -> None:
+        end[0] = loop.now
+
+    start_plan(loop, run, work, done)
     loop.run()
-    run.close()
     return end[0]
