@@ -66,10 +66,11 @@ from aios.lib.cognitive.dagrun import PlanRun, StartStep
 from aios.lib.cognitive.htn import HtnPlanner
 from aios.lib.cognitive.plan import Catalogue, Plan, SkillSpec, check, parse_plan, validate
 from aios.lib.cognitive.planner import ModelPlanner
+from aios.lib.cognitive.planstream import StepStream, StreamValidator
 from aios.lib.cognitive.recipes import COMBINE, LOOKUP_PARAMS, combine, lookup_methods
 from aios.lib.cognitive.simexec import ToolWork, VirtualLoop, Work, start_plan
 from aios.lib.cognitive.tokenizer import EstimateTokenizer, Tokenizer, count_chat
-from aios.lib.llm.chat import ChatRequest, Message
+from aios.lib.llm.chat import Message
 from aios.lib.llm.simengine import EngineConfig, SimEngine
 
 MS: Final = 1_000_000
@@ -77,11 +78,24 @@ SEARCH = SkillSpec("search", "look up one attribute of one entity on the web", L
                    frozenset({"net"}), 0)
 CATALOGUE = Catalogue([SEARCH, COMBINE])
 HELD = frozenset({"net"})
-EXAMPLE = ("What is the total area of France and Spain?", {"steps": [
-    {"id": 1, "skill": "search", "args": {"entity": "France", "attribute": "area"}, "deps": []},
-    {"id": 2, "skill": "search", "args": {"entity": "Spain", "attribute": "area"}, "deps": []},
-    {"id": 3, "skill": "combine", "args": {"values": ["$1", "$2"], "op": "sum"},
-     "deps": [1, 2]}], "answer": "$3"})
+EXAMPLES = (
+    ("What is the total area of France and Spain?", {"steps": [
+        {"id": 1, "skill": "search", "args": {"entity": "France", "attribute": "area"},
+         "deps": []},
+        {"id": 2, "skill": "search", "args": {"entity": "Spain", "attribute": "area"},
+         "deps": []},
+        {"id": 3, "skill": "combine", "args": {"values": ["$1", "$2"], "op": "sum"},
+         "deps": [1, 2]}], "answer": "$3"}),
+    ("Which of Chile, Peru and Cuba has the largest area?", {"steps": [
+        {"id": 1, "skill": "search", "args": {"entity": "Chile", "attribute": "area"},
+         "deps": []},
+        {"id": 2, "skill": "search", "args": {"entity": "Peru", "attribute": "area"},
+         "deps": []},
+        {"id": 3, "skill": "search", "args": {"entity": "Cuba", "attribute": "area"},
+         "deps": []},
+        {"id": 4, "skill": "combine", "args": {"values": ["$1", "$2", "$3"], "op": "argmax"},
+         "deps": [1, 2, 3]}], "answer": "$4"}),
+)
 DOMAINS: Final = {
     "population": ["Lagos", "Cairo", "Lima", "Dhaka", "Tokyo", "Delhi", "Paris", "Rome",
                    "Oslo", "Berlin", "Madrid", "Nairobi"],
@@ -187,9 +201,10 @@ def _engine(cfg: EngineConfig) -> VirtualLoop:
 
 
 def run_planner(g: Goal, world: World, tok: Tokenizer, cfg: EngineConfig,
-                plan: Plan, planning: tuple[int, int]) -> Outcome:
+                plan: Plan, planning: tuple[int, int], text: str | None = None) -> Outcome:
     """One question by the planner: the planning call (prompt, output tokens), the
-    DAG on virtual time, the joiner call."""
+    DAG on virtual time, the joiner call.  With the plan's ``text`` the steps are
+    streamed: each is released when the model has written it (its token offset)."""
     loop = _engine(cfg)
     out = Outcome()
 
@@ -198,19 +213,41 @@ def run_planner(g: Goal, world: World, tok: Tokenizer, cfg: EngineConfig,
                             f"{json.dumps(run.results.get(s.id))}" for s in plan.steps)
         req = (Message("system", JOINER_SYSTEM),
                Message("user", f"Question: {g.text}\nPlan results:\n{results}"))
-        text = f"Thought: the results answer the question.\nAction: Finish({run.answer})"
-        p, o = count_chat(tok, req), tok.count(text)
+        answer = f"Thought: the results answer the question.\nAction: Finish({run.answer})"
+        p, o = count_chat(tok, req), tok.count(answer)
         out.prompt_tokens += p
         out.output_tokens += o
         out.answer = run.answer
         loop.llm(p, o, lambda: None)
 
-    def execute() -> None:
-        run = PlanRun(plan, CATALOGUE, lambda: HELD)
-        start_plan(loop, run, world.work(g), lambda: joiner(run))
-
     out.prompt_tokens, out.output_tokens = planning
-    loop.llm(planning[0], planning[1], execute)
+    if text is None:
+        def execute() -> None:
+            run = PlanRun(plan, CATALOGUE, lambda: HELD)
+            start_plan(loop, run, world.work(g), lambda: joiner(run))
+
+        loop.llm(planning[0], planning[1], execute)
+    else:
+        parser = StepStream()
+        objs = parser.feed(text)
+        offsets = [tok.count(text[:e]) for e in parser.ends]
+        run = PlanRun.streaming(g.text, CATALOGUE, lambda: HELD)
+        val = StreamValidator(g.text, CATALOGUE, HELD)
+        launch = start_plan(loop, run, world.work(g), lambda: joiner(run))
+        written = [0]
+
+        def progress(tokens: int) -> None:
+            while written[0] < len(objs) and offsets[written[0]] <= tokens:
+                run.add(val.accept(objs[written[0]]))
+                written[0] += 1
+            launch()
+
+        def planned() -> None:
+            progress(1 << 30)
+            run.seal(val.finish(text, plan.source))
+            launch()
+
+        loop.llm(planning[0], planning[1], planned, on_progress=progress)
     out.latency_ns = loop.run()
     out.llm_calls = loop.llm_calls
     return out
@@ -295,12 +332,12 @@ def _summary(pairs: list[tuple[Goal, Outcome, Outcome]]) -> dict[str, Any]:
     }
 
 
-def run_scripted(goals: list[Goal], world: World, tok: Tokenizer,
-                 cfg: EngineConfig) -> tuple[dict[str, Any], list[tuple[Goal, Outcome,
-                                                                          Outcome]]]:
+def run_scripted(goals: list[Goal], world: World, tok: Tokenizer, cfg: EngineConfig,
+                 ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[Goal, Outcome, Outcome]]]:
+    """(streamed planner, whole-plan planner, the streamed pairs)."""
     htn = HtnPlanner(lookup_methods(("search",)))
     mp = _model_prompt_builder()
-    pairs = []
+    streamed, whole = [], []
     valid = 0
     for g in goals:
         plan = validate(htn.plan(g.text, CATALOGUE, HELD), CATALOGUE, HELD)
@@ -309,17 +346,19 @@ def run_scripted(goals: list[Goal], world: World, tok: Tokenizer,
         valid += not check(proposed, CATALOGUE, HELD)
         req = mp.request(g.text, CATALOGUE)
         planning = (count_chat(tok, req.messages), tok.count(text))
-        p = run_planner(g, world, tok, cfg, plan, planning)
         s = run_react(g, world, tok, cfg, plan)
-        assert p.answer == s.answer == world.truth(g), (g, p.answer, s.answer)
-        pairs.append((g, s, p))
-    out = _summary(pairs)
+        p_stream = run_planner(g, world, tok, cfg, plan, planning, text)
+        p_whole = run_planner(g, world, tok, cfg, plan, planning)
+        assert p_stream.answer == p_whole.answer == s.answer == world.truth(g), g
+        streamed.append((g, s, p_stream))
+        whole.append((g, s, p_whole))
+    out = _summary(streamed)
     out["plan_valid_rate"] = round(valid / len(goals), 4)
-    return out, pairs
+    return out, _summary(whole), streamed
 
 
 def _model_prompt_builder(driver: Any = None, max_steps: int = 8) -> ModelPlanner:
-    return ModelPlanner(driver, max_steps=max_steps, examples=[EXAMPLE], seed=1)
+    return ModelPlanner(driver, max_steps=max_steps, examples=EXAMPLES, seed=1)
 
 
 async def _model_plans(goals: list[Goal]) -> list[tuple[Goal, str, int, int, float]]:
@@ -359,8 +398,10 @@ def run_model(goals: list[Goal], world: World, tok: Tokenizer,
             ok = False
         if ok:
             valid += 1
-            plan, _ = validate(proposed, CATALOGUE, HELD).pruned()
-        p = run_planner(g, world, tok, cfg, plan, (ptok, otok))
+            plan = validate(proposed, CATALOGUE, HELD)
+            p = run_planner(g, world, tok, cfg, plan, (ptok, otok), text)  # streamed
+        else:  # the fallback plan runs after the model's (wasted) planning call
+            p = run_planner(g, world, tok, cfg, plan, (ptok, otok))
         if ok and p.answer == world.truth(g):
             correct += 1
         s = run_react(g, world, tok, cfg, fallback)
@@ -388,7 +429,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     tok, tok_name = tokenizer()
     world = World(a.seed)
     goals = make_goals(a.goals, a.seed)
-    scripted, pairs = run_scripted(goals, world, tok, cfg)
+    scripted, whole, pairs = run_scripted(goals, world, tok, cfg)
     by_k: dict[str, Any] = {}
     for k in sorted({len(g.entities) for g in goals}):
         sub = [x for x in pairs if len(x[0].entities) == k]
@@ -409,6 +450,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         "plan_valid_rate_source": ("embedded SmolLM2-135M, first attempt" if model
                                    else "scripted plans (valid by construction)"),
         "plan_valid_rate_scripted": scripted["plan_valid_rate"],
+        "speedup_vs_sequential_whole_plan": whole["speedup"],
+        "planner_latency_s_mean_whole_plan": whole["planner_latency_s_mean"],
         "sequential_latency_s_mean": scripted["sequential_latency_s_mean"],
         "planner_latency_s_mean": scripted["planner_latency_s_mean"],
         "sequential_tokens": scripted["sequential_tokens"],
