@@ -119,7 +119,7 @@ def test_steps_start_before_the_plan_is_written() -> None:
     async def go() -> Any:
         run = PlanRun.streaming(GOAL, CATALOGUE, lambda: ALL, log=log)
         return await execute_stream(run, v(), model.stream(ChatRequest(
-            (ModelPlanner(model).request(GOAL, CATALOGUE).messages)),), r)
+            ModelPlanner(model).request(GOAL, CATALOGUE).messages)), r)
 
     res, text, usage = asyncio.run(go())
     assert res.ok and res.answer == pytest.approx(5.6) and text == json.dumps(GOOD)
@@ -145,7 +145,7 @@ def test_a_bad_step_aborts_the_run_and_closes_the_stream() -> None:
             ModelPlanner(model).request(GOAL, CATALOGUE).messages)), r)
         return run, res
 
-    run, (res, got, _) = asyncio.run(go())
+    run, (res, _, _) = asyncio.run(go())
     assert not res.ok and res.failed_step is None and "not written yet" in str(res.error)
     assert model.closed_early and model.sent < len(text)  # generation stopped
     assert set(r.skills()) <= {"kb_lookup"}  # only steps that had been accepted ran
