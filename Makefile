@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow right now
+	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test selected
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
