@@ -69,7 +69,12 @@ def validator(answer: Any, plan: Plan, res: ExecResult) -> list[str]:
     return problems
 
 
-def test_a_three_step_plan_by_the_embedded_model_completes_and_validates() -> None:
+@pytest.mark.parametrize("stream", [
+    pytest.param(True, id="streamed"),
+    pytest.param(False, id="whole", marks=pytest.mark.slow),
+])
+def test_a_three_step_plan_by_the_embedded_model_completes_and_validates(stream: bool) -> None:
+    """Streamed: the lookups start while the model is still writing the plan."""
     from aios.lib.llm.embedded import EmbeddedDriver
 
     async def go() -> tuple[Any, EventLog]:
@@ -81,7 +86,7 @@ def test_a_three_step_plan_by_the_embedded_model_completes_and_validates() -> No
                               fallback=HtnPlanner(lookup_methods(("lookup",))), log=log,
                               repairs=0)
             sol = await planner.solve(GOAL, lambda: frozenset({"kb.read"}), run_skill,
-                                      accept=validator, max_replans=1)
+                                      accept=validator, max_replans=1, stream=stream)
             return sol, log
         finally:
             await d.aclose()

@@ -46,7 +46,14 @@ from aios.errors import (
     InvalidArgument,
     PermissionDenied,
 )
-from aios.lib.cognitive.plan import Catalogue, Plan, schema_message, step_key, substitute
+from aios.lib.cognitive.plan import (
+    Catalogue,
+    Plan,
+    Step,
+    schema_message,
+    step_key,
+    substitute,
+)
 
 
 class StepState(StrEnum):
@@ -111,15 +118,52 @@ class PlanRun:
         self.log = log or EventLog()
         self.max_parallel = max_parallel
         self.id = plan.digest
-        self.deps = {s.id: frozenset(s.deps) | s.refs() for s in plan.steps}
-        self.state = {s.id: StepState.WAITING for s in plan.steps}
+        self.steps: dict[int, Step] = {}
+        self.deps: dict[int, frozenset[int]] = {}
+        self.state: dict[int, StepState] = {}
         self.results: dict[int, Any] = {}
         self.errors: dict[int, AIOSError] = {}
+        self.plan_error: AIOSError | None = None  # a streamed plan found invalid
         self.keys: dict[int, str] = {}
         self.halted = False
+        self.sealed = False
         self.order: list[int] = []  # steps in the order they started
         self.reused: set[int] = set()
         self.log.emit("plan.started", self.id, steps=len(plan.steps), source=plan.source)
+        for st in plan.steps:
+            self.add(st)
+        self.sealed = bool(plan.steps)
+
+    @classmethod
+    def streaming(cls, goal: str, catalogue: Catalogue, held: Callable[[], frozenset[str]],
+                  **kw: Any) -> PlanRun:
+        """A run whose steps arrive one by one (:meth:`add`) while the plan is written."""
+        return cls(Plan(goal, (), 0, "model"), catalogue, held, **kw)
+
+    def add(self, step: Step) -> None:
+        """A step that arrived (it may refer only to steps already added)."""
+        if self.sealed:
+            raise IllegalTransition("the plan is sealed")
+        deps = frozenset(step.deps) | step.refs()
+        if step.id in self.steps or not deps <= set(self.steps):
+            raise IllegalTransition(f"plan step {step.id} does not extend the plan")
+        self.steps[step.id] = step
+        self.deps[step.id] = deps
+        self.state[step.id] = StepState.WAITING
+
+    def seal(self, plan: Plan) -> None:
+        """The whole plan has arrived (and validated): nothing more will be added."""
+        if set(self.steps) != {s.id for s in plan.steps}:
+            raise IllegalTransition("the sealed plan is not the plan that arrived")
+        self.plan = plan
+        self.sealed = True
+        self.log.emit("plan.sealed", self.id, steps=len(plan.steps), digest=plan.digest)
+
+    def abort(self, error: AIOSError) -> None:
+        """The plan itself is bad (found while it streamed): start nothing more."""
+        self.plan_error = error
+        self.log.emit("plan.invalid", self.id, error=error.name, message=error.message)
+        self._halt()
 
     # -- what may start -------------------------------------------------------------------
 
@@ -133,7 +177,7 @@ class PlanRun:
         progress = True
         while progress and not self.halted:
             progress = False
-            for s in self.plan.steps:
+            for s in list(self.steps.values()):
                 if self.halted:
                     break
                 if self.state[s.id] is not StepState.WAITING:
@@ -150,7 +194,7 @@ class PlanRun:
         return out
 
     def _admit(self, sid: int) -> StartStep | None:
-        s = self.plan.step(sid)
+        s = self.steps[sid]
         spec = self.cat[s.skill]
         missing = spec.capabilities - self.held()
         if missing:
@@ -193,7 +237,7 @@ class PlanRun:
 
     def finished(self, sid: int, value: Any) -> None:
         self._running(sid)
-        spec = self.cat[self.plan.step(sid).skill]
+        spec = self.cat[self.steps[sid].skill]
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
@@ -225,7 +269,7 @@ class PlanRun:
     def _fail(self, sid: int, err: AIOSError) -> None:
         self.state[sid] = StepState.FAILED
         self.errors[sid] = err
-        self.log.emit("plan.step.failed", self.id, sid, skill=self.plan.step(sid).skill,
+        self.log.emit("plan.step.failed", self.id, sid, skill=self.steps[sid].skill,
                       error=err.name, message=err.message)
         self._halt()
 
@@ -242,7 +286,7 @@ class PlanRun:
             return False
         if self.halted:
             return True
-        return all(st is StepState.DONE for st in self.state.values())
+        return self.sealed and all(st is StepState.DONE for st in self.state.values())
 
     @property
     def ok(self) -> bool:
@@ -252,9 +296,11 @@ class PlanRun:
     def answer(self) -> Any:
         return self.results.get(self.plan.answer)
 
-    def first_error(self) -> tuple[int, AIOSError] | None:
+    def first_error(self) -> tuple[int | None, AIOSError] | None:
         for sid in sorted(self.errors):
             return sid, self.errors[sid]
+        if self.plan_error is not None:
+            return None, self.plan_error
         return None
 
     def close(self) -> None:
@@ -314,6 +360,10 @@ async def execute(run: PlanRun, runner: StepRunner) -> ExecResult:
         run.close()
         raise
     run.close()
+    return result(run)
+
+
+def result(run: PlanRun) -> ExecResult:
     fe = run.first_error()
     return ExecResult(run.ok, run.answer, dict(run.results), dict(run.state),
                       fe[1] if fe else None, fe[0] if fe else None, tuple(run.order))

@@ -63,6 +63,7 @@ from aios.lib.cognitive.plan import (
     plan_schema,
     validate,
 )
+from aios.lib.cognitive.planstream import StreamValidator, execute_stream
 from aios.lib.llm.chat import ChatDriver, ChatRequest, Message, Usage
 
 SYSTEM: Final = (
@@ -269,10 +270,37 @@ class Planner:
                       est_tokens=sum(self.cat[s.skill].est_tokens for s in plan.steps))
         return PlanDecision(plan, tuple(attempts))
 
+    async def _streamed(self, goal: str, held: Callable[[], frozenset[str]],
+                        runner: StepRunner, budget: int | None, memo: dict[str, Any],
+                        max_parallel: int | None) -> tuple[PlanDecision, ExecResult]:
+        """The model writes the plan while its first steps already run."""
+        assert self.model is not None
+        caps = held()
+        self.log.emit("plan.requested", "goal", goal=goal, held=sorted(caps), budget=budget,
+                      streaming=True)
+        shown = self.cat if self.show_unheld else self.cat.usable(caps)
+        req = self.model.request(goal, shown)
+        validator = StreamValidator(goal, self.cat, caps, budget)
+        run = PlanRun.streaming(goal, self.cat, held, memo=memo, log=self.log,
+                                max_parallel=max_parallel)
+        res, text, usage = await execute_stream(run, validator, self.model.driver.stream(req),
+                                                runner)
+        plan = run.plan if run.sealed else Plan(goal, tuple(run.steps.values()), 0, "model")
+        issues = (run.plan_error.message,) if run.plan_error is not None else ()
+        self.log.emit("plan.proposed", "goal", attempt=1, source="model", streaming=True,
+                      prompt_tokens=usage.prompt_tokens,
+                      completion_tokens=usage.completion_tokens)
+        if issues:
+            self.log.emit("plan.rejected", "goal", attempt=1, source="model", issues=list(issues))
+        return PlanDecision(plan, (Attempt("model", run.sealed, issues, usage, plan, text),)), res
+
     async def solve(self, goal: str, held: Callable[[], frozenset[str]], runner: StepRunner, *,
                     budget: int | None = None, accept: Accept | None = None,
-                    max_replans: int = 2, max_parallel: int | None = None) -> Solution:
-        """Plan, execute, check, and replan on failure (at most ``max_replans`` times)."""
+                    max_replans: int = 2, max_parallel: int | None = None,
+                    stream: bool = False) -> Solution:
+        """Plan, execute, check, and replan on failure (at most ``max_replans`` times).
+        With ``stream`` (and a model) the first plan's steps start as the model writes
+        them (:mod:`~aios.lib.cognitive.planstream`); replans are whole plans."""
         memo: dict[str, Any] = {}
         decisions: list[PlanDecision] = []
         runs: list[ExecResult] = []
@@ -281,20 +309,23 @@ class Planner:
         tried: set[str] = set()
         spent = 0
         error: AIOSError | None = None
-        for _ in range(max_replans + 1):
+        for round_ in range(max_replans + 1):
             left = None if budget is None else max(0, budget - spent)
-            try:
-                d = await self.plan(goal, held(), budget=left, feedback=feedback,
-                                    avoid=frozenset(avoid), exclude=frozenset(tried))
-            except NoSuchObject as e:
-                error = e
-                break
+            if stream and round_ == 0 and self.model is not None:
+                d, res = await self._streamed(goal, held, runner, left, memo, max_parallel)
+            else:
+                try:
+                    d = await self.plan(goal, held(), budget=left, feedback=feedback,
+                                        avoid=frozenset(avoid), exclude=frozenset(tried))
+                except NoSuchObject as e:
+                    error = e
+                    break
+                run = PlanRun(d.plan, self.cat, held, memo=memo, log=self.log,
+                              max_parallel=max_parallel)
+                res = await execute(run, runner)
             decisions.append(d)
             spent += d.usage.total_tokens
             tried.add(d.plan.digest)
-            run = PlanRun(d.plan, self.cat, held, memo=memo, log=self.log,
-                          max_parallel=max_parallel)
-            res = await execute(run, runner)
             runs.append(res)
             if res.ok:
                 problems = list(accept(res.answer, d.plan, res)) if accept else []
@@ -305,8 +336,12 @@ class Planner:
                 self.log.emit("plan.result_rejected", d.plan.digest, problems=list(problems))
                 feedback = [f"the result {res.answer!r} was rejected: {p}" for p in problems]
                 error = InvalidArgument(f"the result was rejected: {problems[0]}")
+            elif res.failed_step is None:  # the streamed plan itself was invalid
+                assert res.error is not None
+                feedback = [res.error.message]
+                error = res.error
             else:
-                assert res.error is not None and res.failed_step is not None
+                assert res.error is not None
                 skill = d.plan.step(res.failed_step).skill
                 feedback = [f"step {res.failed_step} ({skill}) failed: {res.error.message}"]
                 if isinstance(res.error, SKILL_FAULTS):

@@ -44,6 +44,7 @@ class VirtualLoop:
         self._seq = itertools.count()
         self._rids = itertools.count(1)
         self._llm_done: dict[int, Callable[[], None]] = {}
+        self._llm_progress: dict[int, Callable[[int], None]] = {}
         self._stepping = False
         self.llm_calls = 0
         self.prompt_tokens = 0
@@ -57,12 +58,16 @@ class VirtualLoop:
             raise InvalidArgument("a delay is >= 0")
         self.at(self.now + delay_ns, fn)
 
-    def llm(self, prompt_tokens: int, output_tokens: int, fn: Callable[[], None]) -> int:
-        """A model call; ``fn`` runs when its last output token is produced."""
+    def llm(self, prompt_tokens: int, output_tokens: int, fn: Callable[[], None],
+            on_progress: Callable[[int], None] | None = None) -> int:
+        """A model call; ``fn`` runs when its last output token is produced, and
+        ``on_progress(tokens so far)`` after every step that produced one (streaming)."""
         rid = next(self._rids)
         self.engine.submit(rid, max(1, prompt_tokens), max(1, output_tokens),
                            max(1, output_tokens))
         self._llm_done[rid] = fn
+        if on_progress is not None:
+            self._llm_progress[rid] = on_progress
         self.llm_calls += 1
         self.prompt_tokens += prompt_tokens
         self.output_tokens += output_tokens
@@ -81,7 +86,12 @@ class VirtualLoop:
             return
 
         def end() -> None:
+            for rid, gen in res.progress:
+                prog = self._llm_progress.get(rid)
+                if prog is not None:
+                    prog(gen)
             for f in res.finished:
+                self._llm_progress.pop(f.rid, None)
                 cb = self._llm_done.pop(f.rid)
                 cb()
             self._stepping = False
@@ -114,9 +124,12 @@ class ToolWork:
 Work = LlmWork | ToolWork
 
 
-def run_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work]) -> int:
-    """Execute ``run`` on virtual time; returns the time at which it ended."""
-    end = [loop.now]
+def start_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work],
+               on_done: Callable[[], None] | None = None) -> Callable[[], None]:
+    """Start executing ``run`` on ``loop``; ``on_done`` runs (on the loop) when it ends.
+    Returns the function that starts whatever became ready (call it after adding
+    steps to a streaming run, or sealing it)."""
+    fired = [False]
 
     def launch() -> None:
         for st in run.ready():
@@ -127,17 +140,29 @@ def run_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work])
                     run.failed(st.step, w.result)
                 else:
                     run.finished(st.step, w.result)
-                end[0] = loop.now
                 launch()
 
             if isinstance(w, LlmWork):
                 loop.llm(w.prompt_tokens, w.output_tokens, done)
             else:
                 loop.after(w.latency_ns, done)
-        if run.done:
-            end[0] = loop.now
+        if run.done and not fired[0]:
+            fired[0] = True
+            run.close()
+            if on_done is not None:
+                on_done()
 
     launch()
+    return launch
+
+
+def run_plan(loop: VirtualLoop, run: PlanRun, work: Callable[[StartStep], Work]) -> int:
+    """Execute ``run`` on virtual time; returns the time at which it ended."""
+    end = [loop.now]
+
+    def done() -> None:
+        end[0] = loop.now
+
+    start_plan(loop, run, work, done)
     loop.run()
-    run.close()
     return end[0]
