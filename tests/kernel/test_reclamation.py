@@ -176,3 +176,36 @@ def test_zombies_count_against_the_agents_quota_until_reaped(run_agents: Any) ->
     (r,) = run_agents(main).values()
     out = r["exit"]["exit"]
     assert out == {"made": 4, "refused": "EDQUOT", "reaped": 4}, r
+
+
+def test_a_clone_loop_stays_within_its_quota_after_its_cloners_die() -> None:
+    """Each clone clones itself and dies: its clones must stay inside the 4-agent
+    envelope it was given, not move up to the grandparent's larger limit."""
+    from aios.errors import QuotaExceeded
+
+    k = start_kernel(clock=VirtualClock(), arena_bytes=1 << 26)
+    peak = [0]
+
+    async def cloner(ctx: Context) -> None:
+        peak[0] = max(peak[0], k.agents.live)
+        for _ in range(20):
+            try:
+                await ctx.clone()
+            except QuotaExceeded:
+                await ctx.sleep(0.02)
+
+    async def main(ctx: Context) -> int:
+        await ctx.spawn(cloner, quota={"agents": 4})
+        for _ in range(50):
+            await ctx.sleep(0.1)
+            peak[0] = max(peak[0], k.agents.live)
+        return peak[0]
+
+    try:
+        base = k.agents.live
+        (r,) = run_sync(run_async(k, main)).values()
+        assert r["fault"] is None, r
+        assert r["exit"] - base <= 1 + 1 + 4  # main, the first cloner, and at most 4 below it
+        assert k.object_counts()["agents"] == 1
+    finally:
+        k.close()

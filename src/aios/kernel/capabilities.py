@@ -30,6 +30,17 @@ each level of the chain; CPU weight is a ceiling, not a sum.  What was built
 with a capability is recorded on it (``charges``), so revoking refunds the
 ancestors and destroys what the revoked subtree built, as revoking an
 Untyped does in seL4.
+
+Quota envelopes outlive their holders.  Deleting an authority capability
+that still has derived children or charges (its holder died, leaving
+children, zombies or queued buffers behind) does not hand them to its parent:
+the capability leaves its slot but stays in the derivation tree as a *ghost*
+that keeps its limits and usage, so a quota of four agents bounds everything
+ever built from it, however many of the builders have died (otherwise a
+clone loop escapes its quota: each clone dies and leaves its clones to the
+grandparent's larger limit).  A ghost disappears when its last child and
+charge are gone, and is spliced out of a chain when it constrains nothing its
+only child does not (so a chain of generations does not deepen the tree).
 """
 
 from __future__ import annotations
@@ -199,6 +210,7 @@ class Capability:
         "bucket_t",
         "charges",
         "children",
+        "ghost",
         "holder",
         "limits",
         "obj",
@@ -218,6 +230,7 @@ class Capability:
         self.holder = 0  # agent id holding it
         self.slot = -1
         self.valid = True
+        self.ghost = False  # an authority whose holder is gone, kept for its subtree's quota
         # authority capabilities only:
         self.limits: list[int | None] | None = None
         self.used: list[int] | None = None
@@ -398,15 +411,22 @@ class CapabilityDerivationTree:
 
     def delete(self, cap: Capability) -> None:
         """Remove ``cap`` from its slot.  Its children and what it paid for are
-        adopted by its parent (seL4 delete semantics); a root's subtree is
-        revoked.  The last capability to an object destroys it."""
-        if not cap.valid:
+        adopted by its parent (seL4 delete semantics), except that an authority
+        with children or charges stays behind as a ghost (see the module
+        docstring); a root's subtree is revoked.  The last capability to an
+        object destroys it."""
+        if not cap.valid or cap.ghost:
             return
         sp = self._spaces.get(cap.holder)
         if sp is not None:
             sp.remove(cap)
         parent = cap.parent
         charges: list[Charge] = []
+        if parent is not None and cap.limits is not None and (cap.children or cap.charges):
+            cap.ghost = True
+            self._drop_ref(cap.obj)
+            self._tidy(cap)
+            return
         if parent is not None:
             try:
                 parent.children.remove(cap)
@@ -432,6 +452,33 @@ class CapabilityDerivationTree:
         cap.valid = False
         self._drop_ref(cap.obj)
         self._release(cap, charges)
+        if parent is not None and parent.ghost:
+            self._tidy(parent)
+
+    def _tidy(self, cap: Capability | None) -> None:
+        """Drop ghosts that hold nothing any more; splice out one that only repeats its
+        single child's limits.  Walks up while ghosts empty out."""
+        while cap is not None and cap.ghost and cap.valid:
+            parent = cap.parent
+            if cap.charges:
+                return
+            if not cap.children:
+                if parent is not None:
+                    parent.children.remove(cap)
+                cap.valid = False
+                cap.ghost = False
+                cap.parent = None
+                cap = parent
+                continue
+            if len(cap.children) == 1 and parent is not None and _within(cap.children[0], cap):
+                child = cap.children[0]
+                child.parent = parent
+                parent.children[parent.children.index(cap)] = child
+                cap.children = []
+                cap.valid = False
+                cap.ghost = False
+                cap.parent = None
+            return
 
     def _drop_ref(self, obj: KObject) -> None:
         obj.refs -= 1
@@ -515,6 +562,8 @@ class CapabilityDerivationTree:
             if c.used is not None:
                 c.used[chg.res] = max(0, c.used[chg.res] - chg.amount)
             c = c.parent
+        if cap.ghost:
+            self._tidy(cap)
 
     def take_tokens(self, cap: Capability, n: int) -> None:
         """IPC rate: take ``n`` tokens from the bucket at every level, or none."""
@@ -539,6 +588,14 @@ class CapabilityDerivationTree:
     @staticmethod
     def weight_ceiling(cap: Capability) -> int | None:
         return cap.limits[Resource.CPU_WEIGHT] if cap.limits is not None else None
+
+
+def _within(child: Capability, ghost: Capability) -> bool:
+    """Every limit of ``child`` is at most ``ghost``'s (None: unlimited)."""
+    cl, gl = child.limits, ghost.limits
+    if cl is None or gl is None:
+        return False
+    return all(g is None or (c is not None and c <= g) for c, g in zip(cl, gl, strict=True))
 
 
 class CapabilitySpace:

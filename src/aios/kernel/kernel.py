@@ -415,10 +415,13 @@ class Kernel:
             return
         now = self.now()
         while timers and timers[0][0] <= now:
-            _, _, fn, args = heapq.heappop(timers)
+            entry = heapq.heappop(timers)
+            _, _, fn, args = entry
             if fn is _noop:
                 self._cancelled -= 1
                 continue
+            entry[2] = _noop  # fired: a later cancel_timer must not count it
+            entry[3] = ()
             try:
                 fn(*args)
             except Exception as e:
@@ -1038,7 +1041,7 @@ class Kernel:
             "agents_live": self.agents.live,
             "cspaces": len(spaces),
             "capabilities": sum(len(cs) for cs in spaces.values()),
-            "timers": len(self._timers),
+            "timers": len(self._timers) - self._cancelled,  # live ones
             "calls": len(self.calls),
             "async_ops": len(self.async_ops),
             "async_owners": len(self._async_by_owner),
