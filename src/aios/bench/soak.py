@@ -1,7 +1,8 @@
 """``aios bench soak``: a kernel under churn and a hostile minority, for minutes.
 
-What runs (all in one real kernel with a home: audit log, policy, behavior
-monitor, real clock):
+What runs (all in one real kernel with a home: audit log with its
+backpressure, policy, real clock; the behavior monitor only with
+``--behavior``, since it suspends busy supervisors, which stalls the colony):
 
 * a **colony** of ``--agents`` workers (default 10,000) kept alive by *cells*
   (supervisor agents of ``--per-cell`` workers each).  A worker lives a random
@@ -119,7 +120,8 @@ async def _reap(ctx: Context, live: dict[int, int]) -> None:
 
 
 async def cell(ctx: Context) -> int:
-    """Keeps ``workers`` agents of ``entry`` alive until ``until_ns``, answering their calls."""
+    """Keeps ``workers`` agents of ``entry`` alive until ``until_ns``, answering their calls;
+    the conductor then revokes the authority the whole colony was built from."""
     spec = ctx.spec
     want, until, entry = spec["workers"], spec["until_ns"], spec["entry"]
     child_spec, quota = spec.get("child_spec", {}), spec.get("child_quota")
@@ -255,13 +257,15 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--period", type=float, default=1.0, help="seconds between a worker's rounds")
     ap.add_argument("--hostile", type=float, default=0.02, help="hostile agents, as a fraction of the colony")
     ap.add_argument("--baseline", type=float, default=3.0, help="seconds of bystander on the idle kernel")
+    ap.add_argument("--behavior", action="store_true",
+                    help="run the behavior monitor too (it may suspend busy cells: false positives)")
     a = ap.parse_args(argv)
     from aios.host import run_async, run_sync, start_kernel
     from aios.kernel.clock import MonotonicClock
     from aios.security.kernel_glue import security_of
 
     tmp = Path(tempfile.mkdtemp(prefix="aios-soak-"))
-    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 28, home=tmp / "home")
+    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 28, home=tmp / "home", behavior=a.behavior)
     out: dict[str, Any] = {}
 
     async def conductor(ctx: Context) -> None:
@@ -273,6 +277,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         base_tables, base_objects = k.object_counts(), live_objects()
 
         start = await ctx.now_ns()
+        first_id = k.agents._next
         until = start + int((a.warmup + a.duration) * 1e9)
         cells, per = max(1, a.agents // a.per_cell), a.per_cell
         handles = []
@@ -296,14 +301,21 @@ def run(argv: list[str]) -> dict[str, Any]:
             peak_agents = max(peak_agents, k.agents.live)
         out["rss_end_kb"] = rss_kb()
         out["agents_peak"] = peak_agents
-        out["spawned"] = 0
-        for h in handles:
-            _, st = await ctx.wait(h.aid, timeout=600)
-            out["spawned"] += st["exit"] or 0
-            await ctx.delete(h.ctl)
         _, st = await ctx.wait(by.aid, timeout=600)
         await ctx.delete(by.ctl)
         out["soak_lat"] = st["exit"] or []
+        # teardown: revoking the authority everything was built from kills all of it,
+        # including clones orphaned when their cloners died (their quota envelopes,
+        # ghosts in the derivation tree, are still descendants of this authority)
+        await ctx.revoke(ctx.slots.authority)
+        for h in handles:
+            try:
+                await ctx.kill(h.ctl, tree=True)  # the cells themselves: left without authority
+            except AIOSError:
+                pass
+            await ctx.wait(h.aid, timeout=600)
+            await ctx.delete(h.ctl)
+        out["spawned"] = k.agents._next - first_id
         out["base_lat"] = base_lat
         ks = security_of(k)
         if ks is not None and ks.audit is not None:

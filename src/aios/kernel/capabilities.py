@@ -286,6 +286,8 @@ class CapabilityDerivationTree:
         # holders of capabilities to those objects (the agent itself, its mailbox) that are
         # invalidated with it get AgentGone(message, **detail) for that slot, not EBADCAP
         self.epitaph: tuple[str, dict[str, Any], tuple[KObject, ...]] | None = None
+        self._quiet = 0  # > 0 while a subtree is being invalidated
+        self._dirty: list[Capability] = []  # ghosts to tidy once it is done
 
     # -- objects and spaces ------------------------------------------------
 
@@ -378,15 +380,24 @@ class CapabilityDerivationTree:
         if not cap.valid:
             raise InvalidCapability("capability was revoked")
         children, cap.children = cap.children, []
-        count = 0
-        for child in children:
-            count += self._invalidate_subtree(child)
-        return count
+        return self._invalidate_subtree(*children)
 
-    def _invalidate_subtree(self, top: Capability) -> int:
+    def _invalidate_subtree(self, *tops: Capability) -> int:
+        # ghosts are tidied once the whole subtree is gone, not while it is half-cut
+        self._quiet += 1
+        try:
+            return self._invalidate(tops)
+        finally:
+            self._quiet -= 1
+            if not self._quiet and self._dirty:
+                dirty, self._dirty = self._dirty, []
+                for g in dirty:
+                    self._tidy(g)
+
+    def _invalidate(self, tops: tuple[Capability, ...]) -> int:
         epitaph = self.epitaph
         doomed: list[Capability] = []
-        stack = [top]
+        stack = list(tops)
         while stack:
             c = stack.pop()
             stack.extend(c.children)
@@ -398,9 +409,12 @@ class CapabilityDerivationTree:
             for ch in charges:
                 self.uncharge(ch)
             released.append(charges)
+        # all of it is invalid before anything is released: releasing kills agents, and
+        # their exits delete capabilities, which must find doomed ones already gone
+        for c in doomed:
+            c.valid = False
         for c, charges in zip(doomed, released, strict=True):
             c.children = []
-            c.valid = False
             c.parent = None
             sp = self._spaces.get(c.holder)
             if sp is not None:
@@ -458,19 +472,24 @@ class CapabilityDerivationTree:
     def _tidy(self, cap: Capability | None) -> None:
         """Drop ghosts that hold nothing any more; splice out one that only repeats its
         single child's limits.  Walks up while ghosts empty out."""
+        if self._quiet:
+            if cap is not None and cap.ghost:
+                self._dirty.append(cap)
+            return
         while cap is not None and cap.ghost and cap.valid:
             parent = cap.parent
             if cap.charges:
                 return
+            if parent is None or cap not in parent.children:
+                raise KernelPanic("CDT ghost missing from its parent")
             if not cap.children:
-                if parent is not None:
-                    parent.children.remove(cap)
+                parent.children.remove(cap)
                 cap.valid = False
                 cap.ghost = False
                 cap.parent = None
                 cap = parent
                 continue
-            if len(cap.children) == 1 and parent is not None and _within(cap.children[0], cap):
+            if len(cap.children) == 1 and _within(cap.children[0], cap):
                 child = cap.children[0]
                 child.parent = parent
                 parent.children[parent.children.index(cap)] = child
