@@ -7,13 +7,13 @@ backpressure, policy, real clock; the behavior monitor only with
 * a **colony** of ``--agents`` workers (default 10,000) kept alive by *cells*
   (supervisor agents of ``--per-cell`` workers each).  A worker lives a random
   number of rounds; each round it sleeps about ``--period`` seconds, drains its
-  subscription, then publishes on its cell's topic, calls its cell (which
+  subscription (a topic shared with about ten others of its cell), then publishes on it, calls its cell (which
   answers) or sends it a note.  One worker in five ends by raising.  Cells reap
   their dead, delete the dead's handles and spawn replacements, so agents are
   constantly spawned, messaging, subscribing, crashing and being reaped;
-* a **hostile minority** (``--hostile``, default 2% of the colony), kept alive
+* a **hostile minority** (``--hostile``, default 1% of the colony), kept alive
   by its own cell with small quotas (16 MiB, 4 agents): *flooders* fill a sink
-  that never reads with 64 KiB messages, *hoarders* hold 32 deep subscriptions
+  that never reads with 64 KiB messages, *hoarders* hold 4 deep subscriptions
   to the colony's events and never read, *cloners* clone themselves without
   ever waiting, *violators* use capability slots they do not hold in a loop;
 * a **bystander** calling an echo agent every 5 ms and timing each call.
@@ -82,7 +82,8 @@ def live_objects() -> Counter[str]:
 
 async def worker(ctx: Context) -> int:
     rng = random.Random(ctx.aid)
-    topic, period = ctx.spec["topic"], ctx.spec["period"]
+    topic = f"{ctx.spec['topic']}.g{ctx.aid % ctx.spec.get('groups', 10)}"  # ~10 subscribers each
+    period = ctx.spec["period"]
     sid = await ctx.subscribe(topic, depth=16)
     rounds = rng.randint(3, 12)
     for i in range(rounds):
@@ -181,7 +182,7 @@ async def flooder(ctx: Context) -> None:
 
 
 async def hoarder(ctx: Context) -> None:
-    for _ in range(32):
+    for _ in range(4):  # every publish of the colony is queued 4 times, never read
         await ctx.subscribe("app.soak.**", depth=65536)
     await ctx.sleep(7 * 24 * 3600.0)
 
@@ -254,8 +255,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--per-cell", type=int, default=100, help="workers per cell")
     ap.add_argument("--duration", type=float, default=120.0, help="seconds of soak after the warm-up")
     ap.add_argument("--warmup", type=float, default=15.0, help="seconds before RSS is first read")
-    ap.add_argument("--period", type=float, default=1.0, help="seconds between a worker's rounds")
-    ap.add_argument("--hostile", type=float, default=0.02, help="hostile agents, as a fraction of the colony")
+    ap.add_argument("--period", type=float, default=5.0, help="seconds between a worker's rounds")
+    ap.add_argument("--hostile", type=float, default=0.01, help="hostile agents, as a fraction of the colony")
     ap.add_argument("--baseline", type=float, default=3.0, help="seconds of bystander on the idle kernel")
     ap.add_argument("--behavior", action="store_true",
                     help="run the behavior monitor too (it may suspend busy cells: false positives)")
@@ -284,7 +285,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         for i in range(cells):
             handles.append(await ctx.spawn(cell, quota={"agents": per + 16}, spec={
                 "workers": per, "until_ns": until, "entry": "worker",
-                "child_spec": {"topic": f"app.soak.c{i}", "period": a.period}}))
+                "child_spec": {"topic": f"app.soak.c{i}", "period": a.period, "groups": max(1, per // 10)}}))
         n_hostile = max(len(HOSTILE_KINDS), int(a.agents * a.hostile))
         for j, kind in enumerate(HOSTILE_KINDS):
             handles.append(await ctx.spawn(cell, quota={"agents": 8 * n_hostile}, spec={
