@@ -128,20 +128,23 @@ async def cell(ctx: Context) -> int:
     child_spec, quota = spec.get("child_spec", {}), spec.get("child_quota")
     live: dict[int, int] = {}
     spawned = 0
+    next_reap = 0
     while True:
-        await _reap(ctx, live)
         now = await ctx.now_ns()
         if now >= until:
             break
-        while len(live) < want:
-            try:
-                h = await ctx.spawn(_ENTRIES[entry], spec=child_spec, **({"quota": quota} if quota else {}))
-            except QuotaExceeded:
-                break
-            live[h.aid] = h.ctl
-            spawned += 1
+        if now >= next_reap:  # reap and replace twice a second, not on every message
+            next_reap = now + 500_000_000
+            await _reap(ctx, live)
+            while len(live) < want:
+                try:
+                    h = await ctx.spawn(_ENTRIES[entry], spec=child_spec, **({"quota": quota} if quota else {}))
+                except QuotaExceeded:
+                    break
+                live[h.aid] = h.ctl
+                spawned += 1
         try:
-            msg = await ctx.recv(timeout=0.05)
+            msg = await ctx.recv(timeout=0.5)
             if msg.call:
                 await ctx.reply(msg, b"pong")
         except TimedOut:
@@ -254,8 +257,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--agents", type=int, default=10_000, help="colony size (workers alive at once)")
     ap.add_argument("--per-cell", type=int, default=100, help="workers per cell")
     ap.add_argument("--duration", type=float, default=120.0, help="seconds of soak after the warm-up")
-    ap.add_argument("--warmup", type=float, default=15.0, help="seconds before RSS is first read")
-    ap.add_argument("--period", type=float, default=5.0, help="seconds between a worker's rounds")
+    ap.add_argument("--warmup", type=float, default=30.0, help="seconds before RSS is first read")
+    ap.add_argument("--period", type=float, default=20.0, help="seconds between a worker's rounds")
     ap.add_argument("--hostile", type=float, default=0.01, help="hostile agents, as a fraction of the colony")
     ap.add_argument("--baseline", type=float, default=3.0, help="seconds of bystander on the idle kernel")
     ap.add_argument("--behavior", action="store_true",

@@ -508,6 +508,18 @@ class CapabilityDerivationTree:
 
     # -- quotas ----------------------------------------------------------------
 
+    def check(self, cap: Capability, res: Resource, amount: int) -> None:
+        """Raise QuotaExceeded now if charging ``amount`` to ``cap`` would fail (a cheap
+        early refusal for operations that would build a lot before charging)."""
+        c: Capability | None = cap
+        while c is not None:
+            lim = c.limits[res] if c.limits is not None else None
+            if lim is not None and c.used is not None and c.used[res] + amount > lim:
+                raise QuotaExceeded(
+                    f"{res.name.lower()} quota: {c.used[res]} + {amount} > {lim}", resource=res.name
+                )
+            c = c.parent
+
     def charge(self, cap: Capability, res: Resource, amount: int, what: Any = None) -> Charge:
         """Charge ``amount`` of ``res`` to ``cap`` and every ancestor, or nothing."""
         if cap.used is None or cap.limits is None or cap.charges is None:
