@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SOAK_SECONDS ?= 300
+SOAK_AGENTS  ?= 10000
 
-.PHONY: setup demo test test-slow test-security-mutants lint bench clean
+.PHONY: setup demo test test-slow test-security-mutants lint bench soak clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +32,16 @@ test-security-mutants: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no test selected
 
+# the soak benchmark: `make soak SOAK_SECONDS=600 SOAK_AGENTS=10000` (prints one JSON object)
+soak: $(STAMP)
+	$(VENV)/bin/aios bench soak --json --duration $(SOAK_SECONDS) --agents $(SOAK_AGENTS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy --strict src/aios/kernel src/aios/security src/aios/kmod src/aios/lib
 
 bench: $(STAMP)
-	@for b in $$($(VENV)/bin/aios bench --list); do echo "== $$b"; $(VENV)/bin/aios bench $$b --json; done
+	@for b in $$($(VENV)/bin/aios bench --list | grep -vx soak); do echo "== $$b"; $(VENV)/bin/aios bench $$b --json; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -42,14 +42,15 @@ def test_forced_charges_and_the_kernels_own() -> None:
 
 def test_an_account_outlives_its_agent_until_its_buffers_are_gone() -> None:
     cdt, ledger, child = setup()
+    parent = child.parent
     ledger.take(7, 300)
     ledger.close(7)  # the agent ended with 300 bytes still queued elsewhere
     assert 7 in ledger.accounts
-    cdt.delete(child)  # its capability space is dropped: the charge moves to the parent
-    assert child.parent.used[Resource.MEMORY] == 300
+    cdt.delete(child)  # its space is dropped: the authority stays as a ghost holding the charge
+    assert child.ghost and child in parent.children and parent.used[Resource.MEMORY] == 300
     ledger.give(7, 300)
-    assert 7 not in ledger.accounts and child.parent.used[Resource.MEMORY] == 0
-    assert not child.parent.charges  # nothing left behind on the parent either
+    assert 7 not in ledger.accounts and parent.used[Resource.MEMORY] == 0
+    assert not child.valid and not parent.children and not parent.charges  # the ghost is gone
 
 
 def test_no_authority_means_no_buffers() -> None:

@@ -176,3 +176,26 @@ def test_rights_names_round_trip() -> None:
         rights_from_names(1 << 40)
     with pytest.raises(InvalidArgument):
         rights_from_names(True)
+
+
+def test_a_deleted_authority_with_a_subtree_keeps_bounding_it() -> None:
+    from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Quota, Resource, Rights
+
+    cdt = CapabilityDerivationTree(lambda: 0, lambda cap, charges: None)
+    top = cdt.root(cdt.new_space(1), cdt.new_object(ObjKind.AUTHORITY), Rights.READ, quota=Quota(agents=100))
+    mid = cdt.derive(top, cdt.new_space(2), Rights.READ, quota=Quota(agents=4))
+    low1 = cdt.derive(mid, cdt.new_space(3), Rights.READ, quota=Quota(agents=50))  # narrowed to 4
+    low2 = cdt.derive(mid, cdt.new_space(4), Rights.READ, quota=Quota(agents=50))
+    c1 = cdt.charge(low1, Resource.AGENTS, 2)
+    c2 = cdt.charge(low2, Resource.AGENTS, 2)
+    cdt.delete(mid)  # its holder died: the envelope stays behind as a ghost
+    assert mid.ghost and low1.parent is mid and mid in top.children
+    with pytest.raises(QuotaExceeded):
+        cdt.charge(low1, Resource.AGENTS, 1)  # 2 + 2 + 1 > 4, though low1 and top would allow it
+    cdt.uncharge(c2)
+    cdt.delete(low2)
+    # one child left, whose own limit is the ghost's: the ghost adds nothing and is spliced out
+    assert not mid.valid and low1.parent is top and low1 in top.children
+    cdt.uncharge(c1)
+    cdt.delete(low1)  # nothing below it: deleted outright, no ghost
+    assert not low1.valid and not top.children and top.used[Resource.AGENTS] == 0

@@ -176,3 +176,82 @@ def test_zombies_count_against_the_agents_quota_until_reaped(run_agents: Any) ->
     (r,) = run_agents(main).values()
     out = r["exit"]["exit"]
     assert out == {"made": 4, "refused": "EDQUOT", "reaped": 4}, r
+
+
+def test_a_clone_loop_stays_within_its_quota_after_its_cloners_die() -> None:
+    """Each clone clones itself and dies: its clones must stay inside the 4-agent
+    envelope it was given, not move up to the grandparent's larger limit."""
+    from aios.errors import QuotaExceeded
+
+    k = start_kernel(clock=VirtualClock(), arena_bytes=1 << 26)
+    peak = [0]
+
+    async def cloner(ctx: Context) -> None:
+        peak[0] = max(peak[0], k.agents.live)
+        for _ in range(20):
+            try:
+                await ctx.clone()
+            except QuotaExceeded:
+                await ctx.sleep(0.02)
+
+    async def main(ctx: Context) -> int:
+        await ctx.spawn(cloner, quota={"agents": 4})
+        for _ in range(50):
+            await ctx.sleep(0.1)
+            peak[0] = max(peak[0], k.agents.live)
+        return peak[0]
+
+    try:
+        base = k.agents.live
+        (r,) = run_sync(run_async(k, main)).values()
+        assert r["fault"] is None, r
+        assert r["exit"] - base <= 1 + 1 + 4  # main, the first cloner, and at most 4 below it
+        assert k.object_counts()["agents"] == 1
+    finally:
+        k.close()
+
+
+def test_revoking_an_authority_ends_everything_built_from_it() -> None:
+    """One revoke kills a whole forest of agents (whose exits delete more capabilities
+    while the subtree is being invalidated), including clones orphaned to init.  The
+    kernel before this change panicked ("CDT child missing from its parent")."""
+    k = start_kernel(clock=VirtualClock(), arena_bytes=1 << 26)
+
+    async def grandchild(ctx: Context) -> None:
+        await ctx.recv()
+
+    async def middle(ctx: Context) -> None:
+        for _ in range(3):
+            await ctx.spawn(grandchild)
+        if ctx.spec.get("clone"):
+            await ctx.clone(spec={})
+            return  # dies: its clone and grandchildren are orphaned to init
+        await ctx.recv()
+
+    async def main(ctx: Context) -> int:
+        kids = [await ctx.spawn(middle, spec={"clone": i % 2}) for i in range(40)]
+        await ctx.sleep(0.01)
+        # everything the children built dies, orphans included (their quota envelopes are
+        # still below this authority); the children themselves are left without authority
+        n = await ctx.revoke(ctx.slots.authority)
+        for h in kids:
+            try:
+                await ctx.kill(h.ctl)
+            except Exception:
+                pass  # the clones' parents already ended
+        while True:
+            try:
+                await ctx.wait(timeout=0)
+            except Exception:
+                break
+        return n
+
+    try:
+        base = k.object_counts()
+        (r,) = run_sync(run_async(k, main)).values()
+        assert r["fault"] is None, r
+        assert r["exit"] > 0 and k.stats["panics"] == 0
+        assert k.agents.live == 1  # init alone
+        assert k.object_counts() == base
+    finally:
+        k.close()

@@ -48,7 +48,7 @@ from typing import Any, Final
 from aios.errors import QuotaExceeded
 from aios.kernel.capabilities import Capability, CapabilityDerivationTree, Charge, Resource
 
-RESERVE: Final = 64 * 1024  # quota an account reserves ahead of its buffers
+RESERVE: Final = 16 * 1024  # quota an account reserves ahead of its buffers
 
 
 class Account:

@@ -30,6 +30,17 @@ each level of the chain; CPU weight is a ceiling, not a sum.  What was built
 with a capability is recorded on it (``charges``), so revoking refunds the
 ancestors and destroys what the revoked subtree built, as revoking an
 Untyped does in seL4.
+
+Quota envelopes outlive their holders.  Deleting an authority capability
+that still has derived children or charges (its holder died, leaving
+children, zombies or queued buffers behind) does not hand them to its parent:
+the capability leaves its slot but stays in the derivation tree as a *ghost*
+that keeps its limits and usage, so a quota of four agents bounds everything
+ever built from it, however many of the builders have died (otherwise a
+clone loop escapes its quota: each clone dies and leaves its clones to the
+grandparent's larger limit).  A ghost disappears when its last child and
+charge are gone, and is spliced out of a chain when it constrains nothing its
+only child does not (so a chain of generations does not deepen the tree).
 """
 
 from __future__ import annotations
@@ -199,6 +210,7 @@ class Capability:
         "bucket_t",
         "charges",
         "children",
+        "ghost",
         "holder",
         "limits",
         "obj",
@@ -218,6 +230,7 @@ class Capability:
         self.holder = 0  # agent id holding it
         self.slot = -1
         self.valid = True
+        self.ghost = False  # an authority whose holder is gone, kept for its subtree's quota
         # authority capabilities only:
         self.limits: list[int | None] | None = None
         self.used: list[int] | None = None
@@ -275,6 +288,8 @@ class CapabilityDerivationTree:
         # holders of capabilities to those objects (the agent itself, its mailbox) that are
         # invalidated with it get AgentGone(message, **detail) for that slot, not EBADCAP
         self.epitaph: tuple[str, dict[str, Any], tuple[KObject, ...]] | None = None
+        self._quiet = 0  # > 0 while a subtree is being invalidated
+        self._dirty: list[Capability] = []  # ghosts to tidy once it is done
 
     # -- objects and spaces ------------------------------------------------
 
@@ -367,15 +382,24 @@ class CapabilityDerivationTree:
         if not cap.valid:
             raise InvalidCapability("capability was revoked")
         children, cap.children = cap.children, []
-        count = 0
-        for child in children:
-            count += self._invalidate_subtree(child)
-        return count
+        return self._invalidate_subtree(*children)
 
-    def _invalidate_subtree(self, top: Capability) -> int:
+    def _invalidate_subtree(self, *tops: Capability) -> int:
+        # ghosts are tidied once the whole subtree is gone, not while it is half-cut
+        self._quiet += 1
+        try:
+            return self._invalidate(tops)
+        finally:
+            self._quiet -= 1
+            if not self._quiet and self._dirty:
+                dirty, self._dirty = self._dirty, []
+                for g in dirty:
+                    self._tidy(g)
+
+    def _invalidate(self, tops: tuple[Capability, ...]) -> int:
         epitaph = self.epitaph
         doomed: list[Capability] = []
-        stack = [top]
+        stack = list(tops)
         while stack:
             c = stack.pop()
             stack.extend(c.children)
@@ -387,9 +411,12 @@ class CapabilityDerivationTree:
             for ch in charges:
                 self.uncharge(ch)
             released.append(charges)
+        # all of it is invalid before anything is released: releasing kills agents, and
+        # their exits delete capabilities, which must find doomed ones already gone
+        for c in doomed:
+            c.valid = False
         for c, charges in zip(doomed, released, strict=True):
             c.children = []
-            c.valid = False
             c.parent = None
             sp = self._spaces.get(c.holder)
             if sp is not None:
@@ -400,15 +427,22 @@ class CapabilityDerivationTree:
 
     def delete(self, cap: Capability) -> None:
         """Remove ``cap`` from its slot.  Its children and what it paid for are
-        adopted by its parent (seL4 delete semantics); a root's subtree is
-        revoked.  The last capability to an object destroys it."""
-        if not cap.valid:
+        adopted by its parent (seL4 delete semantics), except that an authority
+        with children or charges stays behind as a ghost (see the module
+        docstring); a root's subtree is revoked.  The last capability to an
+        object destroys it."""
+        if not cap.valid or cap.ghost:
             return
         sp = self._spaces.get(cap.holder)
         if sp is not None:
             sp.remove(cap)
         parent = cap.parent
         charges: list[Charge] = []
+        if parent is not None and cap.limits is not None and (cap.children or cap.charges):
+            cap.ghost = True
+            self._drop_ref(cap.obj)
+            self._tidy(cap)
+            return
         if parent is not None:
             try:
                 parent.children.remove(cap)
@@ -434,6 +468,38 @@ class CapabilityDerivationTree:
         cap.valid = False
         self._drop_ref(cap.obj)
         self._release(cap, charges)
+        if parent is not None and parent.ghost:
+            self._tidy(parent)
+
+    def _tidy(self, cap: Capability | None) -> None:
+        """Drop ghosts that hold nothing any more; splice out one that only repeats its
+        single child's limits.  Walks up while ghosts empty out."""
+        if self._quiet:
+            if cap is not None and cap.ghost:
+                self._dirty.append(cap)
+            return
+        while cap is not None and cap.ghost and cap.valid:
+            parent = cap.parent
+            if cap.charges:
+                return
+            if parent is None or cap not in parent.children:
+                raise KernelPanic("CDT ghost missing from its parent")
+            if not cap.children:
+                parent.children.remove(cap)
+                cap.valid = False
+                cap.ghost = False
+                cap.parent = None
+                cap = parent
+                continue
+            if len(cap.children) == 1 and _within(cap.children[0], cap):
+                child = cap.children[0]
+                child.parent = parent
+                parent.children[parent.children.index(cap)] = child
+                cap.children = []
+                cap.valid = False
+                cap.ghost = False
+                cap.parent = None
+            return
 
     def _drop_ref(self, obj: KObject) -> None:
         obj.refs -= 1
@@ -443,6 +509,18 @@ class CapabilityDerivationTree:
                 obj.on_destroy(obj)
 
     # -- quotas ----------------------------------------------------------------
+
+    def check(self, cap: Capability, res: Resource, amount: int) -> None:
+        """Raise QuotaExceeded now if charging ``amount`` to ``cap`` would fail (a cheap
+        early refusal for operations that would build a lot before charging)."""
+        c: Capability | None = cap
+        while c is not None:
+            lim = c.limits[res] if c.limits is not None else None
+            if lim is not None and c.used is not None and c.used[res] + amount > lim:
+                raise QuotaExceeded(
+                    f"{res.name.lower()} quota: {c.used[res]} + {amount} > {lim}", resource=res.name
+                )
+            c = c.parent
 
     def charge(self, cap: Capability, res: Resource, amount: int, what: Any = None) -> Charge:
         """Charge ``amount`` of ``res`` to ``cap`` and every ancestor, or nothing."""
@@ -517,6 +595,8 @@ class CapabilityDerivationTree:
             if c.used is not None:
                 c.used[chg.res] = max(0, c.used[chg.res] - chg.amount)
             c = c.parent
+        if cap.ghost:
+            self._tidy(cap)
 
     def take_tokens(self, cap: Capability, n: int) -> None:
         """IPC rate: take ``n`` tokens from the bucket at every level, or none."""
@@ -541,6 +621,14 @@ class CapabilityDerivationTree:
     @staticmethod
     def weight_ceiling(cap: Capability) -> int | None:
         return cap.limits[Resource.CPU_WEIGHT] if cap.limits is not None else None
+
+
+def _within(child: Capability, ghost: Capability) -> bool:
+    """Every limit of ``child`` is at most ``ghost``'s (None: unlimited)."""
+    cl, gl = child.limits, ghost.limits
+    if cl is None or gl is None:
+        return False
+    return all(g is None or (c is not None and c <= g) for c, g in zip(cl, gl, strict=True))
 
 
 class CapabilitySpace:

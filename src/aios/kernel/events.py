@@ -23,9 +23,12 @@ sequence it acknowledged) in the kernel journal and be replayed from there;
 nothing in the in-memory path needs to change for it.
 
 Matching is cached per topic: the first publish on a topic computes its
-subscriber list, later ones reuse it until the subscription set changes, and
-:meth:`EventBus.wants` lets hot paths (IPC) skip building an event nobody
-listens to.
+subscriber list, later ones reuse it, and :meth:`EventBus.wants` lets hot
+paths (IPC) skip building an event nobody listens to.  Subscriptions to an
+exact topic (no wildcard) are indexed by topic and only invalidate that
+topic's entry; a wildcard subscription invalidates the whole cache.  So a
+colony of agents subscribing and unsubscribing to their own topics all the
+time does not make every publish rescan every subscription.
 """
 
 from __future__ import annotations
@@ -172,6 +175,9 @@ class EventBus:
     def __init__(self, clock: Callable[[], int], on_queue: Callable[[Subscription], None] | None = None) -> None:
         self._clock = clock
         self._subs: dict[int, Subscription] = {}
+        self._exact: dict[str, list[Subscription]] = {}  # topic -> subscriptions without wildcards
+        self._wild: dict[int, Subscription] = {}  # sid -> subscriptions with a wildcard
+        self._by_owner: dict[int, dict[int, Subscription]] = {}
         self._cache: dict[str, list[Subscription]] = {}
         self._next_sid = 1
         self.seq = 0
@@ -205,13 +211,31 @@ class EventBus:
         self._next_sid += 1
         sub = Subscription(sid, pattern, owner, priority, depth, overflow, filter, callback)
         self._subs[sid] = sub
-        self._cache.clear()
+        self._by_owner.setdefault(owner, {})[sid] = sub
+        if "*" in pattern:
+            self._wild[sid] = sub
+            self._cache.clear()
+        else:
+            self._exact.setdefault(pattern, []).append(sub)
+            self._cache.pop(pattern, None)
         return sub
 
     def unsubscribe(self, sid: int) -> Subscription | None:
         sub = self._subs.pop(sid, None)
         if sub is not None:
-            self._cache.clear()
+            mine = self._by_owner.get(sub.owner)
+            if mine is not None:
+                mine.pop(sid, None)
+                if not mine:
+                    del self._by_owner[sub.owner]
+            if self._wild.pop(sid, None) is not None:
+                self._cache.clear()
+            else:
+                same = self._exact[sub.pattern]
+                same.remove(sub)
+                if not same:
+                    del self._exact[sub.pattern]
+                self._cache.pop(sub.pattern, None)
             stats = sub.statistics()  # what it had queued, before the queue is dropped
             sub.clear()
             sub.final = stats
@@ -223,8 +247,9 @@ class EventBus:
     def _match(self, topic: str) -> list[Subscription]:
         subs = self._cache.get(topic)
         if subs is None:
-            subs = [s for s in self._subs.values() if matches(s.pattern, topic)]
-            subs.sort(key=lambda s: -s.priority)
+            subs = [s for s in self._wild.values() if matches(s.pattern, topic)]
+            subs += self._exact.get(topic, ())
+            subs.sort(key=lambda s: (-s.priority, s.sid))  # ties: in subscription order
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[topic] = subs
@@ -280,7 +305,9 @@ class EventBus:
         return False
 
     def subscriptions(self, owner: int | None = None) -> list[Subscription]:
-        return [s for s in self._subs.values() if owner is None or s.owner == owner]
+        if owner is None:
+            return list(self._subs.values())
+        return list(self._by_owner.get(owner, {}).values())
 
     def statistics(self) -> dict[str, Any]:
         return {

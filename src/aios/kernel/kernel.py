@@ -167,6 +167,7 @@ class Kernel:
         self._call_seq = itertools.count(1)
         self._async_seq = itertools.count(1)
         self.calls: dict[int, tuple[Wait, int]] = {}  # call id -> (caller's wait, receiver aid)
+        self._serving: dict[int, set[int]] = {}  # receiver aid -> ids of calls it has taken
         self.async_ops: dict[int, AsyncOp] = {}
         self._async_by_owner: dict[int, set[int]] = {}  # aid -> its outstanding handles
         self.external = 0  # agents parked on asyncio futures or threads
@@ -310,6 +311,29 @@ class Kernel:
         self.refund_messages(mb.q)
         mb.q.clear()
 
+    def call_received(self, cid: int, receiver: int) -> None:
+        """Call ``cid`` reached ``receiver``: it answers it, or its death fails it."""
+        entry = self.calls.get(cid)
+        if entry is not None:
+            if entry[1]:
+                self._unserve(cid, entry[1])
+            self.calls[cid] = (entry[0], receiver)
+            self._serving.setdefault(receiver, set()).add(cid)
+
+    def end_call(self, cid: int) -> tuple[Wait, int] | None:
+        """Forget call ``cid`` (answered, timed out, or its caller ended)."""
+        entry = self.calls.pop(cid, None)
+        if entry is not None and entry[1]:
+            self._unserve(cid, entry[1])
+        return entry
+
+    def _unserve(self, cid: int, receiver: int) -> None:
+        mine = self._serving.get(receiver)
+        if mine is not None:
+            mine.discard(cid)
+            if not mine:
+                del self._serving[receiver]
+
     def gone(self, aid: int) -> AgentGone:
         """The error for using agent ``aid`` once it has ended, carrying its exit record
         (how it ended, its exit value, its fault and, for a fault, the traceback)."""
@@ -415,10 +439,13 @@ class Kernel:
             return
         now = self.now()
         while timers and timers[0][0] <= now:
-            _, _, fn, args = heapq.heappop(timers)
+            entry = heapq.heappop(timers)
+            _, _, fn, args = entry
             if fn is _noop:
                 self._cancelled -= 1
                 continue
+            entry[2] = _noop  # fired: a later cancel_timer must not count it
+            entry[3] = ()
             try:
                 fn(*args)
             except Exception as e:
@@ -477,7 +504,7 @@ class Kernel:
         d = w.data
         if type(d) is tuple and d:
             if d[0] == "call":
-                self.calls.pop(d[1], None)
+                self.end_call(d[1])
             elif d[0] == "sync":  # timed out or killed while waiting on a sync object
                 self.sync.cancel(a.aid)
             elif d[0] == "held":
@@ -879,7 +906,7 @@ class Kernel:
             self.sched.remove(a.sched)
         self.agents.transition(a, "exit")
         # calls it was serving fail; calls it made are dropped
-        serving = [w for w, receiver in self.calls.values() if receiver == a.aid]
+        serving = [e[0] for cid in self._serving.pop(a.aid, ()) if (e := self.calls.get(cid)) is not None]
         if serving:
             gone = self.gone(a.aid)
             for w in serving:
@@ -1038,8 +1065,9 @@ class Kernel:
             "agents_live": self.agents.live,
             "cspaces": len(spaces),
             "capabilities": sum(len(cs) for cs in spaces.values()),
-            "timers": len(self._timers),
+            "timers": len(self._timers) - self._cancelled,  # live ones
             "calls": len(self.calls),
+            "calls_served": len(self._serving),
             "async_ops": len(self.async_ops),
             "async_owners": len(self._async_by_owner),
             "subscriptions": len(self.bus._subs),

@@ -19,7 +19,7 @@ from aios.errors import (
 from aios.kernel import lifecycle, params
 from aios.kernel.agents import Agent, agent_of
 from aios.kernel.args import as_bool, as_dict, as_int, as_str, copy_plain
-from aios.kernel.capabilities import Capability, ObjKind, Rights
+from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights
 from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:
@@ -31,6 +31,14 @@ def _authority(a: Agent, slot: Any, need: Rights) -> Capability:
     return cap
 
 
+def _spawning(k: Kernel, a: Agent, slot: Any) -> Capability:
+    """The authority to spawn with; refused at once when its agents quota is spent
+    (a spawn loop's refusals then cost a lookup, not a plan, hooks and policy)."""
+    auth = _authority(a, slot, Rights.SPAWN_AGENT)
+    k.cdt.check(auth, Resource.AGENTS, 1)
+    return auth
+
+
 def _target(a: Agent, slot: Any, need: Rights) -> Agent:
     cap = a.cspace.lookup(slot, ObjKind.AGENT, need)
     return agent_of(cap.obj.payload)
@@ -38,7 +46,7 @@ def _target(a: Agent, slot: Any, need: Rights) -> Agent:
 
 def sys_agent_spawn(k: Kernel, a: Agent, auth_slot: Any, entry: Any, opts: Any = None) -> int:
     """Create an agent; returns an async handle whose result is ``(aid, control_slot, endpoint_slot)``."""
-    auth = _authority(a, auth_slot, Rights.SPAWN_AGENT)
+    auth = _spawning(k, a, auth_slot)
     plan = lifecycle.SpawnPlan(a, auth, opts or {})
     op = k.new_async(a)
     made: list[tuple[int, int, int]] = []
@@ -165,7 +173,7 @@ def sys_exit(k: Kernel, a: Agent, status: Any = None) -> Any:
 
 
 def sys_agent_clone(k: Kernel, a: Agent, auth_slot: Any, opts: Any = None) -> tuple[int, int, int]:
-    auth = _authority(a, auth_slot, Rights.SPAWN_AGENT)
+    auth = _spawning(k, a, auth_slot)
     child, ctl, ep = lifecycle.clone(k, a, auth, opts or {})
     return child.aid, ctl, ep
 
@@ -181,7 +189,7 @@ def sys_agent_merge(k: Kernel, a: Agent, survivor_slot: Any, other_slot: Any, me
 def sys_agent_split(
     k: Kernel, a: Agent, auth_slot: Any, splitter: Any, router: Any = None, opts: Any = None
 ) -> tuple[int, int, int]:
-    auth = _authority(a, auth_slot, Rights.SPAWN_AGENT)
+    auth = _spawning(k, a, auth_slot)
     child, ctl, ep = lifecycle.split(k, a, auth, splitter, router, opts or {})
     return child.aid, ctl, ep
 
@@ -196,7 +204,7 @@ def sys_agent_upgrade(k: Kernel, a: Agent, slot: Any, entry: Any) -> None:
 def sys_agent_specialize(
     k: Kernel, a: Agent, auth_slot: Any, spec: Any, opts: Any = None
 ) -> tuple[int, int, int]:
-    auth = _authority(a, auth_slot, Rights.SPAWN_AGENT)
+    auth = _spawning(k, a, auth_slot)
     as_dict(spec, "spec")
     child, ctl, ep = lifecycle.specialize(k, a, auth, spec, opts or {})
     return child.aid, ctl, ep

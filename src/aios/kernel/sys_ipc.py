@@ -87,9 +87,7 @@ def _taken(k: Kernel, msgs: list[Message]) -> None:
 
 
 def _note_receiver(k: Kernel, msg: Message, receiver: Agent) -> None:
-    entry = k.calls.get(msg.call)
-    if entry is not None:
-        k.calls[msg.call] = (entry[0], receiver.aid)
+    k.call_received(msg.call, receiver.aid)
 
 
 def _refill(k: Kernel, mb: Mailbox) -> None:
@@ -188,7 +186,7 @@ def sys_ipc_reply(k: Kernel, a: Agent, call_id: Any, payload: Any) -> None:
     entry = k.calls.get(cid)
     if entry is None or entry[1] != a.aid:
         raise NoSuchObject(f"no call {cid} awaiting a reply from agent {a.aid}")
-    del k.calls[cid]
+    k.end_call(cid)
     k.wake(entry[0], payload)
 
 

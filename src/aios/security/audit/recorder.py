@@ -50,8 +50,18 @@ _RESULT_KEYS: Final = ("result", "errno", "error", "status")
 _MAX_DEPTH: Final = 8
 
 
+_EXACT: Final = frozenset({type(None), bool, int, str})
+
+
 def _plain(value: Any, depth: int = 0) -> Any:
     """A JSON-able copy of ``value`` (bytes as ``b64:``, unknown types as str)."""
+    t = type(value)
+    if t in _EXACT:
+        return value
+    if t is dict and depth < _MAX_DEPTH:  # the common case, without a call per scalar
+        exact = _EXACT
+        return {k if type(k) is str else str(k): v if type(v) in exact else _plain(v, depth + 1)
+                for k, v in value.items()}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

@@ -518,7 +518,8 @@ def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeou
             continue
         cid = next(k._call_seq)
         w = Wait(_ReplySink(lambda v, e, i=i: got(i, v, e)), None, ("call", cid))
-        k.calls[cid] = (w, aid)
+        k.calls[cid] = (w, 0)
+        k.call_received(cid, aid)  # its death fails the call
         if deadline is not None:
             w.timer = k.call_at(deadline, k._timeout, w)
         refused: AIOSError = Busy(f"mailbox of agent {aid} is full")
@@ -529,7 +530,7 @@ def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeou
         if not queued:
             w.done = True
             k.cancel_timer(w.timer)
-            k.calls.pop(cid, None)
+            k.end_call(cid)
             got(i, None, refused)
 
 
