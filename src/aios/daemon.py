@@ -8,7 +8,7 @@ operator's authentication).
 
 Every connection on the socket becomes a *console agent*: an AIOS agent
 like any other, attached as a remote agent, whose syscalls arrive as trap
-frames (:mod:`aios.kernel.wire`) and go through the same syscall table.  A
+frames (:mod:`aios.abi.wire`) and go through the same syscall table.  A
 console holds the operator's authority: every right (ADMIN included) on a
 child of init's authority.  So ``aios ps``, ``aios kill``, ``aios events``
 are ordinary syscalls made by an ordinary, if powerful, agent; there is no
@@ -26,17 +26,18 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from aios.errors import AlreadyExists
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import AlreadyExists
+from aios.abi.home import aios_home
+from aios.abi.rights import ALL_RIGHTS
 from aios.kernel.agents import Agent
-from aios.kernel.capabilities import ALL_RIGHTS
 from aios.kernel.kernel import Kernel
 from aios.kernel.lifecycle import SpawnPlan, spawn
 
 
 def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
     """``$AIOS_HOME``, else ``./.aios``."""
-    return Path(home or os.environ.get("AIOS_HOME") or ".aios").resolve()
+    return aios_home(home).resolve()
 
 
 def socket_path(home: Path) -> Path:
@@ -77,7 +78,7 @@ class Console:
         plan = SpawnPlan(k.init, k.root_authority, {"name": "console", "rights": int(ALL_RIGHTS),
                                                      "directory": ["READ", "WRITE", "GRANT"],
                                                      "events": ["READ", "WRITE", "GRANT", "ADMIN"]})
-        plan.quota = plan.quota.__class__(memory=params.ROOT_QUOTA_MEMORY // 2, agents=params.ROOT_QUOTA_AGENTS // 2)
+        plan.quota = plan.quota.__class__(memory=limits.ROOT_QUOTA_MEMORY // 2, agents=limits.ROOT_QUOTA_AGENTS // 2)
         plan.executor = "console"
         self.agent: Agent = spawn(k, k.init, k.root_authority, "console", plan)[0]
         self.channel = RemoteAgentChannel(self._trap, on_close=self._closed, on_error=self._error)
@@ -97,7 +98,7 @@ class Console:
         self.k.executors.live.discard(self.agent.aid)
         if self.agent.alive:
             self.k.exit(self.agent, None)
-        self.k._kick()
+        self.k.kick()
 
     def _terminated(self, _a: Agent) -> None:
         self.k.executors.live.discard(self.agent.aid)

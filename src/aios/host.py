@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from aios.boot import BootConfig, boot
 from aios.kernel.agents import Agent
-from aios.kernel.boot import BootConfig, boot
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.kernel import Kernel
 from aios.kernel.lifecycle import SpawnPlan, spawn

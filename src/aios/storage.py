@@ -1,4 +1,4 @@
-"""The storage edge: foreign I/O exceptions become one :class:`~aios.errors.StorageError`.
+"""The storage edge: foreign I/O exceptions become one :class:`~aios.abi.errors.StorageError`.
 
 AIOS keeps state in a handful of files (the audit log, the keystore, the
 token revocation list, the memory store).  Each is read and written through
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aios.errors import AIOSError, StorageError
+from aios.abi.errors import AIOSError, StorageError
 
 FOREIGN: tuple[type[BaseException], ...] = (
     sqlite3.Error, json.JSONDecodeError, UnicodeDecodeError, OSError, ValueError, KeyError, TypeError,

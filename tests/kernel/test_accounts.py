@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import QuotaExceeded
+from aios.abi.errors import QuotaExceeded
+from aios.abi.rights import ObjKind, Rights
 from aios.kernel.accounts import EventAccount, Ledger, payload_bytes
-from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Quota, Resource, Rights
+from aios.kernel.capabilities import CapabilityDerivationTree, Quota, Resource
 
 
 def setup(memory: int = 1000) -> tuple[CapabilityDerivationTree, Ledger, object]:

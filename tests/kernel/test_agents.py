@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import IllegalTransition, InvalidArgument, NoSuchAgent
+from aios.abi.errors import IllegalTransition, InvalidArgument, NoSuchAgent
 from aios.kernel.agents import LIVE, TRANSITIONS, AgentState, AgentTable
 
 EVENTS = sorted({e for _, e in TRANSITIONS})

@@ -26,16 +26,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aios.sandbox as sandbox_pkg
-from aios.errors import AIOSError, KernelPanic, PermissionDenied
+from aios.abi.errors import AIOSError, KernelPanic, PermissionDenied
+from aios.abi.faults import ExitRecord, FaultCause
+from aios.abi.rights import Rights
+from aios.abi.sysno import Sys
 from aios.host import spawn_root, start_kernel
 from aios.kernel import confinement
 from aios.kernel.agents import AgentState
-from aios.kernel.capabilities import Rights
 from aios.kernel.clock import VirtualClock
 from aios.kernel.confinement import Confinement, executor_at_least, strictest, weaker_axes
-from aios.kernel.syscalls import Sys
 from aios.sandbox.environment import agent_environment, allowed
-from aios.sandbox.executor import ExitRecord, FaultCause
 from aios.sdk import Context
 
 HELLO_WAT = str(Path(sandbox_pkg.__file__).parent / "examples" / "hello.wat")
@@ -129,7 +129,7 @@ def call(k: Any, a: Any, sysno: Sys, *args: Any) -> Any:
         if a.status is AgentState.RUNNING:
             k.agents.transition(a, "preempt")
         elif a.status is AgentState.BLOCKED and a.wait is not None:
-            k._end_wait(a.wait)
+            k.end_wait(a.wait)
             k.agents.transition(a, "wake")
 
 

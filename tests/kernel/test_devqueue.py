@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import Busy, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
+from aios.abi.errors import Busy, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
 from aios.kernel.clock import VirtualClock
 from aios.kernel.devqueue import DeviceQueue, Pricing, Priority, ServiceModel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.kernel.events import EventBus, matches
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument, MessageTooLarge
-from aios.kernel import params
-from aios.kernel.ipc import Mailbox, Message, check_payload, merge_in_arrival_order
+from aios.abi import limits
+from aios.abi.errors import InvalidArgument, MessageTooLarge
+from aios.abi.message import Message
+from aios.kernel.ipc import Mailbox, check_payload, merge_in_arrival_order
 
 
 def test_payload_limits() -> None:
-    assert check_payload(b"x" * params.IPC_MAX_PAYLOAD)
+    assert check_payload(b"x" * limits.IPC_MAX_PAYLOAD)
     with pytest.raises(MessageTooLarge):
-        check_payload(b"x" * (params.IPC_MAX_PAYLOAD + 1))
+        check_payload(b"x" * (limits.IPC_MAX_PAYLOAD + 1))
     with pytest.raises(InvalidArgument):
         check_payload("text")
     assert check_payload(bytearray(b"ab")) == b"ab"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument, KernelPanic, OutOfMemory, PermissionDenied
+from aios.abi.errors import InvalidArgument, KernelPanic, OutOfMemory, PermissionDenied
 from aios.kernel.memory import PROT_READ, PROT_WRITE, FrameAllocator, PageTable, Pool, Region
 
 

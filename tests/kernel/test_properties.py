@@ -7,12 +7,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aios.errors import AIOSError, KernelPanic
+from aios.abi.errors import AIOSError, KernelPanic
+from aios.abi.rights import ObjKind, Rights
+from aios.abi.sysno import Sys
+from aios.abi.trap import trap
 from aios.host import run_async, run_sync, spawn_root, start_kernel
-from aios.kernel.capabilities import ObjKind, Rights
 from aios.kernel.clock import VirtualClock
-from aios.kernel.syscalls import Sys
-from aios.kernel.traps import trap
 from aios.sdk import Context
 
 from .invariants import check_invariants
@@ -46,7 +46,7 @@ def _call(k: Any, a: Any, sysno: Sys, *args: Any) -> Any:
         if a.status.value == "running":
             k.agents.transition(a, "preempt")
         elif a.status.value == "blocked" and a.wait is not None:
-            k._end_wait(a.wait)
+            k.end_wait(a.wait)
             k.agents.transition(a, "wake")
 
 

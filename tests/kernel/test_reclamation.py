@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import AgentGone, TimedOut
+from aios.abi.errors import AgentGone, TimedOut
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import VirtualClock
 from aios.kernel.kernel import Kernel
@@ -142,7 +142,7 @@ def test_a_clone_chain_under_a_small_quota_leaves_nothing_behind() -> None:
 
 
 def test_zombies_count_against_the_agents_quota_until_reaped(run_agents: Any) -> None:
-    from aios.errors import QuotaExceeded
+    from aios.abi.errors import QuotaExceeded
 
     async def exits_at_once(ctx: Context) -> int:
         return 0
@@ -181,7 +181,7 @@ def test_zombies_count_against_the_agents_quota_until_reaped(run_agents: Any) ->
 def test_a_clone_loop_stays_within_its_quota_after_its_cloners_die() -> None:
     """Each clone clones itself and dies: its clones must stay inside the 4-agent
     envelope it was given, not move up to the grandparent's larger limit."""
-    from aios.errors import QuotaExceeded
+    from aios.abi.errors import QuotaExceeded
 
     k = start_kernel(clock=VirtualClock(), arena_bytes=1 << 26)
     peak = [0]

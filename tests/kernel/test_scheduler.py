@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
+from aios.abi.errors import Busy, IllegalTransition, InvalidArgument
 from aios.bench._schedsim import DlTask, run_fair, run_mixed
-from aios.errors import Busy, IllegalTransition, InvalidArgument
 from aios.kernel.clock import VirtualClock
 from aios.kernel.eevdf_tree import EevdfTree
 from aios.kernel.scheduler import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import AlreadyExists, IllegalTransition, InvalidArgument, NoSuchObject
+from aios.abi.errors import AlreadyExists, IllegalTransition, InvalidArgument, NoSuchObject
 from aios.lib.devices import (
     Accelerator,
     DeviceBus,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aios.errors import Busy, InvalidArgument, NoSuchObject
+from aios.abi.errors import Busy, InvalidArgument, NoSuchObject
 from aios.memory.embedding import (
     HashingEmbedder,
     HttpEmbedder,

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.bench.memory import clustered_vectors
-from aios.errors import InvalidArgument, NoSuchObject
 from aios.memory.index import VectorIndex
 
 

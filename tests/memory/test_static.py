@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from aios.errors import NoSuchObject
+from aios.abi.errors import NoSuchObject
 from aios.memory.embedding import make_embedder
 from aios.memory.static import StaticEmbedder
 

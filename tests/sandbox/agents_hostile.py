@@ -149,7 +149,7 @@ async def process_vm_read(pid: int) -> None:
 
 
 async def use_slot(slot: int) -> None:
-    from aios.errors import InvalidCapability
+    from aios.abi.errors import InvalidCapability
 
     try:
         await trap(USE_SLOT, slot)

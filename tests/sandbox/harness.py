@@ -15,8 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.errors import AIOSError, InvalidCapability, NoSuchSyscall
-from aios.sandbox.executor import ExecutorKind, ExitRecord, SecurityEvent, Sink
+from aios.abi.errors import AIOSError, InvalidCapability, NoSuchSyscall
+from aios.abi.faults import ExecutorKind, ExitRecord, SecurityEvent, Sink
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELD_SLOTS = frozenset({0})

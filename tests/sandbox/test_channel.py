@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from aios.errors import InvalidCapability, NoSuchSyscall, ProtocolError
-from aios.kernel import wire
+from aios.abi import wire
+from aios.abi.errors import InvalidCapability, NoSuchSyscall, ProtocolError
 from aios.sandbox.channel import RemoteAgentChannel, TrapClient, drive
 
 

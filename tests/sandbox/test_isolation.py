@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from harness import HERE, StandInKernel
 
+from aios.abi.faults import FaultCause
+from aios.abi.faults import ProcessQuota as Quota
 from aios.sandbox import landlock, seccomp
-from aios.sandbox.executor import FaultCause
 from aios.sandbox.isolated import IsolatedExecutor
-from aios.sandbox.limits import Quota
 from aios.sandbox.process import AgentSpec, Protections
 
 pytestmark = [

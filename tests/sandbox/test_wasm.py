@@ -9,8 +9,8 @@ import pytest
 import wasmtime
 from harness import StandInKernel
 
-from aios.sandbox.executor import ExecutorKind, FaultCause
-from aios.sandbox.limits import Quota
+from aios.abi.faults import ExecutorKind, FaultCause
+from aios.abi.faults import ProcessQuota as Quota
 from aios.sandbox.process import AgentSpec
 from aios.sandbox.wasm import WasmExecutor
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from harness import HERE, StandInKernel
 
-from aios.sandbox.executor import ExecutorKind, FaultCause
+from aios.abi.faults import ExecutorKind, FaultCause
 from aios.sandbox.process import AgentSpec
 from aios.sandbox.worker import Placement, WorkerExecutor
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.security import attest, pqc
 from aios.security.attest import PcrBank, Quote, quote, verify_quote
 from aios.security.identity import NodeIdentity

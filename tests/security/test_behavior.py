@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from aios.errors import InvalidArgument, InvalidCapability, PermissionDenied
+from aios.abi.errors import InvalidArgument, InvalidCapability, PermissionDenied
 from aios.security.behavior import (
     NET_ATTEMPT,
     Alert,
@@ -28,7 +28,7 @@ CFG = BehaviorConfig()  # the default config counts NET_ATTEMPT as a network den
 
 
 def test_net_attempt_is_not_an_aios_syscall_and_is_on_by_default() -> None:
-    from aios.kernel.syscalls import Sys
+    from aios.abi.sysno import Sys
 
     assert NET_ATTEMPT not in {int(s) for s in Sys}
     assert NET_ATTEMPT in BehaviorConfig().net_sysnos

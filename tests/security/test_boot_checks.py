@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, StorageError
+from aios.abi.errors import IntegrityError, StorageError
 from aios.host import start_kernel
 from aios.kernel.clock import MonotonicClock
 from aios.security.audit.log import LogReader

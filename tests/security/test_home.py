@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import PermissionDenied
+from aios.abi.errors import PermissionDenied
 from aios.security.home import check_home
 from aios.security.paths import private_dir, private_file
 

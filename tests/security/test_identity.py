@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument, NoSuchObject
+from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchObject
 from aios.security import pqc
 from aios.security.audit.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
 from aios.security.identity import CTX_BINDING, Keystore, image_hash

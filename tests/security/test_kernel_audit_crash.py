@@ -32,7 +32,7 @@ CHILD = r"""
 import sys
 from pathlib import Path
 from aios.host import run_async, run_sync, start_kernel
-from aios.kernel.capabilities import Rights
+from aios.abi.rights import Rights
 
 home = Path(sys.argv[1])
 # behavior off: the scripted capability errors would get the workers suspended

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import PolicyDenied
+from aios.abi.errors import PolicyDenied
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import VirtualClock
 from aios.kernel.kernel import Kernel
@@ -223,7 +223,7 @@ def test_close_flushes_and_log_verifies_with_node_key(tmp_path: Path) -> None:
 
 
 def test_broken_policy_stops_boot_and_reload_keeps_old(tmp_path: Path) -> None:
-    from aios.errors import InvalidArgument
+    from aios.abi.errors import InvalidArgument
 
     home = tmp_path / "h"
     (home / "policy").mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from aios.errors import InvalidArgument, PolicyDenied
+from aios.abi.errors import InvalidArgument, PolicyDenied
 from aios.security.policy import (
     AgentInfo,
     HostRef,

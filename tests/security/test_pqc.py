@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.security import pqc
 
 KEM_SIZES = {"mlkem768": (1184, 1088), "mlkem1024": (1568, 1568)}

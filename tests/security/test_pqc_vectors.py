@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.security import pqc
 
 KEM = {"ML-KEM-768": "mlkem768", "ML-KEM-1024": "mlkem1024"}

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from aios.errors import (
+from aios.abi.errors import (
     IntegrityError,
     InvalidArgument,
     PermissionDenied,

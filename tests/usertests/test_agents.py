@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from aios.errors import (
+from aios.abi.errors import (
     AgentGone,
     AlreadyExists,
     InvalidArgument,

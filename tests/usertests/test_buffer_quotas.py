@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aios.errors import QuotaExceeded
+from aios.abi.errors import QuotaExceeded
 from aios.sdk import Context
 
 QUOTA = 1 << 20  # 1 MiB

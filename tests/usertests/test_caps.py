@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument, InvalidCapability, PermissionDenied
+from aios.abi.errors import InvalidArgument, InvalidCapability, PermissionDenied
 from aios.sdk import Context
 
 

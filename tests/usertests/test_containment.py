@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import AIOSError, IntegrityError, PermissionDenied
+from aios.abi.errors import AIOSError, IntegrityError, PermissionDenied
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
 from aios.sdk import Context

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import AgentGone, TimedOut
+from aios.abi.errors import AgentGone, TimedOut
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
 from aios.sdk import Context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied, TimedOut, WouldBlock
+from aios.abi.errors import InvalidArgument, NoSuchObject, PermissionDenied, TimedOut, WouldBlock
 from aios.sdk import Context
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import aios.sandbox as sandbox_pkg
-from aios.errors import IntegrityError, InvalidArgument, PermissionDenied
+from aios.abi.errors import IntegrityError, InvalidArgument, PermissionDenied
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
 from aios.sdk import Context

@@ -36,11 +36,11 @@ from typing import Any
 
 import pytest
 
-from aios.errors import WouldBlock
+from aios.abi.errors import WouldBlock
+from aios.abi.faults import SANDBOX_SWITCHES as SWITCHES
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
 from aios.kernel.confinement import KERNEL_SWITCHES, weaken_for_tests
-from aios.sandbox.process import SWITCHES
 from aios.sdk import Context
 
 pytestmark = pytest.mark.isolation

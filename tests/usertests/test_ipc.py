@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import (
+from aios.abi import limits
+from aios.abi.errors import (
     AgentGone,
     InvalidArgument,
     InvalidCapability,
@@ -13,7 +14,6 @@ from aios.errors import (
     TimedOut,
     WouldBlock,
 )
-from aios.kernel import params
 from aios.sdk import Agent, Context
 
 
@@ -62,15 +62,15 @@ def test_receiver_sees_sender_and_badge(run_agents) -> None:
 
 def test_payload_limit_and_types(run_agents) -> None:
     async def main(ctx: Context):
-        await ctx.send(ctx.slots.mailbox, b"x" * params.IPC_MAX_PAYLOAD)
+        await ctx.send(ctx.slots.mailbox, b"x" * limits.IPC_MAX_PAYLOAD)
         with pytest.raises(MessageTooLarge):
-            await ctx.send(ctx.slots.mailbox, b"x" * (params.IPC_MAX_PAYLOAD + 1))
+            await ctx.send(ctx.slots.mailbox, b"x" * (limits.IPC_MAX_PAYLOAD + 1))
         with pytest.raises(InvalidArgument):
             await ctx.send(ctx.slots.mailbox, "not bytes")  # type: ignore[arg-type]
         m = await ctx.recv()
         return len(m.payload)
 
-    assert only(run_agents(main)) == params.IPC_MAX_PAYLOAD
+    assert only(run_agents(main)) == limits.IPC_MAX_PAYLOAD
 
 
 def test_nowait_forms_and_timeout(run_agents) -> None:
@@ -79,33 +79,33 @@ def test_nowait_forms_and_timeout(run_agents) -> None:
             await ctx.recv_nowait()
         with pytest.raises(TimedOut):
             await ctx.recv(timeout=0.5)
-        for _ in range(params.MAILBOX_DEPTH):
+        for _ in range(limits.MAILBOX_DEPTH):
             await ctx.send_nowait(ctx.slots.mailbox, b".")
         with pytest.raises(WouldBlock):
             await ctx.send_nowait(ctx.slots.mailbox, b".")
-        return len(await ctx.recv_many(params.MAILBOX_DEPTH))
+        return len(await ctx.recv_many(limits.MAILBOX_DEPTH))
 
-    assert only(run_agents(main)) == params.MAILBOX_DEPTH
+    assert only(run_agents(main)) == limits.MAILBOX_DEPTH
 
 
 def test_backpressure_blocks_sender_until_room(run_agents) -> None:
     async def slow(ctx: Context):
         await ctx.sleep(1)
         n = 0
-        while n < params.MAILBOX_DEPTH + 10:
+        while n < limits.MAILBOX_DEPTH + 10:
             n += len(await ctx.recv_many(64))
         return n
 
     async def main(ctx: Context):
         c = await ctx.spawn(slow)
         t0 = await ctx.now_ns()
-        for _ in range(params.MAILBOX_DEPTH + 10):
+        for _ in range(limits.MAILBOX_DEPTH + 10):
             await ctx.send(c.ep, b"x")  # the last ten wait for the receiver
         waited = await ctx.now_ns() - t0
         _, st = await ctx.wait(c.aid)
         return waited >= 1_000_000_000, st["exit"]
 
-    assert only(run_agents(main)) == (True, params.MAILBOX_DEPTH + 10)
+    assert only(run_agents(main)) == (True, limits.MAILBOX_DEPTH + 10)
 
 
 def test_batches(run_agents) -> None:
@@ -166,7 +166,7 @@ def test_blocked_sender_gets_epipe_when_receiver_dies(run_agents) -> None:
 
     async def main(ctx: Context):
         c = await ctx.spawn(never_reads)
-        for _ in range(params.MAILBOX_DEPTH):
+        for _ in range(limits.MAILBOX_DEPTH):
             await ctx.send(c.ep, b"x")
         with pytest.raises(AgentGone):
             await ctx.send(c.ep, b"one too many")
@@ -176,7 +176,7 @@ def test_blocked_sender_gets_epipe_when_receiver_dies(run_agents) -> None:
 
 
 def test_rate_quota(run_agents) -> None:
-    from aios.errors import QuotaExceeded
+    from aios.abi.errors import QuotaExceeded
 
     async def chatty(ctx: Context):
         sent = 0

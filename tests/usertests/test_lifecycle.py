@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import (
+from aios.abi.errors import (
     AgentFault,
     IllegalTransition,
     InvalidArgument,
@@ -186,7 +186,7 @@ def test_suspend_and_resume(run_agents) -> None:
         first = (await ctx.recv(timeout=1)).payload
         await ctx.suspend(t.ctl)
         await ctx.send(t.ep, b"go")
-        from aios.errors import TimedOut
+        from aios.abi.errors import TimedOut
 
         with pytest.raises(TimedOut):
             await ctx.recv(timeout=1)

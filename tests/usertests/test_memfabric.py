@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import (
+from aios.abi.errors import (
     AlreadyExists,
     InvalidArgument,
     InvalidCapability,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import (
+from aios.abi import limits
+from aios.abi.errors import (
     InvalidArgument,
     InvalidCapability,
     OutOfMemory,
     PermissionDenied,
     QuotaExceeded,
 )
-from aios.kernel import params
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
 
@@ -35,13 +35,13 @@ def test_alloc_write_read_free(run_agents) -> None:
         after = await sc.mem_stat()
         return got, zero, stat["quota_used"], after["quota_used"]
 
-    assert only(run_agents(main)) == (b"hello", b"\0" * 4, 3 * params.PAGE_SIZE, 0)
+    assert only(run_agents(main)) == (b"hello", b"\0" * 4, 3 * limits.PAGE_SIZE, 0)
 
 
 def test_alloc_limits_and_quota(run_agents) -> None:
     async def main(ctx: Context):
         with pytest.raises(InvalidArgument):
-            await ctx.alloc(params.AGENT_MEM_ALLOC_MAX + 1)
+            await ctx.alloc(limits.AGENT_MEM_ALLOC_MAX + 1)
         with pytest.raises(InvalidArgument):
             await ctx.alloc(0)
         await ctx.alloc(1 << 20)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.host import run
 from aios.sdk import Context
 from aios.sdk import syscalls as sc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import Deadlock, InvalidArgument, PermissionDenied, TimedOut, WouldBlock
+from aios.abi.errors import Deadlock, InvalidArgument, PermissionDenied, TimedOut, WouldBlock
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
 
@@ -53,7 +53,7 @@ def test_deadline_class_and_stats(run_agents) -> None:
     async def main(ctx: Context):
         row = await sc.sched_set(0, {"class": "deadline", "runtime_ns": 100_000, "deadline_ns": 1_000_000,
                                      "period_ns": 1_000_000})
-        from aios.errors import Busy
+        from aios.abi.errors import Busy
 
         c = await ctx.spawn(idle)
         with pytest.raises(Busy):  # admission: 0.1 + 0.9 > 0.95

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import (
+from aios.abi.errors import (
     IntegrityError,
     InvalidArgument,
     InvalidCapability,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied
+from aios.abi.errors import InvalidArgument, NoSuchObject, PermissionDenied
 from aios.sdk import Context
 from aios.sdk.semantic import Request, Skill, SkillAgent, ask, explain, open_service, status
 

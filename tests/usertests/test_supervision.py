@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aios.errors import WouldBlock
+from aios.abi.errors import WouldBlock
 from aios.sdk import Context
 
 

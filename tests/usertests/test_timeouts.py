@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from aios.abi.errors import TimedOut
+from aios.abi.sysno import Sys
 from aios.demos.remote_agents import timeouts
-from aios.errors import TimedOut
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
-from aios.kernel.syscalls import Sys
 from aios.sandbox.channel import TrapClient, drive
 from aios.sdk import Context
 

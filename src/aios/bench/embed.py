@@ -43,7 +43,7 @@ def _rate(embedder: Any, texts: list[str], batch: int) -> tuple[float, np.ndarra
 
 
 def run(argv: list[str]) -> dict[str, Any]:
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.memory.embedding import HashingEmbedder, MiniLMEmbedder
 
     p = argparse.ArgumentParser(prog="aios bench embed")

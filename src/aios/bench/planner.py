@@ -61,7 +61,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aios.errors import NoSuchObject
+from aios.abi.errors import NoSuchObject
 from aios.lib.cognitive.dagrun import PlanRun, StartStep
 from aios.lib.cognitive.htn import HtnPlanner
 from aios.lib.cognitive.plan import Catalogue, Plan, SkillSpec, check, parse_plan, validate

@@ -34,7 +34,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aios.errors import NoSuchObject
+from aios.abi.errors import NoSuchObject
 
 #: A 15-skill registry: skills from different domains, no near-duplicate pairs.
 SMALL_REGISTRY = (

@@ -49,7 +49,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aios.errors import AIOSError, NoSuchAgent, QuotaExceeded, TimedOut, WouldBlock
+from aios.abi.errors import AIOSError, NoSuchAgent, QuotaExceeded, TimedOut, WouldBlock
 from aios.sdk import Context
 
 TRACKED = ("Agent", "KObject", "Capability", "CapabilitySpace", "Mailbox", "Wait", "SchedEntity",
@@ -281,7 +281,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         base_tables, base_objects = k.object_counts(), live_objects()
 
         start = await ctx.now_ns()
-        first_id = k.agents._next
+        first_id = k.agents.next_id
         until = start + int((a.warmup + a.duration) * 1e9)
         cells, per = max(1, a.agents // a.per_cell), a.per_cell
         handles = []
@@ -319,7 +319,7 @@ def run(argv: list[str]) -> dict[str, Any]:
                 pass
             await ctx.wait(h.aid, timeout=600)
             await ctx.delete(h.ctl)
-        out["spawned"] = k.agents._next - first_id
+        out["spawned"] = k.agents.next_id - first_id
         out["base_lat"] = base_lat
         ks = security_of(k)
         if ks is not None and ks.audit is not None:

@@ -52,7 +52,7 @@ def cold_python(n: int) -> float:
 
 
 async def isolated(n: int, idle_for_pss: int) -> dict[str, float]:
-    from aios.sandbox.executor import Sink
+    from aios.abi.faults import Sink
     from aios.sandbox.isolated import IsolatedExecutor
     from aios.sandbox.process import AgentSpec
 
@@ -120,8 +120,8 @@ async def isolated(n: int, idle_for_pss: int) -> dict[str, float]:
 def wasm(n: int) -> dict[str, float]:
     import gc
 
-    from aios.sandbox.executor import Sink
-    from aios.sandbox.limits import Quota
+    from aios.abi.faults import ProcessQuota as Quota
+    from aios.abi.faults import Sink
     from aios.sandbox.process import AgentSpec
     from aios.sandbox.wasm import WasmExecutor
 
@@ -151,7 +151,7 @@ def wasm(n: int) -> dict[str, float]:
 
 
 async def worker(n: int, workers: int) -> dict[str, float]:
-    from aios.sandbox.executor import Sink
+    from aios.abi.faults import Sink
     from aios.sandbox.process import AgentSpec
     from aios.sandbox.worker import WorkerExecutor
 

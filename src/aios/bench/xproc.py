@@ -81,7 +81,7 @@ def raw_baseline(n: int, warmup: int, window: int, total: int) -> dict[str, floa
 
 
 async def _isolated(n: int, warmup: int, window: int, total: int) -> dict[str, float]:
-    from aios.sandbox.executor import Sink
+    from aios.abi.faults import Sink
     from aios.sandbox.isolated import IsolatedExecutor
     from aios.sandbox.process import AgentSpec
 

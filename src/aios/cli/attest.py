@@ -22,7 +22,7 @@ app = typer.Typer(
 
 
 def _home() -> Path:
-    from aios.security.paths import aios_home
+    from aios.abi.home import aios_home
 
     return aios_home()
 
@@ -71,7 +71,7 @@ def quote_cmd(
     ),
 ) -> None:
     """PCR values and the nonce, signed by the node key (JSON)."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.attest import PcrBank, load_event_log, quote
     from aios.security.identity import Keystore
     from aios.security.paths import event_log_path
@@ -108,7 +108,7 @@ def verify_cmd(
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
 ) -> None:
     """Replay the event log against the quote; fail on a stale nonce or any mismatch."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.attest import (
         PCR_KERNEL,
         PcrBank,

@@ -26,7 +26,7 @@ OutOpt = typer.Option("table", "-o", "--output", help="table or json")
 
 
 def _home() -> Path:
-    from aios.security.paths import aios_home
+    from aios.abi.home import aios_home
 
     return aios_home()
 
@@ -84,7 +84,7 @@ def _time_ns(value: str | None) -> int | None:
 
 def _latest(reader: Any) -> Any:
     """The latest checkpoint, checked against the node's public keys (or None)."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.audit.checkpoint import verify_checkpoint
     from aios.security.identity import read_node_public
 
@@ -111,7 +111,7 @@ def log_cmd(
     output: str = OutOpt,
 ) -> None:
     """List audit records, filtered by agent, type and time."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.audit.recorder import AuditRecord
 
     reader = _reader()
@@ -166,7 +166,7 @@ def prove_cmd(
     output: str = OutOpt,
 ) -> None:
     """Inclusion proof of an entry, checked against the signed checkpoint."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.audit import merkle
 
     reader = _reader()
@@ -203,7 +203,7 @@ def consistency_cmd(
     output: str = OutOpt,
 ) -> None:
     """Consistency proof that the log at SIZE is a prefix of the newer log."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.audit import merkle
     from aios.security.audit.checkpoint import parse
 
@@ -238,7 +238,7 @@ def checkpoint_cmd(
     ),
 ) -> None:
     """Sign a checkpoint for the current log now (needs the node key) and print it."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.audit.log import AuditLog
     from aios.security.identity import Keystore
     from aios.security.paths import audit_db_path, audit_origin

@@ -18,7 +18,7 @@ OUT = typer.Option("table", "-o", "--output", help="table | json")
 
 
 def _run(fn, output: str, title: str):  # type: ignore[no-untyped-def]
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
 
     try:
         result = fn()
@@ -112,7 +112,7 @@ def install_cmd(image: str, output: str = OUT) -> None:
 
     Agents then start it as ``image:sha256:<digest>`` or ``image:name:<name>``
     (only the operator names images by path)."""
-    from aios.security.paths import aios_home
+    from aios.abi.home import aios_home
     from aios.services.agentsupervisor.install import install_verified
 
     def go() -> dict[str, object]:

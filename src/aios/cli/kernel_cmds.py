@@ -52,8 +52,8 @@ def _exists(path: str) -> bool:
 
 
 def _call(c: Any, name: str, *args: Any) -> Any:
-    from aios.errors import AIOSError
-    from aios.kernel.syscalls import Sys
+    from aios.abi.errors import AIOSError
+    from aios.abi.sysno import Sys
 
     try:
         return c.call(int(Sys[name]), args)
@@ -121,8 +121,8 @@ def register(app: typer.Typer) -> None:
             help="boot even if the audit log fails its check: it is moved aside and a new one records that"),
     ) -> None:
         """Start the kernel for $AIOS_HOME, listening on kernel.sock (mode 0600)."""
+        from aios.abi.errors import AlreadyExists
         from aios.daemon import running_pid, serve, socket_path
-        from aios.errors import AlreadyExists
         from aios.host import run_sync
 
         home = _home()
@@ -179,8 +179,8 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(output: str = OutputOpt) -> None:
         """Kernel statistics and which protections are active on this host."""
-        from aios.errors import AIOSError
-        from aios.kernel.syscalls import Sys
+        from aios.abi.errors import AIOSError
+        from aios.abi.sysno import Sys
 
         c = _connect()
         st = _call(c, "KERNEL_STATS")
@@ -213,7 +213,7 @@ def register(app: typer.Typer) -> None:
         output: str = OutputOpt,
     ) -> None:
         """Spawn an agent from a signed image (verified by the kernel) or an entry point."""
-        from aios.errors import InvalidArgument
+        from aios.abi.errors import InvalidArgument
 
         if len(image) > ENTRY_MAX:
             raise InvalidArgument(f"the image argument is {len(image)} characters long; give an image "

@@ -15,16 +15,18 @@ app = typer.Typer(
 
 
 def publishers_dir() -> Path:
+    from aios.abi.home import aios_home
     from aios.security import paths
 
-    return paths.publishers_dir(paths.aios_home())
+    return paths.publishers_dir(aios_home())
 
 
 def trust_dir() -> Path:
     """The one trust store (``aios.security.paths.trust_dir``), which the kernel reads too."""
+    from aios.abi.home import aios_home
     from aios.security import paths
 
-    return paths.trust_dir(paths.aios_home())
+    return paths.trust_dir(aios_home())
 
 
 def _fail(exc: Exception) -> None:
@@ -37,8 +39,9 @@ def create(
     name: str, output: str = typer.Option("table", "-o", "--output", help="table | json")
 ) -> None:
     """Create publisher key NAME ($AIOS_HOME/keys/publishers/NAME.key, mode 0600)."""
-    from aios.errors import AIOSError
-    from aios.security.paths import aios_home, keys_dir, private_dir
+    from aios.abi.errors import AIOSError
+    from aios.abi.home import aios_home
+    from aios.security.paths import keys_dir, private_dir
     from aios.services.agentsupervisor.image import create_key, fingerprint
 
     try:
@@ -77,7 +80,8 @@ def trust(
     path = Path(pub) if pub else publishers_dir() / f"{name}.pub"
     if not path.exists():
         _fail(FileNotFoundError(f"no public key {path}"))
-    from aios.security.paths import aios_home, keys_dir, private_dir, private_file
+    from aios.abi.home import aios_home
+    from aios.security.paths import keys_dir, private_dir, private_file
 
     aios_home().mkdir(parents=True, exist_ok=True)
     private_dir(keys_dir(aios_home()))

@@ -110,7 +110,7 @@ def main() -> None:
 
 def _report(e: BaseException, debug: bool) -> int:
     """The one place a failed command is explained to its user."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
 
     if debug:
         traceback.print_exception(e)

@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from aios.abi.slots import SLOT_AUTHORITY
+
 NAME = "mem"
 app = typer.Typer(help="Memory fabric: namespaces, passages, search, sharing.", no_args_is_help=True)
 OutputOpt = typer.Option("table", "-o", "--output", help="table or json")
@@ -32,8 +34,8 @@ def acall(c: Any, name: str, *args: Any, timeout: float = 120.0) -> Any:
 
 
 def _open(c: Any, ns: str, create: bool = False) -> int:
-    from aios.errors import NoSuchObject
-    from aios.kernel.syscalls import Sys
+    from aios.abi.errors import NoSuchObject
+    from aios.abi.sysno import Sys
 
     try:
         h = c.call(int(Sys.MEMD_OPEN), (2, ns, None))
@@ -43,7 +45,7 @@ def _open(c: Any, ns: str, create: bool = False) -> int:
         if not create:
             typer.echo(f"error: no memory namespace {ns!r}", err=True)
             raise typer.Exit(1) from None
-    slot = acall(c, "MEMD_CREATE", 2, ns, None)
+    slot = acall(c, "MEMD_CREATE", SLOT_AUTHORITY, ns, None)
     return slot
 
 

@@ -106,7 +106,7 @@ def check(
     output: str = OutOpt,
 ) -> None:
     """Parse and schema-validate every policy file; exit 1 on any error."""
-    from aios.errors import InvalidArgument
+    from aios.abi.errors import InvalidArgument
     from aios.security.policy import compile_policies
     from aios.security.policy_files import DEFAULTS_DIR, operator_dir, read_sources
 
@@ -148,7 +148,7 @@ def check(
 @app.command("list")
 def list_(output: str = OutOpt) -> None:
     """List the policies in force (shipped defaults plus $AIOS_HOME/policy)."""
-    from aios.errors import InvalidArgument
+    from aios.abi.errors import InvalidArgument
     from aios.security.policy_files import load_engine
 
     try:
@@ -198,7 +198,7 @@ def test(
     output: str = OutOpt,
 ) -> None:
     """Evaluate one described request; print the decision and deciding policies."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security.policy import PolicyEngine
     from aios.security.policy_files import DEFAULTS_DIR, operator_dir, read_sources
 
@@ -250,7 +250,7 @@ def reload(output: str = OutOpt) -> None:
     An invalid set is reported with its errors and the kernel keeps the
     policies it has.
     """
-    from aios.errors import InvalidArgument
+    from aios.abi.errors import InvalidArgument
     from aios.security.policy import compile_policies
     from aios.security.policy_files import policy_dirs, read_sources
 

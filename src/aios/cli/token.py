@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
+from aios.abi.home import aios_home
+
 NAME = "token"
 app = typer.Typer(
     name=NAME, help="Attenuable capability tokens (ML-DSA signed).", no_args_is_help=True
@@ -33,7 +35,7 @@ OutOpt = typer.Option("table", "-o", "--output", help="table or json")
 
 
 def _home() -> Path:
-    return Path(os.environ.get("AIOS_HOME", ".aios"))
+    return aios_home()
 
 
 def _read_token(arg: str) -> bytes:
@@ -103,7 +105,7 @@ def mint(
     sealed: bool = typer.Option(False, "--seal", help="seal: no further attenuation"),
 ) -> None:
     """Mint a token (block 0) with the node key; prints the text form."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security import tokens
 
     try:
@@ -134,7 +136,7 @@ def attenuate(
     sealed: bool = typer.Option(False, "--seal", help="seal after attenuating"),
 ) -> None:
     """Add a narrowing block, offline; prints the new token."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security import tokens
 
     try:
@@ -162,7 +164,7 @@ def inspect(
     output: str = OutOpt,
 ) -> None:
     """Show the blocks; with --key also verify (signatures, expiry, revocation)."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security import tokens
     from aios.security.revocations import RevocationList
 
@@ -239,7 +241,7 @@ def revoke(
     reason: str = typer.Option("", help="recorded with the revocation"),
 ) -> None:
     """Revoke a block: every token containing it (and derived from it) fails."""
-    from aios.errors import AIOSError
+    from aios.abi.errors import AIOSError
     from aios.security import tokens
     from aios.security.revocations import RevocationList
 

@@ -26,7 +26,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from aios.errors import AIOSError
+from aios.abi.errors import AIOSError
 from aios.sdk import Context
 
 Outcome = dict[str, Any]

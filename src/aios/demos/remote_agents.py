@@ -10,7 +10,7 @@ import os
 import socket
 from typing import Any
 
-from aios.errors import AIOSError
+from aios.abi.errors import AIOSError
 from aios.sdk import Context
 
 
@@ -65,7 +65,7 @@ async def null_timing(ctx: Context) -> dict[str, float]:
     """Times ``n`` null syscalls (AgentSelf) one by one, then ``n`` pipelined in windows."""
     import time
 
-    from aios.kernel.syscalls import Sys
+    from aios.abi.sysno import Sys
     from aios.sandbox.channel import current_client
     from aios.sdk import syscalls as sc
 

@@ -16,7 +16,7 @@ import hashlib
 import re
 from typing import Any, ClassVar
 
-from aios.errors import AIOSError
+from aios.abi.errors import AIOSError
 from aios.sdk import Context
 from aios.sdk.memory import Memory, Namespace
 from aios.sdk.semantic import Request, Skill, SkillAgent, ask, open_service

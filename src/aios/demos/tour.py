@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aios.errors import AIOSError
+from aios.abi.errors import AIOSError
 from aios.sdk import Agent, Context
 
 Say = Callable[[str], None]

@@ -28,7 +28,7 @@ the cost of IPC, so an account *reserves* quota ahead in steps of
 charge on the chain is the reservation (at most ``RESERVE`` above what is
 buffered, and exactly what is needed near the quota's limit), and it is
 given back entirely when the buffers are gone.  A charge that does not fit raises
-:class:`~aios.errors.QuotaExceeded` (EDQUOT) and changes nothing; for events,
+:class:`~aios.abi.errors.QuotaExceeded` (EDQUOT) and changes nothing; for events,
 which never block their publisher, it is the subscriber's overflow policy
 that gives way (the oldest queued event is dropped, or the new one).
 
@@ -36,7 +36,7 @@ An account outlives its agent while anything it paid for is still queued (a
 dead sender's messages may sit in a mailbox): it is closed at termination and
 forgotten once its balance returns to zero, so the ledger stays as large as
 the set of agents with buffers outstanding.  Costs are estimates, fixed per
-kind plus payload bytes (:mod:`aios.kernel.params`): what matters is that
+kind plus payload bytes (:mod:`aios.abi.limits`): what matters is that
 every buffer costs something and the sum is bounded by the quota.
 """
 
@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from aios.errors import QuotaExceeded
+from aios.abi.errors import QuotaExceeded
 from aios.kernel.capabilities import Capability, CapabilityDerivationTree, Charge, Resource
 
 RESERVE: Final = 16 * 1024  # quota an account reserves ahead of its buffers

@@ -11,7 +11,7 @@ process image, the kernel works on the data the agent exposes to it.
 
 The lifecycle is a state machine written as a transition table
 (h11-style): :data:`TRANSITIONS` maps ``(state, event)`` to the next state.
-:meth:`AgentTable.transition` raises :class:`~aios.errors.IllegalTransition`
+:meth:`AgentTable.transition` raises :class:`~aios.abi.errors.IllegalTransition`
 for any pair not in the table and then nothing has changed.
 
     EMBRYO --start--> READY --dispatch--> RUNNING --block--> BLOCKED
@@ -28,8 +28,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from aios.errors import AgentGone, IllegalTransition, InvalidArgument, NoSuchAgent, QuotaExceeded
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import (
+    AgentGone,
+    IllegalTransition,
+    InvalidArgument,
+    NoSuchAgent,
+    QuotaExceeded,
+)
 
 
 class AgentState(Enum):
@@ -151,7 +157,7 @@ class DeadAgent:
     When an agent is reaped its AGENT object's payload becomes this record, so
     the :class:`Agent` (its capability space, mailbox, coroutine, ...) is freed
     even while a parent still holds a control capability; using one answers
-    :class:`~aios.errors.AgentGone` with the record attached."""
+    :class:`~aios.abi.errors.AgentGone` with the record attached."""
 
     aid: int
     name: str
@@ -187,10 +193,15 @@ class AgentTable:
         self._next = 1
         self.live = 0
 
+    @property
+    def next_id(self) -> int:
+        """The id the next agent will get (ids are never reused)."""
+        return self._next
+
     def create(self, parent: int, name: str) -> Agent:
-        if not isinstance(name, str) or len(name) > params.AGENT_NAME_MAX:
-            raise InvalidArgument(f"agent name must be a str of at most {params.AGENT_NAME_MAX}")
-        if self.live >= params.MAX_AGENTS:
+        if not isinstance(name, str) or len(name) > limits.AGENT_NAME_MAX:
+            raise InvalidArgument(f"agent name must be a str of at most {limits.AGENT_NAME_MAX}")
+        if self.live >= limits.MAX_AGENTS:
             raise QuotaExceeded("agent table is full")
         aid = self._next
         self._next += 1

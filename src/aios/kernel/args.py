@@ -2,7 +2,7 @@
 
 Handlers trust nothing an agent passes: each argument goes through one of
 these, which return the value in canonical form or raise
-:class:`~aios.errors.InvalidArgument`.  (``bool`` is not an ``int`` here.)
+:class:`~aios.abi.errors.InvalidArgument`.  (``bool`` is not an ``int`` here.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 
 
 def as_int(v: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:

@@ -47,10 +47,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 from typing import Any
 
-from aios.errors import (
+from aios.abi import limits
+from aios.abi.errors import (
     AgentGone,
     InvalidArgument,
     InvalidCapability,
@@ -58,76 +59,7 @@ from aios.errors import (
     PermissionDenied,
     QuotaExceeded,
 )
-from aios.kernel import params
-
-
-class Rights(IntFlag):
-    """Rights a capability can carry.  READ/WRITE/GRANT apply to any object;
-    the rest are the whitepaper's authority rights (section 3.3)."""
-
-    NONE = 0
-    READ = 1 << 0
-    WRITE = 1 << 1
-    GRANT = 1 << 2
-    SPAWN_AGENT = 1 << 3
-    KILL_AGENT = 1 << 4
-    ALLOC_MEMORY = 1 << 5
-    ACCESS_FS = 1 << 6
-    ACCESS_NET = 1 << 7
-    ACCESS_GPU = 1 << 8
-    ACCESS_TPU = 1 << 9
-    ACCESS_NPU = 1 << 10
-    SUPERVISOR = 1 << 11
-    ADMIN = 1 << 12
-    SEMANTIC_SEND = 1 << 13
-
-
-ALL_RIGHTS = Rights((1 << 14) - 1)
-RIGHT_NAMES: tuple[str, ...] = tuple(m.name for m in Rights if m.value and m.name is not None)
-RW = Rights.READ | Rights.WRITE
-
-
-def rights_from_names(names: Any) -> Rights:
-    """``["READ", "WRITE"]`` (or an int) to :class:`Rights`; unknown names are an error."""
-    if isinstance(names, bool):
-        raise InvalidArgument("rights must be an int or a list of names")
-    if isinstance(names, int):
-        if names < 0 or names & ~int(ALL_RIGHTS):
-            raise InvalidArgument(f"unknown rights bits in {names:#x}")
-        return Rights(names)
-    if isinstance(names, (list, tuple, set, frozenset)):
-        out = Rights.NONE
-        for n in names:
-            if not isinstance(n, str) or n not in Rights.__members__:
-                raise InvalidArgument(f"unknown right {n!r}")
-            out |= Rights[n]
-        return out
-    raise InvalidArgument("rights must be an int or a list of names")
-
-
-_RIGHT_BITS: tuple[tuple[str, int], ...] = tuple(
-    (m.name, int(m.value)) for m in Rights if m.value and m.name is not None
-)
-
-
-def rights_names(r: Rights | int) -> list[str]:
-    """Names of the rights in ``r`` (a plain-int loop: iterating an IntFlag is slow)."""
-    v = int(r)
-    return [name for name, bit in _RIGHT_BITS if v & bit]
-
-
-class ObjKind(IntEnum):
-    AUTHORITY = 1
-    AGENT = 2
-    ENDPOINT = 3
-    MEMORY = 4
-    POOL = 5
-    TOPIC = 6
-    DEVICE = 7
-    SERVICE = 8
-    DIRECTORY = 9
-    SYNC = 10
-    MEMNS = 11  # a memory-fabric namespace (memoryd): READ, WRITE, GRANT
+from aios.abi.rights import ObjKind, Rights, rights_names
 
 
 class Resource(IntEnum):
@@ -345,7 +277,7 @@ class CapabilityDerivationTree:
         """Child of ``src`` in ``dest`` with ``rights & src.rights`` (mint only narrows)."""
         if not src.valid:
             raise InvalidCapability("source capability was revoked")
-        if src.depth() + 1 > params.CDT_MAX_DEPTH:
+        if src.depth() + 1 > limits.CDT_MAX_DEPTH:
             raise InvalidArgument("capability derivation chain too deep")
         if badge is not None and badge != 0 and src.badge not in (0, badge):
             raise InvalidArgument("a badge is set once: this capability is already badged")
@@ -650,7 +582,7 @@ class CapabilitySpace:
             if self._free:
                 slot = self._free.pop()
             else:
-                if len(self._slots) >= params.CSPACE_SLOTS:
+                if len(self._slots) >= limits.CSPACE_SLOTS:
                     raise QuotaExceeded("capability space is full")
                 slot = len(self._slots)
                 self._slots.append(None)

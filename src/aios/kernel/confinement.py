@@ -43,7 +43,7 @@ calls, and enforced like this:
 
 * the executor, when not asked for, is the strictest of the bounds' (a clone
   of an isolated agent is isolated); asked for, it must be at or above each
-  bound's, else :class:`~aios.errors.PermissionDenied` names both;
+  bound's, else :class:`~aios.abi.errors.PermissionDenied` names both;
 * rights, limits and code directories are narrowed to the bounds, the way
   minting a capability narrows its rights (asking for more yields less).
 
@@ -68,9 +68,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
-from aios.errors import InvalidArgument, PermissionDenied
-from aios.kernel import params
-from aios.kernel.capabilities import Rights, rights_names
+from aios.abi import limits
+from aios.abi.errors import InvalidArgument, PermissionDenied
+from aios.abi.faults import SANDBOX_SWITCHES
+from aios.abi.rights import Rights, rights_names
+from aios.abi.slots import SLOT_AUTHORITY
 
 if TYPE_CHECKING:
     from aios.kernel.agents import Agent
@@ -187,13 +189,13 @@ def of(k: Kernel, a: Agent) -> Confinement:
     c: Confinement | None = a.confinement
     if c is None:
         # every agent but init is made by lifecycle.spawn, which sets the record
-        from aios.errors import KernelPanic
+        from aios.abi.errors import KernelPanic
 
         raise KernelPanic(f"agent {a.aid} has no confinement record")
     if c.operator:
         return c
     try:
-        live = int(a.cspace.get(2).rights) if a.cspace is not None else int(c.rights)
+        live = int(a.cspace.get(SLOT_AUTHORITY).rights) if a.cspace is not None else int(c.rights)
     except Exception:
         live = 0
     held = int(c.rights)
@@ -227,8 +229,8 @@ def derive(
     directories this very spawn runs from (the only code paths it may add)."""
     if operator:
         return OPERATOR
-    mem = memory if memory is not None else params.DEFAULT_CHILD_MEMORY
-    weight = cpu_weight if cpu_weight is not None else params.DEFAULT_CHILD_CPU_WEIGHT
+    mem = memory if memory is not None else limits.DEFAULT_CHILD_MEMORY
+    weight = cpu_weight if cpu_weight is not None else limits.DEFAULT_CHILD_CPU_WEIGHT
     if not check_enabled(k):
         # the pre-confinement behaviour, for the security mutants only
         ex = executor or "inproc"
@@ -314,9 +316,7 @@ def weaken_for_tests(k: Kernel, *mechanisms: str) -> None:
     rights test of every capability lookup).  Isolated executor: ``landlock``,
     ``seccomp``, ``namespaces``, ``rlimits``, ``cgroup``, ``uid`` and ``env``
     (the environment allowlist)."""
-    from aios.sandbox.process import SWITCHES
-
-    unknown = set(mechanisms) - set(KERNEL_SWITCHES) - set(SWITCHES)
+    unknown = set(mechanisms) - set(KERNEL_SWITCHES) - set(SANDBOX_SWITCHES)
     if unknown:
         raise InvalidArgument(f"unknown mechanisms {sorted(unknown)}")
     k.executors.test_disable = frozenset(k.executors.test_disable | set(mechanisms))

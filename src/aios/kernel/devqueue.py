@@ -89,7 +89,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Final
 
-from aios.errors import Busy, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
+from aios.abi.errors import Busy, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
 from aios.kernel.clock import Clock
 from aios.kernel.scheduler import NICE_0_LOAD, WEIGHT_MAX, WEIGHT_MIN
 

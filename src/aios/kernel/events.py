@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.errors import InvalidArgument
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class Event:
     time_ns: int
     source: int  # agent id, 0 for the kernel
     data: dict[str, Any] = field(default_factory=dict)
-    size: int = params.EVENT_COST  # what queueing it costs a subscriber (bytes)
+    size: int = limits.EVENT_COST  # what queueing it costs a subscriber (bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,7 +62,7 @@ class Event:
 
 
 def check_topic(topic: Any, pattern: bool = False) -> str:
-    if not isinstance(topic, str) or not topic or len(topic) > params.EVENT_TOPIC_MAX:
+    if not isinstance(topic, str) or not topic or len(topic) > limits.EVENT_TOPIC_MAX:
         raise InvalidArgument("topic must be a non-empty str of at most 256 characters")
     parts = topic.split(".")
     for i, p in enumerate(parts):
@@ -191,7 +191,7 @@ class EventBus:
         *,
         owner: int = 0,
         priority: int = 0,
-        depth: int = params.EVENT_QUEUE_DEPTH,
+        depth: int = limits.EVENT_QUEUE_DEPTH,
         overflow: str = "drop_oldest",
         filter: dict[str, Any] | None = None,
         callback: Callable[[Event], None] | None = None,
@@ -199,8 +199,8 @@ class EventBus:
         check_topic(pattern, pattern=True)
         if type(priority) is not int or not -1000 <= priority <= 1000:
             raise InvalidArgument("priority must be an int in [-1000, 1000]")
-        if type(depth) is not int or not 1 <= depth <= params.EVENT_QUEUE_MAX:
-            raise InvalidArgument(f"depth must be an int in [1, {params.EVENT_QUEUE_MAX}]")
+        if type(depth) is not int or not 1 <= depth <= limits.EVENT_QUEUE_MAX:
+            raise InvalidArgument(f"depth must be an int in [1, {limits.EVENT_QUEUE_MAX}]")
         if overflow not in OVERFLOW_POLICIES:
             raise InvalidArgument(f"overflow must be one of {OVERFLOW_POLICIES}")
         if filter is not None and (
@@ -267,7 +267,7 @@ class EventBus:
         self.published += 1
         if not subs:
             return None
-        ev = Event(self.seq, topic, self._clock(), source, data or {}, params.EVENT_COST + extra)
+        ev = Event(self.seq, topic, self._clock(), source, data or {}, limits.EVENT_COST + extra)
         for s in subs:
             if not s.accepts(ev):
                 continue

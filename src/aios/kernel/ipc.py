@@ -2,7 +2,7 @@
 
 A mailbox is a bounded FIFO of :class:`Message` owned by one agent and
 reached by others through ENDPOINT capabilities (WRITE to send, READ to
-receive).  Payloads are bytes of at most ``params.IPC_MAX_PAYLOAD`` (64 KiB).
+receive).  Payloads are bytes of at most ``limits.IPC_MAX_PAYLOAD`` (64 KiB).
 The mailbox itself is pure data; blocking is the kernel's: a full mailbox
 parks senders on ``send_waiters`` (backpressure), an empty one parks the
 owner on ``recv_waiters``.  Delivery is serial: the owner takes one message
@@ -19,25 +19,11 @@ gets the reply payload.  Replies bypass the mailbox, like seL4 reply caps.
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
 
-from aios.errors import InvalidArgument, MessageTooLarge
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import InvalidArgument, MessageTooLarge
+from aios.abi.message import Message
 from aios.kernel.waits import WaitQueue
-
-
-class Message(NamedTuple):
-    """A delivered message.  ``badge`` is the sender's endpoint badge (set by
-    whoever minted that endpoint, so receivers can tell clients apart);
-    ``call`` is non-zero when the sender waits for a reply; ``cap`` is the
-    receiver-side slot of a capability transferred with the message, or -1."""
-
-    seq: int
-    sender: int
-    badge: int
-    payload: bytes
-    call: int = 0
-    cap: int = -1
 
 
 def check_payload(payload: object) -> bytes:
@@ -46,9 +32,9 @@ def check_payload(payload: object) -> bytes:
             payload = bytes(payload)
         else:
             raise InvalidArgument("IPC payload must be bytes")
-    if len(payload) > params.IPC_MAX_PAYLOAD:
+    if len(payload) > limits.IPC_MAX_PAYLOAD:
         raise MessageTooLarge(
-            f"payload of {len(payload)} bytes exceeds {params.IPC_MAX_PAYLOAD}", size=len(payload)
+            f"payload of {len(payload)} bytes exceeds {limits.IPC_MAX_PAYLOAD}", size=len(payload)
         )
     return payload
 
@@ -56,7 +42,7 @@ def check_payload(payload: object) -> bytes:
 class Mailbox:
     __slots__ = ("closed", "delivered", "depth", "owner", "q", "recv_waiters", "send_waiters")
 
-    def __init__(self, owner: int, depth: int = params.MAILBOX_DEPTH) -> None:
+    def __init__(self, owner: int, depth: int = limits.MAILBOX_DEPTH) -> None:
         self.owner = owner
         self.depth = depth
         self.q: deque[Message] = deque()

@@ -25,7 +25,7 @@ completes, then resumes it.  Whatever an agent raises, including
 ``agent.fault`` event), never the kernel.
 
 Handlers live in the ``sys_*`` modules; they validate their arguments and
-raise errors from :mod:`aios.errors`.  A handler that raises anything else
+raise errors from :mod:`aios.abi.errors`.  A handler that raises anything else
 has hit a kernel bug: the caller gets ``KernelPanic`` and a ``kernel.panic``
 event is published, and the kernel goes on serving everyone else.
 
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import heapq
 import inspect
 import itertools
 import logging
@@ -50,7 +49,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from aios.errors import (
+from aios.abi import limits
+from aios.abi.errors import (
     AgentFault,
     AgentGone,
     AIOSError,
@@ -59,28 +59,36 @@ from aios.errors import (
     KernelPanic,
     NoSuchObject,
     NoSuchSyscall,
-    QuotaExceeded,
     TimedOut,
 )
-from aios.kernel import params
+from aios.abi.rights import ObjKind, Rights
+from aios.abi.slots import (
+    SLOT_AUTHORITY,
+    SLOT_DIRECTORY,
+    SLOT_EVENTS,
+    SLOT_MAILBOX,
+    SLOT_PARENT,
+    SLOT_SELF,
+)
 from aios.kernel.accounts import Ledger
 from aios.kernel.agents import Agent, AgentState, AgentTable, DeadAgent
+from aios.kernel.asyncops import AsyncOp, AsyncOps
 from aios.kernel.capabilities import (
     Capability,
     CapabilityDerivationTree,
     CapabilitySpace,
     Charge,
     KObject,
-    ObjKind,
     Quota,
     Resource,
-    Rights,
 )
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.memory import Arena, PageTable, Pool, Region
+from aios.kernel.registry import SUPERVISOR, Extensions, Registry
 from aios.kernel.scheduler import Scheduler
 from aios.kernel.sync import SyncTable
+from aios.kernel.timers import Timers
 from aios.kernel.waits import BLOCK, Wait, WaitQueue
 
 log = logging.getLogger("aios.kernel")
@@ -91,33 +99,6 @@ SUSPENDED = AgentState.SUSPENDED
 CHARGE_QUANTUM_NS = 50_000  # charge the scheduler at most this often while an agent runs
 
 # well-known slots of every agent's capability space
-SLOT_SELF = 0  # AGENT: itself
-SLOT_MAILBOX = 1  # ENDPOINT: its own mailbox (READ | WRITE | GRANT)
-SLOT_AUTHORITY = 2  # AUTHORITY: rights and quotas it was spawned with
-SLOT_DIRECTORY = 3  # DIRECTORY: name service (READ lookup, WRITE register)
-SLOT_EVENTS = 4  # TOPIC: the event bus (READ subscribe, WRITE publish under app.)
-SLOT_PARENT = 5  # ENDPOINT: its parent's mailbox (WRITE), badged with its own id
-FIRST_FREE_SLOT = 6
-
-KERNEL_TOPIC_PREFIXES = (
-    "agent.", "security.", "ipc.", "kernel.", "cap.", "perf.", "mem.", "policy.", "sched.", "semantic.",
-)
-
-
-class AsyncOp:
-    """A pending result for GetAsyncResult (AgentSpawn, PQCOperation)."""
-
-    __slots__ = ("done", "error", "handle", "owner", "value", "waiters")
-
-    def __init__(self, handle: int, owner: int) -> None:
-        self.handle = handle
-        self.owner = owner
-        self.done = False
-        self.value: Any = None
-        self.error: AIOSError | None = None
-        self.waiters = WaitQueue()
-
-
 class LifecycleHooks:
     """Pre-hooks may veto an operation by raising; post-hooks observe it."""
 
@@ -141,12 +122,10 @@ class Kernel:
         self,
         *,
         clock: Clock | None = None,
-        arena_bytes: int = params.ARENA_BYTES,
+        arena_bytes: int = limits.ARENA_BYTES,
         scheduler: Any = None,
         loader: Callable[[str], Callable[[dict[str, Any]], Any]] | None = None,
     ) -> None:
-        from aios.kernel.syscalls import build_table
-
         self.clock: Clock = clock or MonotonicClock()
         self.now: Callable[[], int] = self.clock.now_ns
         self.agents = AgentTable()
@@ -159,17 +138,17 @@ class Kernel:
         self.sync_orphans: set[int] = set()
         self.hooks = LifecycleHooks()
         self.loader = loader
-        self.table: list[Callable[..., Any] | None] = build_table()
-        self._timers: list[list[Any]] = []  # [time, seq, fn, args]; fn -> _noop when cancelled
-        self._cancelled = 0  # cancelled entries still in the heap
-        self._timer_seq = itertools.count()
-        self._msg_seq = itertools.count(1)
-        self._call_seq = itertools.count(1)
-        self._async_seq = itertools.count(1)
+        # what kernel modules register (syscall blocks, executors, hooks) and their state
+        self.registry = Registry()
+        self.ext = Extensions()
+        self.table: list[Callable[..., Any] | None] = self.registry.syscalls.table
+        self.timers = Timers()
+        # public counters: services building messages and calls take numbers from them
+        self.msg_seq = itertools.count(1)  # global arrival order of messages
+        self.call_seq = itertools.count(1)  # call ids
         self.calls: dict[int, tuple[Wait, int]] = {}  # call id -> (caller's wait, receiver aid)
         self._serving: dict[int, set[int]] = {}  # receiver aid -> ids of calls it has taken
-        self.async_ops: dict[int, AsyncOp] = {}
-        self._async_by_owner: dict[int, set[int]] = {}  # aid -> its outstanding handles
+        self.async_ops = AsyncOps(self.ledger)
         self.external = 0  # agents parked on asyncio futures or threads
         # backpressure (the audit log): agents to hold at the end of their current
         # syscall, and how many are held now (their results wait with them)
@@ -193,11 +172,11 @@ class Kernel:
         from aios.kernel.remote import ExecutorHost
 
         self.executors = ExecutorHost(self)
-        from aios.kernel.supervision import Supervision
-
-        self.supervision = Supervision(self)
         self.home: Any = None  # a pathlib.Path when the kernel keeps state on disk
         self._boot_kernel_space()
+        from aios.kernel.syscalls import register
+
+        register(self)  # the kernel's own syscall blocks
 
     # -- boot ------------------------------------------------------------------
 
@@ -210,10 +189,10 @@ class Kernel:
         topic_obj = self.cdt.new_object(ObjKind.TOPIC, "")
         auth_obj = self.cdt.new_object(ObjKind.AUTHORITY, None)
         root_quota = Quota(
-            memory=params.ROOT_QUOTA_MEMORY,
-            agents=params.ROOT_QUOTA_AGENTS,
+            memory=limits.ROOT_QUOTA_MEMORY,
+            agents=limits.ROOT_QUOTA_AGENTS,
             ipc_rate=None,
-            cpu_weight=params.ROOT_QUOTA_CPU_WEIGHT,
+            cpu_weight=limits.ROOT_QUOTA_CPU_WEIGHT,
         )
         init = self.agents.create(0, "init")
         init.cspace = self.cdt.new_space(init.aid)
@@ -268,11 +247,11 @@ class Kernel:
 
         if type(nbytes) is not int or nbytes <= 0:
             raise InvalidArgument("size must be a positive int")
-        if nbytes > params.AGENT_MEM_ALLOC_MAX:
-            raise InvalidArgument(f"size exceeds the {params.AGENT_MEM_ALLOC_MAX}-byte limit")
+        if nbytes > limits.AGENT_MEM_ALLOC_MAX:
+            raise InvalidArgument(f"size exceeds the {limits.AGENT_MEM_ALLOC_MAX}-byte limit")
         nframes = pages_for(nbytes)
         obj = self.cdt.new_object(ObjKind.MEMORY, None, self._region_destroyed)
-        chg = self.cdt.charge(auth, Resource.MEMORY, nframes * params.PAGE_SIZE, obj)
+        chg = self.cdt.charge(auth, Resource.MEMORY, nframes * limits.PAGE_SIZE, obj)
         try:
             frame = self.arena.frames.alloc(nframes)
         except AIOSError:
@@ -351,7 +330,7 @@ class Kernel:
         """Messages left a mailbox queue: their senders get back what they were charged."""
         if not msgs:
             return
-        cost = params.MSG_COST
+        cost = limits.MSG_COST
         senders = set(map(_SENDER, msgs))
         if len(senders) == 1:  # a batch from one sender: no per-message Python loop
             self.ledger.give(senders.pop(), sum(map(len, map(_PAYLOAD, msgs))) + cost * len(msgs))
@@ -388,14 +367,15 @@ class Kernel:
         """Run ``fn(*args)`` on the kernel thread at kernel time ``t_ns``; returns the
         entry :meth:`cancel_timer` takes.  Callable from any thread: if the loop is
         asleep past ``t_ns`` it is woken, so the timer fires on an idle kernel too."""
-        entry = [t_ns, next(self._timer_seq), fn, args]
+        timers = self.timers
+        entry = timers.entry(t_ns, fn, args)
         tid = self._thread_id
         if tid is not None and tid != threading.get_ident():
-            self.post(heapq.heappush, self._timers, entry)  # the heap is the kernel thread's
+            self.post(timers.push, entry)  # the heap is the kernel thread's
             return entry
-        heapq.heappush(self._timers, entry)
+        timers.push(entry)
         if self._sleeping and (self._armed is None or t_ns < self._armed):
-            self._kick()
+            self.kick()
         return entry
 
     def post(self, fn: Callable[..., None], *args: Any) -> None:
@@ -404,7 +384,7 @@ class Kernel:
         loop = self._loop
         if loop is not None:
             try:
-                loop.call_soon_threadsafe(self._kick)
+                loop.call_soon_threadsafe(self.kick)
             except RuntimeError:  # the loop has closed; run() is gone
                 pass
 
@@ -422,43 +402,20 @@ class Kernel:
     def cancel_timer(self, entry: list[Any] | None) -> None:
         """Cancel a timer: it stays in the heap, inert, and lets go of its arguments
         (a wait, and through it an agent).  Many cancelled entries compact the heap."""
-        if entry is not None and entry[2] is not _noop:
-            entry[2] = _noop
-            entry[3] = ()
-            self._cancelled += 1
-            if self._cancelled > 1024 and self._cancelled * 2 > len(self._timers):
-                tid = self._thread_id
-                if tid is None or tid == threading.get_ident():
-                    self._timers = [e for e in self._timers if e[2] is not _noop]
-                    heapq.heapify(self._timers)
-                    self._cancelled = 0
+        tid = self._thread_id
+        self.timers.cancel(entry, tid is None or tid == threading.get_ident())
+
+    def _timer_failed(self, fn: Callable[..., None], e: Exception) -> None:
+        self.stats["panics"] += 1
+        log.error("kernel timer %r failed: %r", fn, e, exc_info=e)
+        self.publish("kernel.panic", 0, timer=getattr(fn, "__qualname__", repr(fn)), error=repr(e))
 
     def _fire_timers(self) -> None:
-        timers = self._timers
-        if not timers:
-            return
-        now = self.now()
-        while timers and timers[0][0] <= now:
-            entry = heapq.heappop(timers)
-            _, _, fn, args = entry
-            if fn is _noop:
-                self._cancelled -= 1
-                continue
-            entry[2] = _noop  # fired: a later cancel_timer must not count it
-            entry[3] = ()
-            try:
-                fn(*args)
-            except Exception as e:
-                self.stats["panics"] += 1
-                log.error("kernel timer %r failed: %r", fn, e, exc_info=e)
-                self.publish("kernel.panic", 0, timer=getattr(fn, "__qualname__", repr(fn)), error=repr(e))
+        if self.timers.heap:
+            self.timers.fire(self.now(), self._timer_failed)
 
     def next_timer_ns(self) -> int | None:
-        timers = self._timers
-        while timers and timers[0][2] is _noop:
-            heapq.heappop(timers)
-            self._cancelled -= 1
-        nxt = timers[0][0] if timers else None
+        nxt = self.timers.next_ns()
         sched_next = self.sched.next_event_ns()
         if sched_next is not None and (nxt is None or sched_next < nxt):
             nxt = sched_next
@@ -473,7 +430,7 @@ class Kernel:
         if queue is not None:
             queue.push(w)
         if deadline is not None:
-            w.timer = self.call_at(deadline, self._timeout, w)
+            w.timer = self.call_at(deadline, self.time_out, w)
         a.wait = w
         self.agents.transition(a, "block")  # the executor loop takes it off the run queue
         return BLOCK
@@ -483,17 +440,17 @@ class Kernel:
             return None
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise InvalidArgument("timeout must be a number of seconds or None")
-        if not 0 <= timeout <= params.MAX_TIMEOUT_S:
-            raise InvalidArgument(f"timeout must be in [0, {params.MAX_TIMEOUT_S}] seconds")
+        if not 0 <= timeout <= limits.MAX_TIMEOUT_S:
+            raise InvalidArgument(f"timeout must be in [0, {limits.MAX_TIMEOUT_S}] seconds")
         return self.now() + int(timeout * 1e9)
 
-    def _timeout(self, w: Wait) -> None:
+    def time_out(self, w: Wait) -> None:
         if w.done:
             return
-        self._end_wait(w)
+        self.end_wait(w)
         self.deliver(w.agent, None, TimedOut("timed out"))
 
-    def _end_wait(self, w: Wait) -> None:
+    def end_wait(self, w: Wait) -> None:
         w.done = True
         self.cancel_timer(w.timer)
         if w.queue is not None:
@@ -513,7 +470,7 @@ class Kernel:
     def wake(self, w: Wait, value: Any = None, exc: AIOSError | None = None) -> None:
         if w.done:
             return
-        self._end_wait(w)
+        self.end_wait(w)
         self.deliver(w.agent, value, exc)
 
     def deliver(self, a: Agent, value: Any, exc: BaseException | None = None) -> None:
@@ -530,7 +487,7 @@ class Kernel:
         if a.status is BLOCKED:
             self.agents.transition(a, "wake")
             self.sched.wake(a.sched)
-            self._kick()
+            self.kick()
         elif a.status is SUSPENDED:
             self.agents.transition(a, "wake")
 
@@ -547,9 +504,9 @@ class Kernel:
 
     def make_runnable(self, a: Agent) -> None:
         self.sched.wake(a.sched)
-        self._kick()
+        self.kick()
 
-    def _kick(self) -> None:
+    def kick(self) -> None:
         w = self._wakeup
         if w is not None and not w.is_set():
             w.set()
@@ -593,28 +550,11 @@ class Kernel:
     # -- async operations -----------------------------------------------------
 
     def new_async(self, owner: Agent) -> AsyncOp:
-        mine = self._async_by_owner.get(owner.aid)
-        if mine is not None and len(mine) >= params.ASYNC_OPS_PER_AGENT:
-            raise QuotaExceeded("too many outstanding async operations")
-        self.ledger.take(owner.aid, params.ASYNC_COST)  # its pending result is a kernel buffer
-        if mine is None:
-            mine = self._async_by_owner[owner.aid] = set()
-        op = AsyncOp(next(self._async_seq), owner.aid)
-        self.async_ops[op.handle] = op
-        mine.add(op.handle)
-        return op
+        return self.async_ops.new(owner.aid)
 
     def drop_async(self, handle: int) -> AsyncOp | None:
         """Forget an async operation (its result was taken, or nobody can take it)."""
-        op = self.async_ops.pop(handle, None)
-        if op is not None:
-            self.ledger.give(op.owner, params.ASYNC_COST)
-            mine = self._async_by_owner.get(op.owner)
-            if mine is not None:
-                mine.discard(handle)
-                if not mine:
-                    del self._async_by_owner[op.owner]
-        return op
+        return self.async_ops.drop(handle)
 
     def complete_async(self, op: AsyncOp, value: Any = None, error: AIOSError | None = None) -> None:
         if op.done:
@@ -633,7 +573,7 @@ class Kernel:
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._executor = ThreadPoolExecutor(params.PQC_WORKERS, thread_name_prefix="aios-pqc")
+            self._executor = ThreadPoolExecutor(limits.PQC_WORKERS, thread_name_prefix="aios-pqc")
         fut = loop.run_in_executor(self._executor, fn, *args)
         self.external += 1
 
@@ -646,7 +586,7 @@ class Kernel:
                 self.complete_async(op, error=err)
             else:
                 self.complete_async(op, error=InvalidArgument(str(err)))
-            self._kick()
+            self.kick()
 
         fut.add_done_callback(done)
         return op.handle
@@ -702,9 +642,9 @@ class Kernel:
                                 exc = e
                                 val = None
                                 if e.category is Category.CAPABILITY:
-                                    self._violation(a, sysno, e)
+                                    self.violation(a, sysno, e)
                             except Exception as e:
-                                exc = self._handler_failure(h, a, args, e)
+                                exc = self.handler_failure(h, a, args, e)
                                 val = None
                     else:
                         exc = (
@@ -762,12 +702,12 @@ class Kernel:
     def add_guard(self, action: str, fn: Callable[..., None]) -> None:
         self.guards.setdefault(action, []).append(fn)
 
-    def _violation(self, a: Agent, sysno: int, e: AIOSError) -> None:
+    def violation(self, a: Agent, sysno: int, e: AIOSError) -> None:
         """A capability check failed: that is a security event, not just an error."""
         self.publish("security.violation", a.aid, agent=a.aid, syscall=sysno, error=e.name,
                      message=e.message)
 
-    def _handler_failure(self, h: Callable[..., Any], a: Agent, args: tuple[Any, ...], e: Exception) -> AIOSError:
+    def handler_failure(self, h: Callable[..., Any], a: Agent, args: tuple[Any, ...], e: Exception) -> AIOSError:
         """A handler raised a non-taxonomy error: bad arity, or a kernel bug."""
         if isinstance(e, TypeError):
             try:
@@ -792,7 +732,7 @@ class Kernel:
 
         fut.add_done_callback(done)
 
-    def run_batch(self, budget: int = params.LOOP_BATCH) -> int:
+    def run_batch(self, budget: int = limits.LOOP_BATCH) -> int:
         """Dispatch up to ``budget`` agents; returns how many ran."""
         if self._posted:
             self._run_posted()
@@ -809,7 +749,7 @@ class Kernel:
                 continue
             self._run_agent(a)
             n += 1
-            if self._timers and self._timers[0][0] <= self.now():
+            if self.timers.heap and self.timers.due(self.now()):
                 self._fire_timers()
         return n
 
@@ -854,7 +794,7 @@ class Kernel:
 
     def stop(self) -> None:
         self.stopping = True
-        self._kick()
+        self.kick()
 
     def close(self) -> None:
         """Kill every agent and release the arena (kernel shutdown)."""
@@ -864,20 +804,21 @@ class Kernel:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self.arena.close()
+        self.registry.run_shutdown()  # kernel modules, in their order
 
     # -- exits, faults, kills ----------------------------------------------------
 
     def exit(self, a: Agent, status: Any) -> None:
         a.exit_status = status
-        self._terminate(a, "exited")
+        self.terminate(a, "exited")
 
     def fault(self, a: Agent, err: BaseException) -> None:
         a.fault = f"{type(err).__name__}: {err}"
-        a.trace = "".join(traceback.format_exception(err))[-params.TRACE_MAX:]
+        a.trace = "".join(traceback.format_exception(err))[-limits.TRACE_MAX:]
         self.stats["faults"] += 1
         self.publish("agent.fault", a.aid, agent=a.aid, name=a.name, error=a.fault,
                      code=err.code if isinstance(err, AIOSError) else AgentFault.code)
-        self._terminate(a, "faulted")
+        self.terminate(a, "faulted")
 
     def kill(self, a: Agent, reason: str = "killed", tree: bool = False) -> None:
         if not a.alive:
@@ -888,16 +829,16 @@ class Kernel:
                 if c is not None and c.alive:
                     self.kill(c, reason, tree=True)
         a.fault = a.fault or reason
-        self._terminate(a, "killed")
+        self.terminate(a, "killed")
 
-    def _terminate(self, a: Agent, how: str) -> None:
+    def terminate(self, a: Agent, how: str) -> None:
         if not a.alive:
             return
         a.how = how
         self.throttled.discard(a.aid)
         if a.wait is not None:
             w = a.wait
-            self._end_wait(w)
+            self.end_wait(w)
             if isinstance(w.data, asyncio.Future):
                 w.data.cancel()
         for key in self.sync.release_all(a.aid):  # robust mutexes: hand them on
@@ -913,7 +854,7 @@ class Kernel:
                 self.wake(w, exc=AgentGone(f"{gone.message} before replying", **gone.detail))
         for sub in self.bus.subscriptions(a.aid):
             self.bus.unsubscribe(sub.sid)
-        for h in list(self._async_by_owner.get(a.aid, ())):
+        for h in self.async_ops.of(a.aid):
             self.drop_async(h)
         if a.executor is not None:
             a.executor.terminate(a)
@@ -938,12 +879,15 @@ class Kernel:
             self.cdt.epitaph = None
         self.ledger.close(a.aid)  # what it sent may still be queued elsewhere
         self._adopt_orphans(a)
-        if a.aid in self.supervision.by_aid:
-            self.supervision.exited(a, how)
+        reg = self.registry
+        for hook in reg.early_exit_hooks:
+            hook(a)
         self.publish(
             "agent.lifecycle.exited", a.aid, agent=a.aid, name=a.name, how=how,
             status=_plain(a.exit_status), fault=a.fault,
         )
+        for hook in reg.exit_hooks:
+            hook(a)
         self._notify_parent(a)
 
     def _adopt_orphans(self, a: Agent) -> None:
@@ -1065,16 +1009,16 @@ class Kernel:
             "agents_live": self.agents.live,
             "cspaces": len(spaces),
             "capabilities": sum(len(cs) for cs in spaces.values()),
-            "timers": len(self._timers) - self._cancelled,  # live ones
+            "timers": len(self.timers) - self.timers.cancelled,  # live ones
             "calls": len(self.calls),
             "calls_served": len(self._serving),
             "async_ops": len(self.async_ops),
-            "async_owners": len(self._async_by_owner),
+            "async_owners": len(self.async_ops.by_owner),
             "subscriptions": len(self.bus._subs),
             "directory": len(self.directory),
             "sync_tasks": len(self.sync._tasks),
             "sync_objects": len(self.sync._objs),
-            "supervised": len(self.supervision.records),
+            "supervised": len(sup.records) if (sup := self.ext.get(SUPERVISOR)) is not None else 0,
             "remote_live": len(self.executors.live),
             "wasm_fuel": len(self.executors.fuel),
             "throttled": len(self.throttled),
@@ -1095,10 +1039,6 @@ class Kernel:
 
 _SENDER = operator.itemgetter(1)  # Message fields, for C-speed sums over a batch
 _PAYLOAD = operator.itemgetter(3)
-
-
-def _noop(*_args: Any) -> None:
-    return None
 
 
 # Coroutines that refused to die (caught GeneratorExit and kept going).  Python

@@ -1,7 +1,7 @@
 """Agent lifecycle operations (whitepaper 4.2, subsystem #13).
 
 Seven operations, each with pre-hooks that can veto (by raising, typically
-:class:`~aios.errors.Vetoed` or :class:`~aios.errors.PolicyDenied`), the
+:class:`~aios.abi.errors.Vetoed` or :class:`~aios.abi.errors.PolicyDenied`), the
 operation, an ``agent.lifecycle.*`` event and post-hooks.  Every operation
 computes everything that can fail *before* it changes anything, so a veto,
 a quota refusal or a failing agent-supplied function leaves no trace.
@@ -45,7 +45,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import (
+from aios.abi import limits
+from aios.abi.errors import (
     AgentFault,
     AgentGone,
     AIOSError,
@@ -53,20 +54,16 @@ from aios.errors import (
     InvalidArgument,
     PermissionDenied,
 )
-from aios.kernel import confinement, params
+from aios.abi.message import Message
+from aios.abi.rights import ObjKind, Rights, rights_from_names
+from aios.kernel import confinement
 from aios.kernel.agents import Agent, AgentState
 from aios.kernel.args import as_bool, as_int, as_opts, as_str, copy_plain
-from aios.kernel.capabilities import (
-    Capability,
-    ObjKind,
-    Quota,
-    Resource,
-    Rights,
-    rights_from_names,
-)
+from aios.kernel.capabilities import Capability, Quota, Resource
 from aios.kernel.confinement import Confinement
-from aios.kernel.ipc import Message, merge_in_arrival_order
+from aios.kernel.ipc import merge_in_arrival_order
 from aios.kernel.memory import PageTable
+from aios.kernel.registry import IMAGES, SUPERVISOR
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
@@ -105,18 +102,18 @@ class SpawnPlan:
 
     def __init__(self, parent: Agent, auth: Capability, opts: dict[str, Any]) -> None:
         opts = as_opts(opts, SPAWN_OPTS)
-        self.name = as_str(opts.get("name", ""), "name", params.AGENT_NAME_MAX)
+        self.name = as_str(opts.get("name", ""), "name", limits.AGENT_NAME_MAX)
         self.quota = Quota.from_dict(opts.get("quota"))
         if self.quota == Quota():
             self.quota = Quota(
-                memory=params.DEFAULT_CHILD_MEMORY,
-                agents=params.DEFAULT_CHILD_AGENTS,
+                memory=limits.DEFAULT_CHILD_MEMORY,
+                agents=limits.DEFAULT_CHILD_AGENTS,
             )
         want = opts.get("rights")
         self.rights = DEFAULT_CHILD_RIGHTS if want is None else rights_from_names(want)
         self.rights &= auth.rights
-        self.state: dict[str, Any] = copy_plain(opts.get("state") or {}, "state", params.SPEC_MAX_BYTES)
-        self.spec: dict[str, Any] = copy_plain(opts.get("spec") or {}, "spec", params.SPEC_MAX_BYTES)
+        self.state: dict[str, Any] = copy_plain(opts.get("state") or {}, "state", limits.SPEC_MAX_BYTES)
+        self.spec: dict[str, Any] = copy_plain(opts.get("spec") or {}, "spec", limits.SPEC_MAX_BYTES)
         if type(self.state) is not dict or type(self.spec) is not dict:
             raise InvalidArgument("state and spec must be dicts")
         self.detached = as_bool(opts.get("detached", False), "detached")
@@ -135,7 +132,7 @@ class SpawnPlan:
         self.events_rights = rights_from_names(opts.get("events", ["READ", "WRITE"]))
         self.dir_rights = rights_from_names(opts.get("directory", ["READ"]))
         w = opts.get("weight")
-        self.weight = 1024 if w is None else as_int(w, "weight", 1, params.ROOT_QUOTA_CPU_WEIGHT)
+        self.weight = 1024 if w is None else as_int(w, "weight", 1, limits.ROOT_QUOTA_CPU_WEIGHT)
         ceiling = auth.limits[Resource.CPU_WEIGHT] if auth.limits is not None else None
         if ceiling is not None:
             self.weight = min(self.weight, ceiling)
@@ -186,6 +183,7 @@ def spawn(
     (or Wasm store) is started asynchronously and ``done`` learns the outcome
     (it is not called for in-process agents, which are running on return)."""
     original_entry = entry
+    sup = k.ext[SUPERVISOR] if plan.restart != "no" else None  # NoSuchObject before anything is made
     if type(entry) is str and entry.startswith("image:"):
         entry, original_entry = load_image(k, parent, entry[len("image:"):], plan)
         entry_vetted = True  # a verified image's own entry
@@ -234,8 +232,8 @@ def spawn(
     if not remote:
         k.agents.transition(a, "start")
         k.make_runnable(a)
-    if plan.restart != "no":
-        k.supervision.register(a, parent, auth, original_entry, plan.opts, plan.restart, plan.domain)
+    if sup is not None:
+        sup.register(a, parent, auth, original_entry, plan.opts, plan.restart, plan.domain)
     k.publish(f"agent.lifecycle.{_PAST[op]}", a.aid, agent=a.aid, parent=parent.aid, name=a.name,
               entry=_entry_name(entry), executor=conf.executor)
     run_hooks(k, "post", op, parent=parent.aid, agent=a.aid)
@@ -286,14 +284,12 @@ def load_image(k: Kernel, caller: Agent, ref: str, plan: SpawnPlan) -> tuple[str
     verified store) or, for callers that may have the kernel read paths for them
     (the operator, unconfined agents: :func:`confinement.may_name_paths`), a path.
     Returns the entry to start and the reference to restart from (by digest)."""
-    from aios.services.agentsupervisor.install import install_verified, is_store_ref, resolve_stored
-
-    if not is_store_ref(ref) and not confinement.may_name_paths(k, caller):
+    store = k.ext[IMAGES]  # the signed-images kernel module
+    if not store.is_store_ref(ref) and not confinement.may_name_paths(k, caller):
         raise PermissionDenied(_NO_PATHS)  # before the path is looked at: no oracle
     if k.home is None:
         raise InvalidArgument("images need a kernel with a home (trust store and image cache)")
-    stored = resolve_stored(ref, k.home)
-    verified, root = stored if stored is not None else install_verified(ref, k.home)
+    verified, root = store.resolve(ref, k.home)
     m = verified.manifest
     plan.rights &= rights_from_names([c for c in m.capabilities if c in Rights.__members__]) | (
         plan.rights & (Rights.SPAWN_AGENT | Rights.ALLOC_MEMORY))
@@ -365,7 +361,7 @@ def _derived_name(name: str, suffix: str) -> str:
     """``name.suffix``, once: a clone of a clone is still ``name.clone`` (a chain of
     generations must not outgrow the name limit)."""
     base = name.removesuffix("." + suffix)
-    return base[: params.AGENT_NAME_MAX - len(suffix) - 1] + "." + suffix
+    return base[: limits.AGENT_NAME_MAX - len(suffix) - 1] + "." + suffix
 
 
 def attenuated(a: Agent, mask: Rights) -> list[tuple[Capability, Rights]]:
@@ -449,7 +445,7 @@ def _partition_state(state: dict[str, Any], splitter: Any) -> tuple[dict[str, An
         raise InvalidArgument("splitter must be a callable or {'keys': [...]}")
     return (
         copy_plain(keep, "state", 1 << 24),
-        copy_plain(give, "state", params.SPEC_MAX_BYTES),
+        copy_plain(give, "state", limits.SPEC_MAX_BYTES),
     )
 
 
@@ -546,7 +542,7 @@ def upgrade(k: Kernel, caller: Agent, target: Agent, entry: Any) -> None:
     w = target.wait
     if target.status is AgentState.BLOCKED and w is not None and w.queue is target.mailbox.recv_waiters:
         # it is already between two messages, parked in receive: swap now
-        k._end_wait(w)
+        k.end_wait(w)
         apply_upgrade(k, target)
 
 
@@ -579,7 +575,9 @@ def kill(k: Kernel, caller: Agent, target: Agent, tree: bool) -> None:
     if not target.alive:
         raise AgentGone(f"agent {target.aid} is already {target.status.value}")
     run_hooks(k, "pre", "kill", agent=target.aid, by=caller.aid, tree=tree)
-    k.supervision.stop(target)  # asked for: not a failure, no restart
+    sup = k.ext.get(SUPERVISOR)
+    if sup is not None:
+        sup.stop(target)  # asked for: not a failure, no restart
     k.publish("agent.lifecycle.killed", target.aid, agent=target.aid, by=caller.aid, tree=tree)
     k.kill(target, reason=f"killed by {caller.aid}", tree=tree)
     run_hooks(k, "post", "kill", agent=target.aid, by=caller.aid)

@@ -1,7 +1,7 @@
 """Agent memory: one shared arena, frames, regions, page tables and pools.
 
 Physical memory, for AIOS, is one ``memfd`` arena mapped into the kernel
-(``params.ARENA_BYTES``, sparse: a page costs RAM only once touched).  It is
+(``limits.ARENA_BYTES``, sparse: a page costs RAM only once touched).  It is
 cut into 4 KiB *frames*; :class:`FrameAllocator` hands out contiguous runs
 first-fit from a sorted list of free extents and coalesces on free.
 
@@ -29,8 +29,14 @@ import mmap
 import os
 from typing import Any
 
-from aios.errors import InvalidArgument, KernelPanic, NoSuchObject, OutOfMemory, PermissionDenied
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import (
+    InvalidArgument,
+    KernelPanic,
+    NoSuchObject,
+    OutOfMemory,
+    PermissionDenied,
+)
 
 PROT_READ = 1
 PROT_WRITE = 2
@@ -39,19 +45,19 @@ PROT_WRITE = 2
 class Arena:
     """The shared-memory arena: a memfd, mapped once by the kernel."""
 
-    def __init__(self, size: int = params.ARENA_BYTES) -> None:
-        if size % params.PAGE_SIZE:
+    def __init__(self, size: int = limits.ARENA_BYTES) -> None:
+        if size % limits.PAGE_SIZE:
             raise InvalidArgument("arena size must be a multiple of the page size")
         self.size = size
         self.fd = os.memfd_create("aios-arena", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.view = memoryview(self.map)
-        self.frames = FrameAllocator(size // params.PAGE_SIZE)
+        self.frames = FrameAllocator(size // limits.PAGE_SIZE)
 
     def zero(self, frame: int, nframes: int) -> None:
         """Give freed frames back to the OS so the next owner sees zeros."""
-        start, length = frame * params.PAGE_SIZE, nframes * params.PAGE_SIZE
+        start, length = frame * limits.PAGE_SIZE, nframes * limits.PAGE_SIZE
         try:
             self.map.madvise(mmap.MADV_REMOVE, start, length)
         except (OSError, AttributeError, ValueError):
@@ -123,7 +129,7 @@ class Region:
 
     @property
     def offset(self) -> int:
-        return self.frame * params.PAGE_SIZE
+        return self.frame * limits.PAGE_SIZE
 
 
 class Mapping:
@@ -150,7 +156,7 @@ class PageTable:
     def map(self, vpn: int | None, region: Region, perms: int, cap: Any) -> int:
         if vpn is None:
             vpn = self.next_vpn
-        if type(vpn) is not int or vpn < 1 or vpn + region.nframes > params.VADDR_PAGES:
+        if type(vpn) is not int or vpn < 1 or vpn + region.nframes > limits.VADDR_PAGES:
             raise InvalidArgument("virtual page out of range")
         i = bisect.bisect_left(self._vpns, vpn)
         if i > 0:
@@ -194,12 +200,12 @@ class PageTable:
         """``(region, offset in region)`` for ``[addr, addr+length)`` with permission ``need``."""
         if type(addr) is not int or type(length) is not int or addr < 0 or length < 0:
             raise InvalidArgument("address and length must be non-negative ints")
-        vpn = addr // params.PAGE_SIZE
+        vpn = addr // limits.PAGE_SIZE
         i = bisect.bisect_right(self._vpns, vpn) - 1
         if i < 0:
             raise PermissionDenied(f"address {addr:#x} is not mapped")
         m = self._maps[i]
-        base = m.vpn * params.PAGE_SIZE
+        base = m.vpn * limits.PAGE_SIZE
         off = addr - base
         if off + length > m.region.nbytes:
             raise PermissionDenied(f"[{addr:#x}, +{length}) is not mapped")
@@ -243,4 +249,4 @@ class Pool:
 
 
 def pages_for(nbytes: int) -> int:
-    return (nbytes + params.PAGE_SIZE - 1) // params.PAGE_SIZE
+    return (nbytes + limits.PAGE_SIZE - 1) // limits.PAGE_SIZE

@@ -13,7 +13,7 @@ the same handler calls the in-process executor makes:
 * One trap is in progress per agent: frames that arrive while the agent is
   blocked (pipelining) are queued in order and dispatched when it wakes, so
   results come back in request order.
-* Results are plain data on the wire: a :class:`~aios.kernel.ipc.Message`
+* Results are plain data on the wire: a :class:`~aios.abi.message.Message`
   becomes ``{"__aios_message__": [...]}`` (the SDK turns it back), tuples
   become arrays; a memoryview is never sent (``MEM_VIEW`` refuses remote
   callers).
@@ -30,29 +30,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import AIOSError, Category, KernelPanic, NoSuchSyscall
+from aios.abi.errors import AIOSError, Category, InvalidArgument, KernelPanic, NoSuchSyscall
+from aios.abi.faults import ProcessQuota, Sink
+from aios.abi.message import to_wire
+from aios.abi.rights import Rights
 from aios.kernel.agents import Agent, AgentState
-from aios.kernel.ipc import Message
 from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
 
-WIRE_MESSAGE = "__aios_message__"
-
 Reply = Callable[[int, int, Any], None]
-
-
-def to_wire(v: Any) -> Any:
-    """A syscall result as plain msgpack-able data."""
-    t = type(v)
-    if t is Message:
-        return {WIRE_MESSAGE: list(v)}
-    if t is list and v and type(v[0]) is Message:
-        return [{WIRE_MESSAGE: list(m)} for m in v]
-    if t is tuple:
-        return [to_wire(x) for x in v]
-    return v
 
 
 class Link:
@@ -78,7 +66,7 @@ class Link:
         else:
             self.reply(seq, KernelPanic.code, repr(exc))
 
-    # called by Kernel._terminate
+    # called by Kernel.terminate
     def terminate(self, a: Agent) -> None:
         self.inbox.clear()
         self.on_terminate(a)
@@ -130,13 +118,13 @@ class RemoteAgents:
             val = h(k, a, *args)
         except AIOSError as err:
             if err.category is Category.CAPABILITY:
-                k._violation(a, sysno, err)
+                k.violation(a, sysno, err)
             self._observe(a, sysno, err.code)
             if not self._held(a, link, seq, None, err):
                 link.reply(seq, err.code, err.message)
             return
         except Exception as err:
-            panic = k._handler_failure(h, a, args, err)
+            panic = k.handler_failure(h, a, args, err)
             link.reply(seq, panic.code, panic.message)
             return
         finally:
@@ -179,8 +167,6 @@ class ExecutorHost:
     :class:`~aios.sandbox.executor.Sink` they report to.
     """
 
-    KINDS = ("isolated", "worker", "wasm")
-
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
         self.remote = RemoteAgents(kernel)
@@ -196,11 +182,9 @@ class ExecutorHost:
     def usage(self, aid: int) -> dict[str, Any] | None:
         """What a Wasm agent consumed (its fuel is its CPU time), for its exit record."""
         fuel = self.fuel.get(aid)
-        if fuel is None:
+        if fuel is None or "wasm" not in self.k.registry.executors:
             return None
-        from aios.sandbox.wasm import DEFAULT_FUEL_PER_CPU_S
-
-        return {"class": "wasm", "fuel": fuel, "runtime_ns": fuel * 1_000_000_000 // DEFAULT_FUEL_PER_CPU_S}
+        return self.k.registry.executors["wasm"].usage(fuel)
 
     def forget(self, aid: int) -> None:
         """Agent ``aid`` was reaped: drop what the host kept about it."""
@@ -211,9 +195,7 @@ class ExecutorHost:
         """How many remote agents could still trap (the kernel is not idle while > 0)."""
         return len(self.live)
 
-    def sink(self) -> Any:
-        from aios.sandbox.executor import Sink
-
+    def sink(self) -> Sink:
         return Sink(trap=self._trap, exited=self._exited, security=self._security)
 
     async def executor(self, kind: str) -> Any:
@@ -229,22 +211,7 @@ class ExecutorHost:
         return await fut
 
     async def _start(self, kind: str) -> Any:
-        if kind == "isolated":
-            from aios.sandbox.isolated import IsolatedExecutor
-            from aios.sandbox.process import SWITCHES
-
-            off = frozenset(self.test_disable & set(SWITCHES))
-            ex: Any = IsolatedExecutor(self.sink(), test_disable=off)
-        elif kind == "worker":
-            from aios.sandbox.worker import WorkerExecutor
-
-            ex = WorkerExecutor(self.sink(), scrub_env="env" not in self.test_disable)
-        elif kind == "wasm":
-            from aios.sandbox.wasm import WasmExecutor
-
-            ex = WasmExecutor(self.sink())
-        else:
-            raise ValueError(kind)
+        ex = self.k.registry.executors[kind].create(self.sink(), self.test_disable)
         await ex.start()
         self._execs[kind] = ex
         return ex
@@ -262,9 +229,7 @@ class ExecutorHost:
 
     def spec_for(self, a: Agent) -> dict[str, Any]:
         """The sandbox an executor builds for ``a``: its confinement record, nothing else."""
-        from aios.kernel.capabilities import Rights
         from aios.kernel.confinement import of
-        from aios.sandbox.limits import Quota as ProcessQuota
 
         c = of(self.k, a)  # narrowed to what its authority still holds
         home = str(self.k.home / "agents" / str(a.aid)) if self.k.home is not None else ""
@@ -280,17 +245,13 @@ class ExecutorHost:
 
     async def _spawn(self, a: Agent, kind: str, entry: str, info: dict[str, Any], spec_kw: dict[str, Any],
                      done: Callable[[AIOSError | None], None]) -> None:
-        from aios.errors import InvalidArgument
-        from aios.sandbox.process import AgentSpec
-
         aid = a.aid
         self.live.add(aid)
+        factory: Any = None
         try:
+            factory = self.k.registry.executors[kind]
             ex = await self.executor(kind)
-            if kind == "wasm":
-                spec = AgentSpec(aid, entry, (), **spec_kw)
-            else:
-                spec = AgentSpec(aid, "aios.sdk.agent:remote_start", (entry, info), **spec_kw)
+            spec = factory.spec(aid, entry, info, spec_kw)
             if not a.alive:
                 raise InvalidArgument("agent was killed before it started")
             self.remote.attach(a, lambda seq, errno, res: ex.deliver(aid, seq, errno, res),
@@ -303,7 +264,7 @@ class ExecutorHost:
             self._fail(a, InvalidArgument(f"{kind} executor could not start the agent: {e}"), done)
             return
         done(None)
-        if kind == "wasm":
+        if factory.sliced:
             self.k.call_at(self.k.now(), self._run_wasm, ex, aid)
 
     def _fail(self, a: Agent, e: AIOSError, done: Callable[[AIOSError | None], None]) -> None:
@@ -342,7 +303,7 @@ class ExecutorHost:
             # a Wasm host call cannot wait: the executor answers WouldBlock; drop the wait
             link: Link = a.executor
             link.blocked_seq = 0
-            self.k._end_wait(a.wait)
+            self.k.end_wait(a.wait)
             self.k.agents.transition(a, "wake")
             self.k.agents.transition(a, "dispatch")
 
@@ -371,7 +332,7 @@ class ExecutorHost:
 
     def _exited(self, rec: Any) -> None:
         self.live.discard(rec.agent_id)
-        self.k._kick()
+        self.k.kick()
         a = self.k.find(rec.agent_id)
         if a is not None and a.kind == "worker":
             self._rebalance_soon()
@@ -383,7 +344,7 @@ class ExecutorHost:
             self.k.publish("agent.fault", a.aid, agent=a.aid, name=a.name, cause=cause,
                            error=rec.message, signal=rec.signal, status=rec.status)
             a.fault = f"{cause}: {rec.message}" if rec.message else cause
-            self.k._terminate(a, "faulted")
+            self.k.terminate(a, "faulted")
         else:
             self.k.exit(a, rec.status)
 

@@ -77,10 +77,10 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Final
 
-from aios.errors import Busy, IllegalTransition, InvalidArgument
+from aios.abi.errors import Busy, IllegalTransition, InvalidArgument
+from aios.abi.limits import ROOT_QUOTA_CPU_WEIGHT, SLICE_NS
 from aios.kernel.clock import Clock
 from aios.kernel.eevdf_tree import EevdfTree
-from aios.kernel.params import ROOT_QUOTA_CPU_WEIGHT, SLICE_NS
 
 # Linux kernel/sched/core.c ``sched_prio_to_weight``, nice -20 .. 19, verbatim.
 SCHED_PRIO_TO_WEIGHT: Final[tuple[int, ...]] = (

@@ -22,9 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import AIOSError, InvalidArgument
+from aios.abi.errors import AIOSError, InvalidArgument
+from aios.abi.faults import FaultCause
 from aios.kernel.agents import Agent
 from aios.kernel.capabilities import Capability
+from aios.kernel.registry import SUPERVISOR
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
@@ -76,10 +78,10 @@ class Supervision:
         if stable is not None:
             self._run(self.core.handle(Stop(stable)))
 
-    def exited(self, a: Agent, how: str) -> None:
-        from aios.sandbox.executor import FaultCause
+    def exited(self, a: Agent) -> None:
         from aios.services.agentsupervisor.core import Exited
 
+        how = a.how
         stable = self.by_aid.pop(a.aid, None)
         if stable is None:
             return
@@ -160,3 +162,12 @@ class Supervision:
         self.core.handle(Started(stable, k.now()))
         k.publish("agent.lifecycle.restarted", a.aid, agent=a.aid, previous=old, stable=stable,
                   restarts=rec.restarts)
+
+
+def install(k: Kernel, cfg: Any = None) -> Supervision:
+    """The supervision kernel module: the kernel finds it as ``k.ext[SUPERVISOR]`` (spawn
+    with ``restart=`` registers, a kill asked for stops) and tells it of every exit."""
+    sup = Supervision(k)
+    k.ext[SUPERVISOR] = sup
+    k.registry.on_agent_exit(sup.exited, before_event=True)  # a restart is decided first
+    return sup

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from aios.errors import (
+from aios.abi.errors import (
     Busy,
     Deadlock,
     IllegalTransition,

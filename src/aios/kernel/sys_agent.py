@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import (
+from aios.abi import limits
+from aios.abi.errors import (
     AgentGone,
     AlreadyExists,
     InvalidArgument,
@@ -16,10 +17,12 @@ from aios.errors import (
     PermissionDenied,
     WouldBlock,
 )
-from aios.kernel import lifecycle, params
+from aios.abi.rights import ObjKind, Rights
+from aios.abi.slots import SLOT_AUTHORITY
+from aios.kernel import lifecycle
 from aios.kernel.agents import Agent, agent_of
 from aios.kernel.args import as_bool, as_dict, as_int, as_str, copy_plain
-from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights
+from aios.kernel.capabilities import Capability, Resource
 from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:
@@ -74,7 +77,7 @@ def sys_agent_supervisor_register(k: Kernel, a: Agent, auth_slot: Any) -> None:
 def sys_agent_register(k: Kernel, a: Agent, dir_slot: Any, name: Any, ep_slot: Any) -> None:
     """Publish a send-only endpoint under ``name`` in the directory."""
     a.cspace.lookup(dir_slot, ObjKind.DIRECTORY, Rights.WRITE)
-    name = as_str(name, "name", params.AGENT_NAME_MAX)
+    name = as_str(name, "name", limits.AGENT_NAME_MAX)
     if not name:
         raise InvalidArgument("name must not be empty")
     ep = a.cspace.lookup(ep_slot, ObjKind.ENDPOINT, Rights.WRITE)
@@ -92,7 +95,7 @@ def sys_agent_register(k: Kernel, a: Agent, dir_slot: Any, name: Any, ep_slot: A
 def sys_agent_lookup(k: Kernel, a: Agent, dir_slot: Any, name: Any) -> int:
     """A new slot holding a send capability to the endpoint registered as ``name``."""
     a.cspace.lookup(dir_slot, ObjKind.DIRECTORY, Rights.READ)
-    cap = k.lookup_named(as_str(name, "name", params.AGENT_NAME_MAX))
+    cap = k.lookup_named(as_str(name, "name", limits.AGENT_NAME_MAX))
     return k.cdt.derive(cap, a.cspace, Rights.WRITE).slot
 
 
@@ -136,7 +139,7 @@ def sys_agent_info(k: Kernel, a: Agent, slot: Any = 0) -> dict[str, Any]:
     }
 
 
-def sys_agent_list(k: Kernel, a: Agent, auth_slot: Any = 2) -> list[dict[str, Any]]:
+def sys_agent_list(k: Kernel, a: Agent, auth_slot: Any = SLOT_AUTHORITY) -> list[dict[str, Any]]:
     """Children of the caller; everyone with ADMIN on the authority."""
     auth = _authority(a, auth_slot, Rights.NONE)
     everyone = bool(auth.rights & Rights.ADMIN)
@@ -168,7 +171,7 @@ def sys_wait_child(k: Kernel, a: Agent, aid: Any = 0, timeout: Any = None) -> An
 
 
 def sys_exit(k: Kernel, a: Agent, status: Any = None) -> Any:
-    k.exit(a, copy_plain(status, "status", params.SPEC_MAX_BYTES))
+    k.exit(a, copy_plain(status, "status", limits.SPEC_MAX_BYTES))
     return BLOCK
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import AgentGone, InvalidArgument, PermissionDenied, WouldBlock
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import AgentGone, InvalidArgument, PermissionDenied, WouldBlock
+from aios.abi.message import Message
+from aios.abi.rights import ObjKind, Rights, rights_from_names
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int
-from aios.kernel.capabilities import Capability, ObjKind, Quota, Rights, rights_from_names
-from aios.kernel.ipc import Message, check_payload
+from aios.kernel.capabilities import Capability, Quota
+from aios.kernel.ipc import check_payload
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
@@ -48,11 +50,11 @@ def grant(k: Kernel, a: Agent, src: Capability, ep_slot: Any, rights: Rights, pa
     action = "mem_share" if src.obj.kind in (ObjKind.MEMORY, ObjKind.POOL) else "grant"
     k.guard(action, a, to=receiver.aid, kind=src.obj.kind.name, rights=int(rights & src.rights))
     if not mb.recv_waiters:  # the message will be queued, charged to the sender
-        k.ledger.check(a.aid, len(payload) + params.MSG_COST)
+        k.ledger.check(a.aid, len(payload) + limits.MSG_COST)
     cap = k.cdt.derive(src, receiver.cspace, rights)
-    from aios.kernel.sys_ipc import _hand_off
+    from aios.kernel.sys_ipc import hand_off
 
-    _hand_off(k, mb, Message(next(k._msg_seq), a.aid, ep.badge, payload, 0, cap.slot))
+    hand_off(k, mb, Message(next(k.msg_seq), a.aid, ep.badge, payload, 0, cap.slot))
     k.publish("cap.granted", a.aid, agent=a.aid, to=receiver.aid, kind=src.obj.kind.name,
               object=src.obj.oid, rights=int(cap.rights))
     return cap.slot

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from aios.errors import NoSuchObject, PermissionDenied, QuotaExceeded, WouldBlock
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import NoSuchObject, PermissionDenied, QuotaExceeded, WouldBlock
+from aios.abi.rights import ObjKind, Rights
 from aios.kernel.accounts import EventAccount
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_dict, as_int, as_opts, as_plain
-from aios.kernel.capabilities import ObjKind, Rights
 from aios.kernel.events import check_topic
 from aios.kernel.waits import WaitQueue
 
@@ -23,7 +23,7 @@ SUB_OPTS = frozenset({"priority", "depth", "overflow", "filter"})
 
 def sys_event_publish(k: Kernel, a: Agent, slot: Any, topic: Any, data: Any = None) -> int:
     """Publish ``data`` on ``topic``; kernel topics need ADMIN.  Returns the event's sequence."""
-    from aios.kernel.kernel import KERNEL_TOPIC_PREFIXES
+    from aios.abi.topics import KERNEL_TOPIC_PREFIXES
 
     cap = a.cspace.lookup(slot, ObjKind.TOPIC, Rights.WRITE)
     topic = check_topic(topic)
@@ -33,7 +33,7 @@ def sys_event_publish(k: Kernel, a: Agent, slot: Any, topic: Any, data: Any = No
     if topic.startswith(KERNEL_TOPIC_PREFIXES) and not cap.rights & Rights.ADMIN:
         raise PermissionDenied(f"{topic!r} is a kernel topic")
     data = {} if data is None else as_dict(data, "data")
-    blob = as_plain(data, "data", params.EVENT_MAX_PAYLOAD)
+    blob = as_plain(data, "data", limits.EVENT_MAX_PAYLOAD)
     ev = k.bus.publish(topic, msgpack.unpackb(blob, raw=False, strict_map_key=False), a.aid, len(blob))
     return ev.seq if ev is not None else k.bus.seq
 
@@ -45,13 +45,13 @@ def sys_event_subscribe(k: Kernel, a: Agent, slot: Any, pattern: Any, opts: Any 
     if prefix and not (pattern == prefix or pattern.startswith(prefix + ".")):
         raise PermissionDenied(f"this capability subscribes under {prefix!r} only")
     o = as_opts(opts, SUB_OPTS)
-    if len(k.bus.subscriptions(a.aid)) >= params.EVENT_SUBSCRIPTIONS_MAX:
+    if len(k.bus.subscriptions(a.aid)) >= limits.EVENT_SUBSCRIPTIONS_MAX:
         raise QuotaExceeded("too many subscriptions")
     sub = k.bus.subscribe(
         pattern,
         owner=a.aid,
         priority=o.get("priority", 0),
-        depth=o.get("depth", params.EVENT_QUEUE_DEPTH),
+        depth=o.get("depth", limits.EVENT_QUEUE_DEPTH),
         overflow=o.get("overflow", "drop_oldest"),
         filter=o.get("filter"),
     )

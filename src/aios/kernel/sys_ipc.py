@@ -18,13 +18,16 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import AgentGone, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import AgentGone, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
+from aios.abi.limits import MSG_COST
+from aios.abi.message import Message
+from aios.abi.rights import ObjKind, Rights
+from aios.abi.slots import SLOT_AUTHORITY
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int
-from aios.kernel.capabilities import Capability, ObjKind, Rights
-from aios.kernel.ipc import Mailbox, Message, check_payload
-from aios.kernel.params import MSG_COST
+from aios.kernel.capabilities import Capability
+from aios.kernel.ipc import Mailbox, check_payload
 from aios.kernel.waits import BLOCK, Wait
 
 if TYPE_CHECKING:
@@ -35,10 +38,10 @@ READ = Rights.READ
 WRITE = Rights.WRITE
 
 
-def _rate(k: Kernel, a: Agent, n: int) -> None:
+def charge_ipc(k: Kernel, a: Agent, n: int) -> None:
     """Charge ``n`` messages to the IPC-rate quota of the agent's authority chain."""
     try:
-        auth = a.cspace.get(2)
+        auth = a.cspace.get(SLOT_AUTHORITY)
     except Exception:
         raise QuotaExceeded("agent holds no authority to charge IPC to") from None
     if auth.limits is None:
@@ -54,7 +57,7 @@ def _open(a: Agent, slot: Any, need: Rights) -> tuple[Capability, Mailbox]:
     return cap, mb
 
 
-def _hand_off(k: Kernel, mb: Mailbox, msg: Message) -> bool:
+def hand_off(k: Kernel, mb: Mailbox, msg: Message) -> bool:
     """Give ``msg`` to a parked receiver or queue it (charged to its sender: QuotaExceeded
     if that does not fit); False if the mailbox is full."""
     rw = mb.recv_waiters
@@ -116,11 +119,11 @@ def _refill(k: Kernel, mb: Mailbox) -> None:
 
 def sys_ipc_send(k: Kernel, a: Agent, ep: Any, payload: Any) -> Any:
     cap, mb = _open(a, ep, WRITE)
-    if type(payload) is not bytes or len(payload) > params.IPC_MAX_PAYLOAD:
+    if type(payload) is not bytes or len(payload) > limits.IPC_MAX_PAYLOAD:
         payload = check_payload(payload)
-    _rate(k, a, 1)
-    msg = Message(next(k._msg_seq), a.aid, cap.badge, payload)
-    if _hand_off(k, mb, msg):
+    charge_ipc(k, a, 1)
+    msg = Message(next(k.msg_seq), a.aid, cap.badge, payload)
+    if hand_off(k, mb, msg):
         return None
     return k.park(a, mb.send_waiters, None, data=msg)
 
@@ -130,8 +133,8 @@ def sys_ipc_send_nowait(k: Kernel, a: Agent, ep: Any, payload: Any) -> None:
     payload = check_payload(payload)
     if mb.full() and not mb.recv_waiters:
         raise WouldBlock(f"mailbox of agent {mb.owner} is full")
-    _rate(k, a, 1)
-    _hand_off(k, mb, Message(next(k._msg_seq), a.aid, cap.badge, payload))
+    charge_ipc(k, a, 1)
+    hand_off(k, mb, Message(next(k.msg_seq), a.aid, cap.badge, payload))
 
 
 def sys_ipc_recv(k: Kernel, a: Agent, ep: Any = 1, timeout: Any = None) -> Any:
@@ -166,9 +169,9 @@ def sys_ipc_call(k: Kernel, a: Agent, ep: Any, payload: Any, timeout: Any = None
     payload = check_payload(payload)
     deadline_check = k.deadline(timeout)  # validate before anything changes
     del deadline_check
-    _rate(k, a, 1)
-    cid = next(k._call_seq)
-    msg = Message(next(k._msg_seq), a.aid, cap.badge, payload, cid)
+    charge_ipc(k, a, 1)
+    cid = next(k.call_seq)
+    msg = Message(next(k.msg_seq), a.aid, cap.badge, payload, cid)
     if mb.full() and not mb.recv_waiters:
         return k.park(a, mb.send_waiters, timeout, data=("callmsg", msg, cid))
     if not mb.recv_waiters:  # it will be queued: refuse now if that cannot be charged
@@ -176,7 +179,7 @@ def sys_ipc_call(k: Kernel, a: Agent, ep: Any, payload: Any, timeout: Any = None
     k.park(a, None, timeout, data=("call", cid))
     w: Wait = a.wait
     k.calls[cid] = (w, 0)
-    _hand_off(k, mb, msg)
+    hand_off(k, mb, msg)
     return BLOCK
 
 
@@ -193,15 +196,15 @@ def sys_ipc_reply(k: Kernel, a: Agent, call_id: Any, payload: Any) -> None:
 def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
     """Send many messages; returns how many were accepted (blocks only if none fit)."""
     cap, mb = _open(a, ep, WRITE)
-    if type(payloads) not in (list, tuple) or not 1 <= len(payloads) <= params.IPC_MAX_BATCH:
-        raise InvalidArgument(f"payloads must be a list of 1 to {params.IPC_MAX_BATCH} bytes objects")
-    if not all(type(p) is bytes for p in payloads) or max(map(len, payloads)) > params.IPC_MAX_PAYLOAD:
+    if type(payloads) not in (list, tuple) or not 1 <= len(payloads) <= limits.IPC_MAX_BATCH:
+        raise InvalidArgument(f"payloads must be a list of 1 to {limits.IPC_MAX_BATCH} bytes objects")
+    if not all(type(p) is bytes for p in payloads) or max(map(len, payloads)) > limits.IPC_MAX_PAYLOAD:
         for p in payloads:
             check_payload(p)  # raises the precise error for the first bad one
     n = len(payloads)
-    _rate(k, a, n)
-    s0 = next(k._msg_seq)
-    k._msg_seq = itertools.count(s0 + n)  # reserve n sequence numbers at once
+    charge_ipc(k, a, n)
+    s0 = next(k.msg_seq)
+    k.msg_seq = itertools.count(s0 + n)  # reserve n sequence numbers at once
     new = tuple.__new__
     aid, badge = a.aid, cap.badge
     msgs = [new(Message, (s, aid, badge, p, 0, -1)) for s, p in zip(range(s0, s0 + n), payloads, strict=True)]
@@ -238,7 +241,7 @@ def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
 def sys_ipc_recv_batch(k: Kernel, a: Agent, ep: Any = 1, max_n: Any = 256, timeout: Any = None) -> Any:
     """Up to ``max_n`` messages; blocks only while the mailbox is empty."""
     _, mb = _open(a, ep, READ)
-    n = as_int(max_n, "max_n", 1, params.IPC_MAX_BATCH)
+    n = as_int(max_n, "max_n", 1, limits.IPC_MAX_BATCH)
     q = mb.q
     if q:
         if len(q) <= n:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import InvalidArgument, NoSuchObject, WouldBlock
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import InvalidArgument, NoSuchObject, WouldBlock
+from aios.abi.slots import SLOT_AUTHORITY
 from aios.kernel.agents import Agent
-from aios.kernel.args import as_dict, as_int, as_str
+from aios.kernel.args import as_int
 from aios.kernel.waits import BLOCK, Wait
 
 if TYPE_CHECKING:
@@ -52,23 +53,9 @@ def sys_get_async_result(k: Kernel, a: Agent, handle: Any, timeout: Any = None) 
     return k.park(a, op.waiters, timeout)
 
 
-def sys_pqc_operation(k: Kernel, a: Agent, op: Any, args: Any = None) -> int:
-    """Start an ML-KEM / ML-DSA operation off the kernel thread; returns an async handle."""
-    from aios.security.pqc import OPERATIONS, pqc_operation
-
-    name = as_str(op, "op", 64)
-    if name not in OPERATIONS:
-        raise InvalidArgument(f"unknown PQC operation {name!r}; have {sorted(OPERATIONS)}")
-    args = as_dict(args or {}, "args")
-    for key, v in args.items():
-        if type(key) is not str or not isinstance(v, (bytes, str)) or len(v) > 1 << 20:
-            raise InvalidArgument("PQC arguments are str keys to bytes or str values (<= 1 MiB)")
-    return k.run_in_thread(a, pqc_operation, name, dict(args))
-
-
-def sys_kernel_shutdown(k: Kernel, a: Agent, auth_slot: Any = 2) -> None:
+def sys_kernel_shutdown(k: Kernel, a: Agent, auth_slot: Any = SLOT_AUTHORITY) -> None:
     """Stop the kernel (needs ADMIN): every agent is killed and state is flushed."""
-    from aios.kernel.capabilities import ObjKind, Rights
+    from aios.abi.rights import ObjKind, Rights
 
     a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.ADMIN)
     k.publish("kernel.shutdown", a.aid, by=a.aid)
@@ -84,7 +71,7 @@ def sys_kernel_stats(k: Kernel, a: Agent) -> dict[str, Any]:
         "events": k.bus.statistics(),
         "arena_free_frames": k.arena.frames.free_frames,
         "arena_frames": k.arena.frames.nframes,
-        "page_size": params.PAGE_SIZE,
+        "page_size": limits.PAGE_SIZE,
         "remote_agents": k.executors.busy(),
         "executors": sorted(k.executors._execs),
         "home": str(k.home) if k.home is not None else None,

@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import InvalidArgument, PermissionDenied
+from aios.abi.errors import InvalidArgument, PermissionDenied
+from aios.abi.rights import ObjKind, Rights
+from aios.abi.slots import SLOT_AUTHORITY
 from aios.kernel.agents import Agent, DeadAgent, agent_of
 from aios.kernel.args import as_int, as_opts, as_str
-from aios.kernel.capabilities import KObject, ObjKind, Resource, Rights
+from aios.kernel.capabilities import KObject, Resource
 from aios.kernel.scheduler import clamp_weight, weight_of_nice
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ SYNC_RW = Rights.READ | Rights.WRITE | Rights.GRANT
 
 def _ceiling(t: Agent) -> int:
     try:
-        auth = t.cspace.get(2)
+        auth = t.cspace.get(SLOT_AUTHORITY)
     except Exception:
         return 1024
     lim = auth.limits[Resource.CPU_WEIGHT] if auth.limits is not None else None
@@ -55,7 +57,7 @@ def sys_sched_set(k: Kernel, a: Agent, slot: Any, params: Any) -> dict[str, Any]
     cls = p.get("class", "fair")
     if cls == "deadline":
         if t is a:
-            a.cspace.lookup(2, ObjKind.AUTHORITY, Rights.SUPERVISOR)
+            a.cspace.lookup(SLOT_AUTHORITY, ObjKind.AUTHORITY, Rights.SUPERVISOR)
         k.sched.set_deadline(
             t.sched,
             runtime_ns=as_int(p.get("runtime_ns"), "runtime_ns"),
@@ -105,7 +107,7 @@ def sys_sched_stats(k: Kernel, a: Agent, slot: Any = None) -> list[dict[str, Any
         return [_row(k, agent_of(t))]
     everyone = False
     try:
-        everyone = bool(a.cspace.get(2).rights & Rights.ADMIN)
+        everyone = bool(a.cspace.get(SLOT_AUTHORITY).rights & Rights.ADMIN)
     except Exception:
         everyone = False
     return [_row(k, t) for t in k.agents if t.alive and t.aid != 1

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
 
-from aios.errors import AlreadyExists, IllegalTransition, InvalidArgument, NoSuchObject
+from aios.abi.errors import AlreadyExists, IllegalTransition, InvalidArgument, NoSuchObject
 
 ENTRY_POINT_GROUP: Final = "aios.drivers"
 

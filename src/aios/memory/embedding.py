@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from aios.errors import AIOSError, Busy, InvalidArgument, NoSuchObject
+from aios.abi.errors import AIOSError, Busy, InvalidArgument, NoSuchObject
 
 DEFAULT_BATCH = 32
 DEFAULT_CACHE = 4096

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 
 log = logging.getLogger("aios.memory.index")
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384

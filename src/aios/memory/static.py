@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.errors import NoSuchObject
+from aios.abi.errors import NoSuchObject
 from aios.memory.embedding import Embedder
 
 PACKAGE = "wordllama"

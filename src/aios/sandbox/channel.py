@@ -2,7 +2,7 @@
 
 Kernel side.  :class:`RemoteAgentChannel` is an ``asyncio.Protocol`` (plain
 callbacks, no streams, so it runs unchanged on uvloop).  Bytes go through a
-:class:`~aios.kernel.wire.FrameDecoder`; every request becomes one
+:class:`~aios.abi.wire.FrameDecoder`; every request becomes one
 ``on_trap(seq, sysno, args)`` call, every control frame one
 ``on_control(op, args)``.  The kernel answers with :meth:`reply`, now or
 much later (blocking syscalls).  Replies are *corked*: those produced while
@@ -18,7 +18,7 @@ a plain loop around the agent's coroutine, and blocking ``send``/``recv`` on
 the socket is the fastest round trip Python has (no selector, no callbacks).
 :func:`drive` runs ``coro`` to completion: each yielded ``(sysno, args)``
 becomes a request, each reply is ``send``-ed in (or, on error, the matching
-:mod:`aios.errors` class is ``throw``-n in), and the outcome is returned as
+:mod:`aios.abi.errors` class is ``throw``-n in), and the outcome is returned as
 an :class:`Outcome`.  :class:`TrapClient` also offers ``call_many`` for
 pipelined requests (many seqs in flight, one write, replies read in bulk).
 """
@@ -31,9 +31,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aios.errors import AgentFault, AIOSError, Cancelled, InvalidArgument, ProtocolError, from_code
-from aios.kernel import wire
-from aios.kernel.wire import FrameDecoder, Kind
+from aios.abi import wire
+from aios.abi.errors import (
+    AgentFault,
+    AIOSError,
+    Cancelled,
+    InvalidArgument,
+    ProtocolError,
+    from_code,
+)
+from aios.abi.wire import FrameDecoder, Kind
 
 TrapHandler = Callable[[int, int, tuple[Any, ...]], None]
 MuxTrapHandler = Callable[[int, int, int, tuple[Any, ...]], None]

@@ -16,77 +16,15 @@ backend would boot a guest with a vsock, run the same agent-side driver
 the isolated executor does.  Firecracker (and /dev/kvm) is not available on
 these hosts, so no such executor ships; see docs/sandbox.md.
 
-Exit causes are one enum so supervision can decide restarts from them.
+Exit causes, exit records and security events are :mod:`aios.abi.faults`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from aios.abi.faults import ExecutorKind, FaultCause
 from aios.sandbox.process import AgentSpec, Protections
-
-
-class ExecutorKind(StrEnum):
-    INPROC = "inproc"
-    WORKER = "worker"
-    ISOLATED = "isolated"
-    WASM = "wasm"
-    MICROVM = "microvm"
-
-
-class FaultCause(StrEnum):
-    """Why an agent stopped."""
-
-    EXITED = "exited"  # returned normally
-    EXCEPTION = "exception"  # its code raised
-    SIGNAL = "signal"  # killed by a signal it was not sent by us
-    OUT_OF_FUEL = "out-of-fuel"  # Wasm fuel (CPU budget) spent
-    KILLED_FOR_LIMIT = "killed-for-limit"  # CPU seconds, memory, epoch deadline
-    PROTOCOL = "protocol"  # broke the trap protocol; stopped by the kernel
-    SANDBOX = "sandbox"  # a required protection could not be applied
-    KILLED = "killed"  # the kernel (or an operator) killed it
-
-
-@dataclass(frozen=True, slots=True)
-class ExitRecord:
-    agent_id: int
-    cause: FaultCause
-    status: int = 0
-    signal: int = 0
-    message: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.cause is not FaultCause.EXITED or self.status != 0
-
-
-@dataclass(frozen=True, slots=True)
-class SecurityEvent:
-    """An attempt that was denied or contained.
-
-    ``trusted`` is False for reports that come from inside the agent's own
-    process (the in-agent audit hook): useful, but the agent could forge or
-    suppress them.  Enforcement never depends on them.
-    """
-
-    agent_id: int
-    kind: str  # syscall | fs | net | signal | protocol | limit | capability | sandbox
-    detail: str
-    executor: ExecutorKind
-    trusted: bool = True
-    time_ns: int = 0
-
-
-@dataclass(slots=True)
-class Sink:
-    """What the kernel hands an executor."""
-
-    trap: Callable[[int, int, int, tuple[Any, ...]], None]
-    exited: Callable[[ExitRecord], None]
-    security: Callable[[SecurityEvent], None]
 
 
 @runtime_checkable
@@ -111,10 +49,5 @@ class Executor(Protocol):
 __all__ = [
     "AgentSpec",
     "Executor",
-    "ExecutorKind",
-    "ExitRecord",
-    "FaultCause",
     "Protections",
-    "SecurityEvent",
-    "Sink",
 ]

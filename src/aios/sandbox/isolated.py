@@ -32,11 +32,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aios.errors import AIOSError, NoSuchAgent, ProtocolError
-from aios.kernel import wire
+from aios.abi import wire
+from aios.abi.errors import AIOSError, NoSuchAgent, ProtocolError
+from aios.abi.faults import SANDBOX_SWITCHES as SWITCHES
+from aios.abi.faults import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
 from aios.sandbox.channel import RemoteAgentChannel
-from aios.sandbox.executor import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
-from aios.sandbox.process import EXIT_SANDBOX_FAILED, SWITCHES, AgentSpec, Protections
+from aios.sandbox.process import EXIT_SANDBOX_FAILED, AgentSpec, Protections
 from aios.sandbox.zygote import Zygote
 
 UID_BASE = 200_000

@@ -29,36 +29,11 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-from aios.kernel.params import DEFAULT_CHILD_CPU_WEIGHT, DEFAULT_CHILD_MEMORY
+from aios.abi.faults import ProcessQuota as Quota
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PREFIX = "aios"
 NPROC_SLACK = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """What one agent process may use.  ``0`` means "no limit of this kind"."""
-
-    memory_bytes: int = DEFAULT_CHILD_MEMORY
-    processes: int = 16
-    open_files: int = 256
-    cpu_seconds: int = 0
-    cpu_weight: int = DEFAULT_CHILD_CPU_WEIGHT
-
-    def to_wire(self) -> tuple[int, int, int, int, int]:
-        return (
-            self.memory_bytes,
-            self.processes,
-            self.open_files,
-            self.cpu_seconds,
-            self.cpu_weight,
-        )
-
-    @classmethod
-    def from_wire(cls, t: tuple[int, ...] | list[int]) -> Quota:
-        m, p, f, c, w = (int(x) for x in t)
-        return cls(m, p, f, c, w)
 
 
 def apply_rlimits(q: Quota) -> list[str]:

@@ -52,8 +52,8 @@ import sysconfig
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from aios.abi.faults import ProcessQuota as Quota
 from aios.sandbox import importer, landlock, limits, seccomp
-from aios.sandbox.limits import Quota
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -77,8 +77,6 @@ MECHANISMS = (
 )
 EXIT_SANDBOX_FAILED = 78  # EX_CONFIG
 # what a security test may switch off (AgentSpec.test_disable; "env" acts on the zygote)
-SWITCHES = ("landlock", "seccomp", "namespaces", "rlimits", "cgroup", "uid", "env")
-
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

@@ -53,12 +53,12 @@ from typing import Any
 import msgpack
 import wasmtime
 
-from aios.errors import AgentGone, NoSuchAgent, WouldBlock
-from aios.sandbox.executor import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
+from aios.abi.errors import AgentGone, NoSuchAgent, WouldBlock
+from aios.abi.faults import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
+from aios.abi.limits import WASM_FUEL_PER_CPU_S
 from aios.sandbox.process import AgentSpec, Protections
 
 DEFAULT_SLICE_FUEL = 10_000_000
-DEFAULT_FUEL_PER_CPU_S = 500_000_000  # rough: instructions per CPU-second when quota is in seconds
 WASM_PAGE = 65536
 
 
@@ -188,7 +188,7 @@ class WasmExecutor:
         store.set_epoch_deadline(1 << 40)
         instance = pre.instantiate(store)
         mem = instance.exports(store).get("memory")
-        budget = spec.quota.cpu_seconds * DEFAULT_FUEL_PER_CPU_S if spec.quota.cpu_seconds else -1
+        budget = spec.quota.cpu_seconds * WASM_FUEL_PER_CPU_S if spec.quota.cpu_seconds else -1
         self.agents[spec.agent_id] = _WasmAgent(
             spec,
             store,
@@ -270,7 +270,7 @@ class WasmExecutor:
             # Wasmtime does not write the fuel counter back to the store when a
             # slice is interrupted by the epoch; charge the wall time at the
             # nominal instruction rate instead (an estimate, documented).
-            used = min(give, wall * DEFAULT_FUEL_PER_CPU_S // 1_000_000_000)
+            used = min(give, wall * WASM_FUEL_PER_CPU_S // 1_000_000_000)
         a.fuel_used += used
         if a.fuel_budget >= 0:
             a.fuel_budget -= used

@@ -6,7 +6,7 @@ the same driver the kernel uses in-process - a loop that ``send``s a syscall
 result into an agent's coroutine and takes back its next trap - for hundreds
 or thousands of agents at once.  All of a worker's agents share one socket:
 frames carry the agent id (``[agent, seq, sysno, args]``, see
-:mod:`aios.kernel.wire`), and a worker batches every trap produced in one
+:mod:`aios.abi.wire`), and a worker batches every trap produced in one
 pass over its ready agents into a single write.
 
 Placement is the pure :class:`Placement`: a new agent goes to the worker with
@@ -40,11 +40,11 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.errors import AIOSError, NoSuchAgent, ProtocolError, from_code
-from aios.kernel import wire
-from aios.kernel.wire import FrameDecoder, Kind
+from aios.abi import wire
+from aios.abi.errors import AIOSError, NoSuchAgent, ProtocolError, from_code
+from aios.abi.faults import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
+from aios.abi.wire import FrameDecoder, Kind
 from aios.sandbox.channel import MuxChannel
-from aios.sandbox.executor import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
 from aios.sandbox.process import AgentSpec, Protections
 
 START_BATCH = 256
@@ -134,7 +134,7 @@ class _WorkerLoop:
                 self.emit_exit(aid, 1, "exception", f"{type(exc).__name__}: {exc}")
                 return
             if type(trap) is not tuple or len(trap) != 2 or type(trap[0]) is not int:
-                from aios.errors import InvalidArgument
+                from aios.abi.errors import InvalidArgument
 
                 value, error = (
                     None,

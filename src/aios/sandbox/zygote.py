@@ -47,7 +47,7 @@ from typing import Any
 
 import msgpack
 
-from aios.kernel import wire
+from aios.abi import wire
 from aios.sandbox import importer, limits, seccomp
 from aios.sandbox.channel import TrapClient, run_entry
 from aios.sandbox.process import (
@@ -335,7 +335,7 @@ def zygote_main(ctrl_fd: int) -> None:
     limits.cgroup_layout()
     code_paths()
     importer.preload()
-    importlib.import_module("aios.errors")
+    importlib.import_module("aios.abi.errors")
     importlib.import_module("aios.sandbox.landlock")
     with contextlib.suppress(ImportError):
         importlib.import_module("aios.sdk")

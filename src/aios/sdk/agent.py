@@ -21,7 +21,7 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.sdk.context import Context
 
 

@@ -16,7 +16,7 @@ parent     its parent's mailbox (WRITE), badged with this agent's id
 =========  ==============================================================
 
 Naming follows trio: ``x`` blocks, ``x_nowait`` raises
-:class:`~aios.errors.WouldBlock` instead of waiting.
+:class:`~aios.abi.errors.WouldBlock` instead of waiting.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aios.abi.slots import SLOT_AUTHORITY
 from aios.sdk import syscalls as sc
 
 
@@ -31,7 +32,7 @@ from aios.sdk import syscalls as sc
 class Slots:
     self: int = 0
     mailbox: int = 1
-    authority: int = 2
+    authority: int = SLOT_AUTHORITY
     directory: int = 3
     events: int = 4
     parent: int = 5

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aios.abi.slots import SLOT_AUTHORITY
 from aios.sdk import syscalls as sc
 
 
@@ -132,7 +133,7 @@ class Memory:
 
     __slots__ = ("authority",)
 
-    def __init__(self, authority: int = 2) -> None:
+    def __init__(self, authority: int = SLOT_AUTHORITY) -> None:
         self.authority = authority
 
     async def create(self, name: str, *, quota_items: int | None = None, quota_bytes: int | None = None,

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 
+from aios.abi.slots import SLOT_AUTHORITY
 from aios.sdk import syscalls as sc
 from aios.sdk.agent import Agent
 
@@ -90,7 +91,7 @@ def parse_request(payload: bytes) -> Request | None:
                    d.get("payload"), d.get("sender", 0))
 
 
-async def open_service(authority: int = 2) -> int:
+async def open_service(authority: int = SLOT_AUTHORITY) -> int:
     slot: int = await sc.semantic_open(authority)
     return slot
 

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aios.kernel.ipc import Message
-from aios.kernel.syscalls import Sys
-from aios.kernel.traps import trap
+from aios.abi.message import Message, from_wire
+from aios.abi.slots import SLOT_AUTHORITY
+from aios.abi.sysno import Sys
+from aios.abi.trap import trap
 
-WIRE_MESSAGE = "__aios_message__"  # how a Message crosses the trap wire (see kernel/remote.py)
-
-
-def _msg(v: Any) -> Any:
-    """A received message as a :class:`Message`, whichever executor delivered it."""
-    if type(v) is dict and WIRE_MESSAGE in v:
-        return Message(*v[WIRE_MESSAGE])
-    return v
+_msg = from_wire
 
 # plain ints: the dispatcher's fast path takes exact ints
 _AGENT_CLONE = int(Sys.AGENT_CLONE)
@@ -167,7 +161,7 @@ async def agent_info(slot: Any = 0) -> Any:
     return await trap(_AGENT_INFO, slot)
 
 
-async def agent_list(auth_slot: Any = 2) -> Any:
+async def agent_list(auth_slot: Any = SLOT_AUTHORITY) -> Any:
     """Children of the caller; everyone with ADMIN on the authority."""
     return await trap(_AGENT_LIST, auth_slot)
 
@@ -398,7 +392,7 @@ async def agent_control(auth_slot: Any, aid: Any) -> Any:
     return await trap(_AGENT_CONTROL, auth_slot, aid)
 
 
-async def kernel_shutdown(auth_slot: Any = 2) -> Any:
+async def kernel_shutdown(auth_slot: Any = SLOT_AUTHORITY) -> Any:
     """Stop the kernel (needs ADMIN)."""
     return await trap(_KERNEL_SHUTDOWN, auth_slot)
 
@@ -538,17 +532,17 @@ async def memd_stats(ns_slot: Any = None) -> Any:
     return await _waited(_MEMD_STATS, ns_slot)
 
 
-async def memd_list(auth_slot: Any = 2) -> Any:
+async def memd_list(auth_slot: Any = SLOT_AUTHORITY) -> Any:
     """The caller's namespace capabilities (ADMIN: every namespace, with usage)."""
     return await _waited(_MEMD_LIST, auth_slot)
 
 
-async def memd_compact(auth_slot: Any = 2) -> Any:
+async def memd_compact(auth_slot: Any = SLOT_AUTHORITY) -> Any:
     """Apply retention now (ADMIN)."""
     return await _waited(_MEMD_COMPACT, auth_slot)
 
 
-async def semantic_open(auth_slot: Any = 2) -> Any:
+async def semantic_open(auth_slot: Any = SLOT_AUTHORITY) -> Any:
     """A semantic-ipcd send capability (authority needs SEMANTIC_SEND); returns its slot."""
     return await trap(_SEMANTIC_OPEN, auth_slot)
 

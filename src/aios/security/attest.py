@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.security import pqc
 
 NUM_PCRS: Final = 24

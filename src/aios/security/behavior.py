@@ -76,7 +76,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from aios.errors import InvalidArgument, InvalidCapability, PermissionDenied, PolicyDenied
+from aios.abi.errors import InvalidArgument, InvalidCapability, PermissionDenied, PolicyDenied
 
 ANOMALY_TOPIC: Final = "security.anomaly"
 RESPONSE_TOPIC: Final = "security.response"

@@ -25,7 +25,7 @@ import os
 import stat
 from pathlib import Path
 
-from aios.errors import PermissionDenied
+from aios.abi.errors import PermissionDenied
 from aios.security.paths import PRIVATE_DIRS
 
 log = logging.getLogger("aios.security")

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.security import pqc
 
 LABEL: Final = b"aios-hybrid-v1 mlkem768+x25519 hkdf-sha256"

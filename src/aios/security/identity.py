@@ -58,7 +58,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from aios.errors import IntegrityError, InvalidArgument, NoSuchObject, StorageError
+from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchObject, StorageError
 from aios.security import pqc
 from aios.security.audit.checkpoint import TrustedKey, note_key_hash
 from aios.security.paths import keys_dir, private_dir, private_file

@@ -70,6 +70,7 @@ import threading
 import types
 from typing import TYPE_CHECKING, Any, Final
 
+from aios.abi.topics import AUDIT_PATTERNS
 from aios.security import attest
 from aios.security.audit.backpressure import Backpressure
 from aios.security.identity import AgentIdentity
@@ -83,44 +84,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aios.security.audit")
 
-AUDIT_PATTERNS: Final = (
-    "security.**",
-    "agent.lifecycle.**",
-    "agent.fault",
-    "agent.supervisor.**",
-    "agent.directory.**",
-    "cap.**",
-    "policy.**",
-    "identity.**",
-    "attest.**",
-    "token.**",
-    "audit.**",
-    "sandbox.**",
-    "kernel.panic",
-    "kernel.booted",
-    "sched.changed",
-    "semantic.**",
-    "mem.namespace.**",
-)
-AUDIT_PREFIXES: Final = (
-    "security.",
-    "agent.lifecycle.",
-    "agent.fault",
-    "agent.supervisor.",
-    "agent.directory.",
-    "cap.",
-    "policy.",
-    "identity.",
-    "attest.",
-    "token.",
-    "audit.",
-    "sandbox.",
-    "kernel.panic",
-    "kernel.booted",
-    "sched.changed",
-    "semantic.",
-    "mem.namespace.",
-)
 _SLOT_RE: Final = re.compile(r"slot (\d+)")
 IDENTITY_MODES: Final = ("lazy", "eager", "off")
 COMMIT_HINT: Final = 512  # pending records that make the commit thread commit now
@@ -174,7 +137,6 @@ class AuditPump:
         self.k = k
         self.sec = sec
         self.recorder = sec.recorder
-        self.recorder.prefixes = AUDIT_PREFIXES
         sec.log.autocommit = False  # the kernel thread never waits for fsync
         self.interval = max(flush_ms, 0.1) / 1000.0
         self.errors = 0
@@ -297,7 +259,7 @@ class AgentIdentities:
 
     def __init__(self, k: Kernel, sec: NodeSecurity, mode: str = "lazy") -> None:
         if mode not in IDENTITY_MODES:
-            from aios.errors import InvalidArgument
+            from aios.abi.errors import InvalidArgument
 
             raise InvalidArgument(f"agent_identity must be one of {IDENTITY_MODES}")
         self.k = k
@@ -339,7 +301,7 @@ class AgentIdentities:
             return ident
         img = self.images.get(aid)
         if img is None:
-            from aios.errors import NoSuchObject
+            from aios.abi.errors import NoSuchObject
 
             raise NoSuchObject(f"agent {aid} has no recorded image (spawned before security was on?)")
         ident = self.sec.keystore.issue_agent_identity(aid, img, persist=False)

@@ -19,23 +19,23 @@ order:
 4. the behavior monitor as ``kernel.observer`` (``BootConfig.behavior``:
    ``True`` for the default configuration, a ``BehaviorConfig``, or
    ``False``);
-5. a subscriber on ``agent.lifecycle.exited`` that drops per-agent state;
-6. ``kernel.close`` wrapped so that shutdown flushes the audit log, signs a
+5. an agent-exit hook (the registry's ``on_agent_exit``) that drops per-agent state;
+6. a shutdown hook (``on_shutdown``, last of all) that flushes the audit log, signs a
    final checkpoint and closes the databases after the agents are gone.
 
 Everything lives in one :class:`KernelSecurity` per kernel, found with
-:func:`security_of` (a weak map, so the kernel object needs no new field).
-The syscalls in :mod:`aios.kernel.sys_security` reach it that way.
+:func:`security_of` (``k.ext[SECURITY]``, the registry's typed extension state).
+The syscalls in :mod:`aios.security.syscalls` (block 150-169) reach it that way.
 """
 
 from __future__ import annotations
 
 import json
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
+from aios.kernel.registry import Key
 from aios.security.kernel_audit import AgentIdentities, AuditPump, measure_boot_steps
 from aios.security.kernel_policy import SPAWN_OPS, BehaviorResponder, PolicyGate
 from aios.security.kernel_tokens import TokenBridge
@@ -43,8 +43,8 @@ from aios.security.node import NodeSecurity
 from aios.security.policy import ReloadResult
 
 if TYPE_CHECKING:
-    from aios.kernel.boot import BootConfig
-    from aios.kernel.events import Event
+    from aios.boot import BootConfig
+    from aios.kernel.agents import Agent
     from aios.kernel.kernel import Kernel
 
 
@@ -67,10 +67,8 @@ class KernelSecurity:
             raise NoSuchObject("this kernel has no node security (boot it with a home)")
         return self.node
 
-    def on_exit(self, ev: Event) -> None:
-        aid = ev.data.get("agent")
-        if not isinstance(aid, int):
-            return
+    def on_exit(self, a: Agent) -> None:
+        aid = a.aid
         for part in (self.identities, self.policy, self.behavior, self.tokens):
             if part is not None:
                 part.forget(aid)
@@ -96,15 +94,15 @@ class KernelSecurity:
             self.node.close()
 
 
-_BY_KERNEL: weakref.WeakKeyDictionary[Kernel, KernelSecurity] = weakref.WeakKeyDictionary()
+SECURITY: Key[KernelSecurity] = Key("security")
 
 
 def security_of(k: Kernel) -> KernelSecurity | None:
-    return _BY_KERNEL.get(k)
+    return k.ext.get(SECURITY)
 
 
 def require(k: Kernel) -> KernelSecurity:
-    ks = _BY_KERNEL.get(k)
+    ks = k.ext.get(SECURITY)
     if ks is None:
         raise NoSuchObject("security is not enabled on this kernel (boot with home= or policy=True)")
     return ks
@@ -128,11 +126,14 @@ def _config_bytes(cfg: BootConfig) -> bytes:
 
 
 def install(k: Kernel, cfg: BootConfig) -> None:
-    """The security boot step (a no-op without a home and without ``policy``)."""
+    """The security kernel module: its syscall block (150-169) always (without a
+    home or ``policy`` every call there is NoSuchObject), the rest only with one."""
     from aios.security.behavior import BehaviorConfig, BehaviorMonitor
     from aios.security.policy import PolicyEngine
     from aios.security.policy_files import DEFAULTS_DIR, policy_dirs, read_sources
+    from aios.security.syscalls import HANDLERS
 
+    k.registry.syscalls.block("security").add_all(HANDLERS)
     home = Path(cfg.home) if cfg.home is not None else None
     if home is None and not cfg.policy:
         return
@@ -183,22 +184,10 @@ def install(k: Kernel, cfg: BootConfig) -> None:
         k.observer = ks.behavior.observer()
         ks.behavior.attach_sandbox()  # network refusals by the sandboxes, from the real kernel path
 
-    k.bus.subscribe("agent.lifecycle.exited", priority=-1000, callback=ks.on_exit)
-    _BY_KERNEL[k] = ks
-    _wrap_close(k, ks)
-
-
-def _wrap_close(k: Kernel, ks: KernelSecurity) -> None:
-    """``k.close()`` still kills the agents first; then the audit is flushed and closed."""
-    inner = k.close
-
-    def close() -> None:
-        try:
-            inner()
-        finally:
-            ks.close()
-
-    setattr(k, "close", close)  # noqa: B010 - instance-level wrap; kernel.py stays untouched
+    k.registry.on_agent_exit(ks.on_exit)
+    k.ext[SECURITY] = ks
+    # after the agents were killed: the audit is flushed and closed last of all
+    k.registry.on_shutdown(ks.close, order=1000)
 
 
 def reload_policy(k: Kernel) -> dict[str, Any]:

@@ -8,7 +8,7 @@ operations a policy *marks* (``engine.marks(action)``: a set lookup):
 
 * ``spawn`` (also clone, split, specialize): a lifecycle *pre-hook*.  It runs
   before the spawner's quota is charged and before anything is created, so a
-  denied spawn raises :class:`~aios.errors.PolicyDenied` in the spawner and
+  denied spawn raises :class:`~aios.abi.errors.PolicyDenied` in the spawner and
   leaves no agent, no slot and no charge behind;
 * ``kill``: a pre-hook on kill;
 * ``grant`` and ``mem_share``: kernel *guards* called by the grant path after
@@ -82,8 +82,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from aios.errors import AIOSError, InvalidArgument, PermissionDenied
-from aios.kernel.capabilities import Capability, Rights, rights_from_names, rights_names
+from aios.abi.errors import AIOSError, InvalidArgument, PermissionDenied
+from aios.abi.rights import Rights, rights_from_names, rights_names
+from aios.abi.slots import SLOT_AUTHORITY
+from aios.kernel.capabilities import Capability
 from aios.kernel.scheduler import WEIGHT_MIN
 from aios.security.behavior import (
     ANOMALY_TOPIC,
@@ -321,7 +323,7 @@ class PolicyGate:
         return got
 
     def _apply_settings(self, a: Agent, me: AgentInfo) -> None:
-        from aios.kernel import params
+        from aios.abi import limits
         from aios.kernel.capabilities import Resource
 
         quota, sched = self.settings_for(me)
@@ -330,13 +332,13 @@ class PolicyGate:
         applied: dict[str, Any] = {}
         auth: Capability | None = None
         try:
-            auth = a.cspace.get(2)
+            auth = a.cspace.get(SLOT_AUTHORITY)
         except AIOSError:
             auth = None
         if auth is not None and auth.limits is not None and quota.values:
             lim = auth.limits
-            builtin = (lim[Resource.MEMORY] == params.DEFAULT_CHILD_MEMORY
-                       and lim[Resource.AGENTS] == params.DEFAULT_CHILD_AGENTS)
+            builtin = (lim[Resource.MEMORY] == limits.DEFAULT_CHILD_MEMORY
+                       and lim[Resource.AGENTS] == limits.DEFAULT_CHILD_AGENTS)
             parent_lim = auth.parent.limits if auth.parent is not None else None
             for key, res in (("memory", Resource.MEMORY), ("agents", Resource.AGENTS),
                              ("ipc_rate", Resource.IPC_RATE)):

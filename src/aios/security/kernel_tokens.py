@@ -45,15 +45,9 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import InvalidArgument, InvalidCapability, NoSuchObject, PermissionDenied
-from aios.kernel.capabilities import (
-    Capability,
-    ObjKind,
-    Quota,
-    Rights,
-    rights_from_names,
-    rights_names,
-)
+from aios.abi.errors import InvalidArgument, InvalidCapability, NoSuchObject, PermissionDenied
+from aios.abi.rights import ObjKind, Rights, rights_from_names, rights_names
+from aios.kernel.capabilities import Capability, Quota
 from aios.security import tokens
 from aios.security.node import NodeSecurity
 from aios.security.revocations import RevocationList

@@ -129,7 +129,7 @@ def check_audit_log(home: Path, path: Path, accept_broken_log: bool = False) -> 
     damaged log aside and returns what the new log's first record says about it;
     otherwise raises (IntegrityError for a damaged tree, StorageError for a file
     that is not a readable database), naming the file and the recovery."""
-    from aios.errors import AIOSError, IntegrityError
+    from aios.abi.errors import AIOSError, IntegrityError
     from aios.security.audit.log import RECOVERY, LogReader
     from aios.security.identity import read_node_public
 

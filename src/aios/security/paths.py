@@ -37,10 +37,6 @@ PRIVATE_DIRS: Final = ("keys", "audit", "attest", "tokens", "memory")
 SQLITE_SIDECARS: Final = ("-wal", "-shm", "-journal")
 
 
-def aios_home() -> Path:
-    return Path(os.environ.get("AIOS_HOME", ".aios"))
-
-
 def keys_dir(home: Path) -> Path:
     return home / "keys"
 

@@ -78,8 +78,8 @@ from typing import Any, Final
 
 import cedarpy
 
-from aios.errors import InvalidArgument, PolicyDenied
-from aios.kernel.capabilities import RIGHT_NAMES
+from aios.abi.errors import InvalidArgument, PolicyDenied
+from aios.abi.rights import RIGHT_NAMES
 
 # -- vocabulary --------------------------------------------------------------
 

@@ -19,17 +19,13 @@ no-op reload.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from aios.abi.home import aios_home
 from aios.security.policy import Emit, PolicyEngine, ReloadResult
 
 DEFAULTS_DIR = Path(__file__).resolve().parent / "policies"
-
-
-def aios_home() -> Path:
-    return Path(os.environ.get("AIOS_HOME", ".aios"))
 
 
 def operator_dir(home: Path | None = None) -> Path:
@@ -74,7 +70,7 @@ def load_engine(
 ) -> PolicyEngine:
     """The engine over the shipped defaults and ``$AIOS_HOME/policy``.
 
-    Raises :class:`aios.errors.InvalidArgument` (``detail["errors"]``) if the
+    Raises :class:`aios.abi.errors.InvalidArgument` (``detail["errors"]``) if the
     set on disk is invalid: a kernel does not boot on a broken policy.
     """
     dirs = policy_dirs(home, defaults=defaults)

@@ -16,7 +16,7 @@ This module is a thin, strict wrapper over ``cryptography``'s hazmat
 
 2. **One error type.**  Whatever an agent sends (wrong length, a key that is
    not reduced mod q, a context over 255 bytes, a string where bytes were
-   expected), the answer is :class:`~aios.errors.InvalidArgument` and no
+   expected), the answer is :class:`~aios.abi.errors.InvalidArgument` and no
    other exception escapes.  A signature that does not verify is *not* an
    error: ``verify`` answers ``False``.  A decapsulation of a tampered
    ciphertext is not an error either: ML-KEM's implicit rejection returns a
@@ -50,7 +50,7 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 
 MAX_CONTEXT: Final = 255
 MAX_MESSAGE: Final = 16 << 20  # bytes signed in one PQCOperation

@@ -6,7 +6,7 @@ contains that block, which is the token itself and everything attenuated from
 it.  The kernel keeps the ids in memory as a set (``RevocationList.ids()``)
 and passes ``ids.__contains__`` as ``is_revoked`` to ``tokens.verify``; this
 module is the durable side, written by ``aios token revoke``.  A damaged file
-is a :class:`~aios.errors.StorageError` that names it and what to do
+is a :class:`~aios.abi.errors.StorageError` that names it and what to do
 (:func:`aios.storage.storage_edge`), at boot and on every later use.
 """
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.storage import storage_edge
 
 _RID = re.compile(r"^[0-9a-f]{32}$")

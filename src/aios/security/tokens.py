@@ -57,14 +57,14 @@ import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa
 
-from aios.errors import (
+from aios.abi.errors import (
     IntegrityError,
     InvalidArgument,
     PermissionDenied,
     TokenExpired,
     TokenRevoked,
 )
-from aios.kernel.capabilities import RIGHT_NAMES
+from aios.abi.rights import RIGHT_NAMES
 
 VERSION: Final = 1
 CONTEXT: Final = b"aios-token-v1"

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from aios.errors import IllegalTransition, InvalidArgument, NoSuchObject
+from aios.abi.errors import IllegalTransition, InvalidArgument, NoSuchObject
 from aios.kmod.initd import core
 from aios.kmod.initd.restart import ExitKind
 from aios.kmod.initd.units import shipped_units

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import AlreadyExists, InvalidArgument
-from aios.kernel.capabilities import RIGHT_NAMES as KERNEL_RIGHTS
+from aios.abi.errors import AlreadyExists, InvalidArgument
+from aios.abi.rights import RIGHT_NAMES as KERNEL_RIGHTS
 from aios.kmod.initd import core
 from aios.kmod.initd.graph import UnitGraph
 from aios.kmod.initd.restart import Restart

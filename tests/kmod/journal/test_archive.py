@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument, NoSuchAgent
+from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchAgent
 from aios.kmod.journal import archive
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import AlreadyExists, InvalidArgument, NoSuchObject, WouldBlock
+from aios.abi.errors import AlreadyExists, InvalidArgument, NoSuchObject, WouldBlock
 from aios.kmod.journal import records as R
 from aios.kmod.journal.durable import Broker, ConsumerConfig, StreamConfig, subject_matches
 from aios.kmod.journal.store import Journal

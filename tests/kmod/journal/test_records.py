@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import IntegrityError
+from aios.abi.errors import IntegrityError
 from aios.kmod.journal import records as R
 
 SAMPLE: dict[str, Any] = {

@@ -14,16 +14,15 @@ from typing import Any
 
 import pytest
 
-from aios.errors import AIOSError, IntegrityError
+from aios.abi.errors import AIOSError, IntegrityError
+from aios.abi.rights import ObjKind, Rights
 from aios.kernel.capabilities import (
     Capability,
     CapabilityDerivationTree,
     Charge,
     KObject,
-    ObjKind,
     Quota,
     Resource,
-    Rights,
 )
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument, KernelPanic
+from aios.abi.errors import IntegrityError, InvalidArgument, KernelPanic
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage
 from aios.kmod.journal.salvage import salvage

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.errors import WouldBlock
+from aios.abi.errors import WouldBlock
 from aios.kmod.journal import records as R
 from aios.kmod.journal.durable import ConsumerConfig, StreamConfig
 from aios.kmod.journal.replay import KernelImage

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from aios.errors import AIOSError, NoSuchObject
+from aios.abi.errors import AIOSError, NoSuchObject
 from aios.lib.cognitive.htn import HtnPlanner
 from aios.lib.cognitive.plan import Catalogue, SkillSpec
 from aios.lib.cognitive.recipes import COMBINE, LOOKUP_PARAMS, combine, lookup_methods

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aios.errors import Busy, DeviceError, IllegalTransition, IntegrityError, InvalidArgument
+from aios.abi.errors import Busy, DeviceError, IllegalTransition, IntegrityError, InvalidArgument
 from aios.lib.cognitive.agent_context import (
     AgentContext,
     InMemoryRecall,

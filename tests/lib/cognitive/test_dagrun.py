@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import AgentFault, Cancelled, DeviceError, PermissionDenied
+from aios.abi.errors import AgentFault, Cancelled, DeviceError, PermissionDenied
 from aios.lib.cognitive.dagrun import PlanRun, StartStep, StepState, execute
 from aios.lib.cognitive.plan import Plan, Step, validate
 from aios.lib.cognitive.recipes import combine

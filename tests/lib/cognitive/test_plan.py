@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from aios.errors import InvalidArgument, NoSuchObject, PermissionDenied, QuotaExceeded
+from aios.abi.errors import InvalidArgument, NoSuchObject, PermissionDenied, QuotaExceeded
 from aios.lib.cognitive.htn import Call, HtnPlanner, Method, Out, Task
 from aios.lib.cognitive.plan import (
     Catalogue,

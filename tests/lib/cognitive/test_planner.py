@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import DeviceError, NoSuchObject
+from aios.abi.errors import DeviceError, NoSuchObject
 from aios.lib.cognitive.dagrun import EventLog
 from aios.lib.cognitive.planner import ModelPlanner, Planner
 from aios.lib.llm.chat import (

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aios.errors import InvalidArgument, PermissionDenied, QuotaExceeded
+from aios.abi.errors import InvalidArgument, PermissionDenied, QuotaExceeded
 from aios.lib.cognitive.dagrun import EventLog, PlanRun, StepState
 from aios.lib.cognitive.planner import ModelPlanner, Planner
 from aios.lib.cognitive.planstream import StepStream, StreamValidator, execute_stream

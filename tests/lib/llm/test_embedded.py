@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.lib.llm.chat import ChatRequest, ToolSpec, user
 from aios.lib.llm.embedded import EmbeddedDriver, default_model_path, tools_schema
 

@@ -16,7 +16,7 @@ import httpx
 import jsonschema
 import pytest
 
-from aios.errors import Busy, DeviceError, InvalidArgument, PermissionDenied, TimedOut
+from aios.abi.errors import Busy, DeviceError, InvalidArgument, PermissionDenied, TimedOut
 from aios.lib.llm.chat import ChatRequest, Message, ToolSpec, collect, user
 from aios.lib.llm.http import (
     CircuitBreaker,

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from aios.errors import AIOSError
+from aios.abi.errors import AIOSError
 from aios.lib.orchestration.runtime import (
     ArmTimer,
     AwaitApproval,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import DeviceError, NoSuchObject
+from aios.abi.errors import DeviceError, NoSuchObject
 from aios.kmod.journal.store import Journal
 from aios.lib.llm.chat import ChatRequest, user
 from aios.lib.llm.http import HttpDriver

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aios.errors import (
+from aios.abi.errors import (
     Cancelled,
     DeviceError,
     IllegalTransition,

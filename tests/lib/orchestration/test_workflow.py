@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.lib.orchestration.workflow import (
     approval,
     branch,

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.security import pqc
 from aios.security.audit.checkpoint import (
     Checkpoint,

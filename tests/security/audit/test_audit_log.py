@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument, StorageError
+from aios.abi.errors import IntegrityError, InvalidArgument, StorageError
 from aios.security import pqc
 from aios.security.audit import merkle
 from aios.security.audit.checkpoint import CheckpointPolicy, TrustedKey, parse, verify_checkpoint

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.security.audit import merkle
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument, PermissionDenied
+from aios.abi.errors import IntegrityError, InvalidArgument, PermissionDenied
 from aios.services.agentsupervisor import image as img
 
 MANIFEST = """name = "hello"
@@ -145,7 +145,7 @@ def test_tar_with_escape_refused(env: dict[str, Path]) -> None:
 
 
 def test_valid_wasm_image_runs(env: dict[str, Path]) -> None:
-    from aios.sandbox.executor import Sink
+    from aios.abi.faults import Sink
     from aios.sandbox.wasm import WasmExecutor
 
     d = env["tmp"] / "wasmimg"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aios.errors import IntegrityError, InvalidArgument, NoSuchObject, PermissionDenied
+from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchObject, PermissionDenied
 from aios.security.paths import images_dir, private_dir, trust_dir
 from aios.services.agentsupervisor import image as img
 from aios.services.agentsupervisor.install import install_verified, is_store_ref, resolve_stored

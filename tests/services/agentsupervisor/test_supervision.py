@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from aios.errors import AlreadyExists, IllegalTransition, NoSuchAgent
-from aios.sandbox.executor import FaultCause
+from aios.abi.errors import AlreadyExists, IllegalTransition, NoSuchAgent
+from aios.abi.faults import FaultCause
 from aios.services.agentsupervisor.core import (
     SECOND,
     ChildSpec,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aios.errors import KernelPanic, StorageError
+from aios.abi.errors import KernelPanic, StorageError
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
 from aios.sdk import Context

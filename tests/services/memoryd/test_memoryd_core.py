@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aios.errors import (
+from aios.abi.errors import (
     AlreadyExists,
     InvalidArgument,
     NoSuchObject,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aios.errors import Busy
+from aios.abi.errors import Busy
 from aios.memory.embedding import HashingEmbedder
 from aios.services.semantic_ipcd.core import SemanticRouter
 from aios.services.semantic_ipcd.service import _IntentBatch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.memory.embedding import HashingEmbedder
 from aios.services.semantic_ipcd import calibration as C
 from aios.services.semantic_ipcd.core import SemanticRouter

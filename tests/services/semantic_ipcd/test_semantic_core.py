@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.bench import routing_data
-from aios.errors import InvalidArgument, NoSuchObject
 from aios.memory.embedding import HashingEmbedder, MiniLMEmbedder, default_embedder
 from aios.services.semantic_ipcd.calibration import Verdict
 from aios.services.semantic_ipcd.core import RouteMode, SemanticRouter

@@ -57,7 +57,7 @@ current one for that unit and kind is stale and ignored, so the kernel never
 has to cancel a timer exactly.
 
 Events that make no sense in the unit's state (an exit from a unit with no
-agent) raise :class:`~aios.errors.IllegalTransition` and change nothing;
+agent) raise :class:`~aios.abi.errors.IllegalTransition` and change nothing;
 harmless repeats (a second ready call, a pet while not active) are ignored,
 as systemd ignores them.
 """
@@ -69,7 +69,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from aios.errors import IllegalTransition, InvalidArgument, NoSuchObject
+from aios.abi.errors import IllegalTransition, InvalidArgument, NoSuchObject
 from aios.kmod.initd.graph import UnitGraph
 from aios.kmod.initd.restart import ExitKind, Result, classify, restart_wanted
 from aios.kmod.initd.units import INFINITY, ServiceType, Unit, UnitKind

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aios.errors import AlreadyExists, InvalidArgument
+from aios.abi.errors import AlreadyExists, InvalidArgument
 from aios.kmod.initd.units import Unit, UnitKind
 
 

@@ -42,7 +42,7 @@ the file name is the unit name.  Keys are systemd's, in systemd's sections::
 
 Times are numbers of seconds or systemd time spans (``"1min 30s"``,
 ``"250ms"``, ``"infinity"``), held as integer nanoseconds.  Every mistake is an
-:class:`~aios.errors.InvalidArgument` whose message names the file, the
+:class:`~aios.abi.errors.InvalidArgument` whose message names the file, the
 section and the key.  Rights are checked against the kernel's right names
 (a test keeps :data:`RIGHT_NAMES` in step with ``Rights``); quotas against the
 four quota fields of an authority capability.
@@ -58,13 +58,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.kmod.initd.restart import Restart
 
 SECOND: Final = 1_000_000_000
 INFINITY: Final = 0  # "no timeout" / "no watchdog" / "no maximum"
 
-# the kernel's capability right names (aios.kernel.capabilities.Rights); kept equal by a test
+# the kernel's capability right names (aios.abi.rights.Rights); kept equal by a test
 RIGHT_NAMES: Final = frozenset(
     {
         "READ", "WRITE", "GRANT", "SPAWN_AGENT", "KILL_AGENT", "ALLOC_MEMORY", "ACCESS_FS",

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from aios.errors import AIOSError
+from aios.abi.errors import AIOSError
 from aios.kmod.journal.salvage import salvage
 from aios.kmod.journal.store import Journal
 

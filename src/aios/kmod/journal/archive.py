@@ -23,7 +23,7 @@ passed off as an archive.  The signer is the node identity
 :func:`unpack` checks sizes, finds the signer among the trusted keys by name,
 verifies the signature over the raw bytes, and only then decodes the body,
 so untrusted bytes are never parsed beyond a 4 KiB header.  Any failure is
-:class:`~aios.errors.IntegrityError` (or ``InvalidArgument`` for a file that
+:class:`~aios.abi.errors.IntegrityError` (or ``InvalidArgument`` for a file that
 is not an archive at all) and yields nothing.
 """
 
@@ -37,7 +37,7 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
-from aios.errors import IntegrityError, InvalidArgument, NoSuchAgent
+from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchAgent
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage
 from aios.security import pqc

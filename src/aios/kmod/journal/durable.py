@@ -12,7 +12,7 @@ kind:
   stored again: the publisher gets the first copy's sequence and
   ``duplicate=True`` (JetStream's ``Nats-Msg-Id``).  A stream holding
   ``max_msgs`` unfinished messages refuses with
-  :class:`~aios.errors.WouldBlock`: the publisher waits, nothing is dropped.
+  :class:`~aios.abi.errors.WouldBlock`: the publisher waits, nothing is dropped.
 * **fetch** hands a consumer its next messages (pull consumer).  Each
   delivery carries the stream sequence and the delivery count.  A consumer
   with ``max_ack_pending`` messages delivered and not yet finished gets
@@ -60,7 +60,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from aios.errors import AlreadyExists, InvalidArgument, NoSuchObject, WouldBlock
+from aios.abi.errors import AlreadyExists, InvalidArgument, NoSuchObject, WouldBlock
 from aios.kmod.journal import records as R
 
 SECOND: Final = 1_000_000_000

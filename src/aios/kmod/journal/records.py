@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Final
 
 import msgpack
 
-from aios.errors import IntegrityError
+from aios.abi.errors import IntegrityError
 
 # the kernel's ObjKind and Resource numbers (aios.kernel.capabilities); kept equal by a test
 OBJ_AUTHORITY: Final = 1

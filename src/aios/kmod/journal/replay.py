@@ -24,7 +24,7 @@ and of its descendants, computed by :meth:`KernelImage.used` when asked.
 
 A record that contradicts the image (a capability whose parent is gone, an
 agent spawned twice) means the journal is not what this kernel wrote; it
-raises :class:`~aios.errors.IntegrityError` naming the record, and the boot
+raises :class:`~aios.abi.errors.IntegrityError` naming the record, and the boot
 stops.  Idempotent forms (deleting a deleted capability, refunding a refunded
 charge) are accepted, because the kernel may journal a consequence that the
 rule above has already applied.
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.errors import IntegrityError
+from aios.abi.errors import IntegrityError
 from aios.kmod.journal import records as R
 from aios.kmod.journal.durable import Broker
 

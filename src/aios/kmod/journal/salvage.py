@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aios.errors import IntegrityError
+from aios.abi.errors import IntegrityError
 from aios.kmod.journal.replay import KernelImage
 from aios.kmod.journal.store import Journal, _ckpt_digest
 

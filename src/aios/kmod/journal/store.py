@@ -65,7 +65,7 @@ from typing import Any, Final
 
 import msgpack
 
-from aios.errors import IntegrityError, InvalidArgument, KernelPanic
+from aios.abi.errors import IntegrityError, InvalidArgument, KernelPanic
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage
 

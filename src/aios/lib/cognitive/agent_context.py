@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from aios.errors import AIOSError, InvalidArgument
+from aios.abi.errors import AIOSError, InvalidArgument
 from aios.lib.cognitive.context import (
     ContextConfig,
     ContextEvent,

@@ -62,7 +62,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aios.errors import Busy, IllegalTransition, IntegrityError, InvalidArgument
+from aios.abi.errors import Busy, IllegalTransition, IntegrityError, InvalidArgument
 from aios.lib.cognitive.tokenizer import Tokenizer, truncate
 from aios.lib.llm.chat import ChatRequest, Message, ToolCall, ToolSpec
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from aios.errors import (
+from aios.abi.errors import (
     AgentFault,
     AIOSError,
     Cancelled,

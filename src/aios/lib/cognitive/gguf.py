@@ -13,7 +13,7 @@ The vocabulary lives under ``tokenizer.ggml.*`` (``tokens``, ``token_type``,
 ``merges``, ``pre``, ``model``) and the chat template under
 ``tokenizer.chat_template``.  :func:`read_metadata` returns every pair as
 plain Python values.  Lengths and counts are bounded, so a damaged or hostile
-file fails with :class:`~aios.errors.InvalidArgument` naming what was wrong
+file fails with :class:`~aios.abi.errors.InvalidArgument` naming what was wrong
 instead of allocating without limit.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 
 MAGIC: Final = b"GGUF"
 MAX_STRING: Final = 64 << 20  # a chat template or a token is far smaller

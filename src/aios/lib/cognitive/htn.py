@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.lib.cognitive.plan import Catalogue, Plan, Step
 
 MAX_DEPTH: Final = 12

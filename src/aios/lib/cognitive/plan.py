@@ -42,7 +42,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aios.errors import AIOSError, InvalidArgument, NoSuchObject, PermissionDenied, QuotaExceeded
+from aios.abi.errors import (
+    AIOSError,
+    InvalidArgument,
+    NoSuchObject,
+    PermissionDenied,
+    QuotaExceeded,
+)
 
 WHOLE_REF: Final = re.compile(r"^\$(\d+)$")
 ANY_REF: Final = re.compile(r"\$(\d+)")

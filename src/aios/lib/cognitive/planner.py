@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aios.errors import (
+from aios.abi.errors import (
     AgentFault,
     AIOSError,
     Busy,

@@ -31,7 +31,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aios.errors import (
+from aios.abi.errors import (
     AgentFault,
     AIOSError,
     Cancelled,

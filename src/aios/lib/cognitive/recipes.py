@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 from aios.lib.cognitive.htn import Call, Method, Out, Situation, Subtask, Task
 from aios.lib.cognitive.plan import SkillSpec
 

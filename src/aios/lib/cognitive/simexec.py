@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aios.errors import AIOSError, InvalidArgument
+from aios.abi.errors import AIOSError, InvalidArgument
 from aios.lib.cognitive.dagrun import PlanRun, StartStep
 from aios.lib.llm.simengine import SimEngine
 

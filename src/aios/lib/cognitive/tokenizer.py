@@ -47,7 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.lib.llm.chat import Message, estimate_tokens
 
 TOKEN_TYPE_CONTROL: Final = 3  # llama.cpp's LLAMA_TOKEN_TYPE_CONTROL

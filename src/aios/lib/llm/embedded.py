@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-from aios.errors import DeviceError, InvalidArgument, NoSuchObject
+from aios.abi.errors import DeviceError, InvalidArgument, NoSuchObject
 from aios.lib.llm.chat import (
     FEATURES,
     ChatChunk,

@@ -46,7 +46,7 @@ from typing import Final
 
 import httpx
 
-from aios.errors import (
+from aios.abi.errors import (
     AIOSError,
     Busy,
     DeviceError,
@@ -55,6 +55,7 @@ from aios.errors import (
     PermissionDenied,
     TimedOut,
 )
+from aios.abi.home import aios_home
 from aios.lib.llm.chat import (
     FEATURES,
     ChatChunk,
@@ -108,7 +109,7 @@ def load_api_key(
         return None
     if not name.replace("-", "").replace("_", "").isalnum():
         raise InvalidArgument("key name must be [A-Za-z0-9_-]")
-    base = Path(home or os.environ.get("AIOS_HOME") or Path.home() / ".aios")
+    base = aios_home(home)
     path = base / "keys" / f"{name}.key"
     try:
         st = path.stat()

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aios.errors import (
+from aios.abi.errors import (
     AIOSError,
     Busy,
     DeviceError,

@@ -40,7 +40,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
-from aios.errors import AlreadyExists, InvalidArgument, NoSuchObject
+from aios.abi.errors import AlreadyExists, InvalidArgument, NoSuchObject
 
 MASK64: Final = (1 << 64) - 1
 

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.errors import NoSuchObject
+from aios.abi.errors import NoSuchObject
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from aios.errors import AIOSError, WouldBlock
+from aios.abi.errors import AIOSError, WouldBlock
 from aios.lib.llm.simengine import SimEngine
 
 SEC: Final = 1_000_000_000

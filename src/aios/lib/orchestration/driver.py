@@ -5,7 +5,7 @@
 
 * a task attempt becomes an asyncio task running the named **handler**
   ``handler(ctx, args)`` (in the kernel: a call to a skill agent, a tool, the
-  LLM device); what it returns, or the :mod:`aios.errors` error it raises, goes
+  LLM device); what it returns, or the :mod:`aios.abi.errors` error it raises, goes
   back to the core;
 * a step that takes a **resource** (a device request, a slot, a lock)
   registers its release with ``ctx.hold(name, release)``.  Whatever way the
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aios.errors import AgentFault, AIOSError, AlreadyExists, InvalidArgument, NoSuchObject
+from aios.abi.errors import AgentFault, AIOSError, AlreadyExists, InvalidArgument, NoSuchObject
 from aios.lib.orchestration.runtime import (
     NS,
     ArmTimer,

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from aios.errors import (
+from aios.abi.errors import (
     AgentFault,
     AIOSError,
     Cancelled,

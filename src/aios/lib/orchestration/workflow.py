@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 
 KINDS: Final = ("task", "sequence", "parallel", "branch", "loop", "approval")
 OPS: Final = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "truthy", "falsy", "exists")

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.security import pqc
 
 CONTEXT: Final = b"aios/checkpoint/v1"

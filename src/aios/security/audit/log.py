@@ -41,7 +41,7 @@ costs O(window + log n), well under a second, and refuses to extend a log
 whose recent part or signed edge is damaged; a changed byte in an older entry
 is found by the full :func:`verify_log` (``aios audit verify --full``), which
 an operator runs periodically.  Errors of the database itself become
-:class:`~aios.errors.StorageError` naming the file.
+:class:`~aios.abi.errors.StorageError` naming the file.
 
 **Verification.**  :meth:`AuditLog.verify` streams every row, checks that each
 row's index is the next one and that its data names that index, recomputes
@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from aios.errors import IntegrityError, InvalidArgument
+from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.security.audit import merkle
 from aios.security.audit.checkpoint import (
     Checkpoint,

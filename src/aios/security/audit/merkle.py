@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
 
 HASH_LEN: Final = 32
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()

@@ -28,20 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aios.errors import InvalidArgument
+from aios.abi.errors import InvalidArgument
+from aios.abi.topics import AUDIT_PREFIXES
 from aios.security.audit.log import AuditLog
-
-DEFAULT_PREFIXES: Final = (
-    "security.",
-    "agent.lifecycle.",
-    "cap.",
-    "policy.",
-    "identity.",
-    "attest.",
-    "token.",
-    "audit.",
-    "sandbox.violation",
-)
 
 _AGENT_KEYS: Final = ("agent", "agent_id", "who", "pid")
 _CAP_KEYS: Final = ("cap", "capability", "slot")
@@ -150,7 +139,7 @@ class AuditRecorder:
     def __init__(
         self,
         log: AuditLog,
-        prefixes: tuple[str, ...] = DEFAULT_PREFIXES,
+        prefixes: tuple[str, ...] = AUDIT_PREFIXES,
         wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.log = log

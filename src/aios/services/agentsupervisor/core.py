@@ -33,8 +33,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
-from aios.errors import AlreadyExists, IllegalTransition, InvalidArgument, NoSuchAgent, NoSuchObject
-from aios.sandbox.executor import FaultCause
+from aios.abi.errors import (
+    AlreadyExists,
+    IllegalTransition,
+    InvalidArgument,
+    NoSuchAgent,
+    NoSuchObject,
+)
+from aios.abi.faults import FaultCause
 
 SECOND = 1_000_000_000
 

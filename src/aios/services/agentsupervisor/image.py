@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aios.errors import IntegrityError, InvalidArgument, NoSuchObject, PermissionDenied
+from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchObject, PermissionDenied
 
 MANIFEST = "agent.toml"
 SIGNATURE = "agent.sig"
@@ -266,7 +266,7 @@ def create_key(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path, pub_path = d / f"{name}.key", d / f"{name}.pub"
     if key_path.exists():
-        from aios.errors import AlreadyExists
+        from aios.abi.errors import AlreadyExists
 
         raise AlreadyExists(f"publisher key {key_path} already exists")
     sk = mldsa.MLDSA65PrivateKey.generate()
@@ -461,7 +461,7 @@ def to_spec(
     agent's read-only code paths).  Capabilities ACCESS_NET / ACCESS_FS /
     ACCESS_FS_WRITE map to the sandbox switches.
     """
-    from aios.sandbox.limits import Quota
+    from aios.abi.faults import ProcessQuota as Quota
     from aios.sandbox.process import AgentSpec
 
     m = verified.manifest

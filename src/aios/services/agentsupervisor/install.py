@@ -32,8 +32,10 @@ import re
 import secrets
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from aios.errors import AIOSError, IntegrityError, InvalidArgument, NoSuchObject
+from aios.abi.errors import AIOSError, IntegrityError, InvalidArgument, NoSuchObject
+from aios.kernel.registry import IMAGES
 from aios.security.paths import images_dir, trust_dir
 from aios.services.agentsupervisor.image import (
     MANIFEST,
@@ -42,6 +44,9 @@ from aios.services.agentsupervisor.image import (
     read_tree,
     verify_files,
 )
+
+if TYPE_CHECKING:
+    from aios.kernel.kernel import Kernel
 
 _DIGEST = re.compile(r"^[0-9a-f]{12,64}$")
 
@@ -131,3 +136,22 @@ def _manifest(d: Path) -> Manifest | None:
     with contextlib.suppress(OSError, UnicodeDecodeError, AIOSError):
         return Manifest.parse((d / MANIFEST).read_text())
     return None
+
+
+class ImageStore:
+    """The kernel's view of the verified store (``k.ext[IMAGES]``): what ``AGENT_SPAWN``
+    of ``image:<ref>`` calls.  A path is verified and installed first."""
+
+    def is_store_ref(self, ref: str) -> bool:
+        return is_store_ref(ref)
+
+    def resolve(self, ref: str, home: Path) -> tuple[VerifiedImage, Path]:
+        stored = resolve_stored(ref, home)
+        return stored if stored is not None else install_verified(ref, home)
+
+
+def install(k: Kernel, cfg: Any = None) -> ImageStore:
+    """The signed-images kernel module."""
+    store = ImageStore()
+    k.ext[IMAGES] = store
+    return store

@@ -5,7 +5,7 @@ by (and recorded as owned by) an agent.  The core does not know about
 capabilities: the kernel resolves the caller's memory-fabric capability for
 the namespace and passes the rights it carries (:class:`MemRight`: READ,
 WRITE, GRANT) into every call.  The core refuses with
-:class:`~aios.errors.PermissionDenied` when a right is missing, so a
+:class:`~aios.abi.errors.PermissionDenied` when a right is missing, so a
 revoked capability stops working on the very next call and a read-only
 share cannot write.  :meth:`MemoryCore.authorize_grant` is what the kernel
 asks before minting a narrower capability for another agent: it needs
@@ -29,7 +29,7 @@ GRANT and never widens.
 maximum item count) *evicts*: expired records vanish from reads at once and
 are removed by :meth:`compact`; a put over ``max_items`` evicts the oldest.
 Quotas (items and bytes per namespace) *refuse*: a put that would exceed
-one raises :class:`~aios.errors.QuotaExceeded` and stores nothing.  A
+one raises :class:`~aios.abi.errors.QuotaExceeded` and stores nothing.  A
 record's bytes are its UTF-8 text, its metadata JSON and, for archival, its
 vector.
 
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.errors import (
+from aios.abi.errors import (
     AlreadyExists,
     InvalidArgument,
     NoSuchObject,

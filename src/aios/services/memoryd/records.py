@@ -3,7 +3,7 @@
 Everything here is a value: frozen, slotted dataclasses and enums that cross
 the syscall boundary unchanged.  :class:`MemRight` is the set of rights a
 memory-fabric capability carries; :func:`require` is the one place a missing
-right becomes :class:`~aios.errors.PermissionDenied`.
+right becomes :class:`~aios.abi.errors.PermissionDenied`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntFlag, StrEnum
 from typing import Any
 
-from aios.errors import InvalidArgument, PermissionDenied
+from aios.abi.errors import InvalidArgument, PermissionDenied
 
 
 class MemRight(IntFlag):

@@ -35,7 +35,7 @@ its byte quota to the creator's authority (the MEMORY resource, like a
 region) until the last capability to it is gone.
 
 **Typing.**  The core, the router and the embedders are imported by name
-and typed ``Any`` here: this module is reached from ``kernel/boot.py``,
+and typed ``Any`` here: this module is reached from ``boot.py``,
 which is checked with ``mypy --strict``, and naming them would pull numpy,
 ONNX Runtime and jsonschema (untyped) into that check and into the
 kernel's import time.
@@ -55,15 +55,15 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import AIOSError, Busy, Cancelled, KernelPanic
+from aios.abi.errors import AIOSError, Busy, Cancelled, KernelPanic
 from aios.kernel.accounts import payload_bytes
+from aios.kernel.registry import Key
 
 if TYPE_CHECKING:
     from aios.kernel.agents import Agent
@@ -81,7 +81,6 @@ MEMORY_HINT = ("stop the kernel and restore the memory directory from a backup, 
                "aside to start with empty memory (vector indexes are rebuilt from it)")
 
 _PROCESS_LOCK = threading.Lock()  # embedders are process-wide and not thread-safe
-_FABRICS: weakref.WeakKeyDictionary[Kernel, MemoryFabric] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +151,7 @@ class MemoryFabric:
 
         A request in flight is a kernel buffer: ``JOB_COST + nbytes`` is charged to
         ``agent``'s memory quota until it is done (QuotaExceeded if it does not fit)."""
-        from aios.kernel.params import JOB_COST
+        from aios.abi.limits import JOB_COST
 
         k = self.k
         if self.closed:
@@ -181,7 +180,7 @@ class MemoryFabric:
             try:
                 on_done(value, err)
             finally:
-                k._kick()
+                k.kick()
 
         fut.add_done_callback(done)
 
@@ -249,7 +248,7 @@ class MemoryFabric:
 
     def ns_object(self, name: str) -> KObject:
         """The live MEMNS object for ``name`` (made on first use)."""
-        from aios.kernel.capabilities import ObjKind
+        from aios.abi.rights import ObjKind
 
         obj = self.objects.get(name)
         if obj is None or obj.destroyed:
@@ -286,40 +285,24 @@ class MemoryFabric:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+MEMORYD: Key[MemoryFabric] = Key("memoryd")
+
+
 def install(k: Kernel, embedder_spec: str | None = None) -> MemoryFabric:
-    """Attach a (lazy) fabric to ``k`` and make ``k.close`` close it (the boot step)."""
-    fab = _FABRICS.get(k)
-    if fab is not None:
-        return fab
+    """The memoryd kernel module: a (lazy) fabric in ``k.ext[MEMORYD]``, its syscall
+    block (100-119), and a shutdown hook that closes the store."""
+    from aios.services.memoryd.syscalls import HANDLERS
+
     fab = MemoryFabric(k, embedder_spec or os.environ.get("AIOS_EMBEDDER") or None)
-    _FABRICS[k] = fab
-    inner = k.close
-
-    def close() -> None:
-        try:
-            inner()
-        finally:
-            fab.close()
-
-    setattr(k, "close", close)  # noqa: B010 - instance-level wrap; kernel.py stays untouched
-    k.bus.subscribe("agent.lifecycle.exited", priority=-900, callback=_on_exit(fab))
+    k.ext[MEMORYD] = fab
+    k.registry.syscalls.block("memoryd").add_all(HANDLERS)
+    k.registry.on_shutdown(fab.close, order=50)
     return fab
 
 
 def fabric(k: Kernel) -> MemoryFabric:
-    """The kernel's fabric (installed on first use if boot did not)."""
-    fab = _FABRICS.get(k)
-    return fab if fab is not None else install(k)
-
-
-def _on_exit(fab: MemoryFabric) -> Callable[[Any], None]:
-    def on_exit(ev: Any) -> None:
-        aid = ev.data.get("agent") if isinstance(ev.data, dict) else None
-        if aid in fab.skills:
-            del fab.skills[aid]
-            fab.detach(lambda: fab.router().unregister(str(aid)))
-
-    return on_exit
+    """The kernel's fabric (NoSuchObject when memoryd is not installed)."""
+    return k.ext[MEMORYD]
 
 
 # -- plain views of the core's records (what crosses the syscall boundary) ------

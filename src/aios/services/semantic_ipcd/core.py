@@ -38,10 +38,10 @@ the sender gets the candidates to choose from.  The sender's choice
 (:meth:`SemanticRouter.choose`) is delivered and, if the chosen skill's
 owner registered it with ``learn=True``, remembered as a new example.  In
 broadcast mode every agent with a skill above the threshold receives it
-once.  Nothing clearing the bar is :class:`~aios.errors.NoSuchObject`
+once.  Nothing clearing the bar is :class:`~aios.abi.errors.NoSuchObject`
 whose message lists the nearest skills and their scores, so a sender (or a
 person at ``aios ask``) sees how close it came.  A payload is validated against each receiving skill's schema
-(:class:`~aios.errors.InvalidArgument` on failure), and typed slots
+(:class:`~aios.abi.errors.InvalidArgument` on failure), and typed slots
 (numbers, dates, emails, ...) are extracted for the receiver.
 """
 
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.memory.embedding import Embedder
 from aios.services.semantic_ipcd import calibration
 from aios.services.semantic_ipcd.background import BACKGROUND

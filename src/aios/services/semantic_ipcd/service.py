@@ -70,7 +70,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from aios.errors import (
+from aios.abi import limits
+from aios.abi.errors import (
     AgentGone,
     AIOSError,
     Busy,
@@ -80,11 +81,10 @@ from aios.errors import (
     NoSuchObject,
     QuotaExceeded,
 )
-from aios.kernel import params
+from aios.abi.message import Message
+from aios.abi.rights import ObjKind, Rights
 from aios.kernel.agents import AgentState
 from aios.kernel.args import as_bool, as_opts, as_str, copy_plain
-from aios.kernel.capabilities import ObjKind, Rights
-from aios.kernel.ipc import Message
 from aios.kernel.waits import Wait
 from aios.services.memoryd.service import fabric
 
@@ -97,7 +97,7 @@ SERVICE_NAME = "semantic-ipcd"
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 MAX_EXAMPLE = 512
-MAX_PAYLOAD_BYTES = params.IPC_MAX_PAYLOAD - 8192  # room for the intent and the envelope
+MAX_PAYLOAD_BYTES = limits.IPC_MAX_PAYLOAD - 8192  # room for the intent and the envelope
 SEND_OPTS = frozenset({"broadcast", "explain", "timeout", "choose"})
 REGISTER_OPTS = frozenset({"schema", "allowed_senders", "learn"})
 STATUS_OPTS = frozenset({"skill", "agent"})
@@ -336,9 +336,9 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
         if broadcast:
             raise InvalidArgument("choose and broadcast exclude each other")
     if not explain:
-        from aios.kernel.sys_ipc import _rate
+        from aios.kernel.sys_ipc import charge_ipc
 
-        _rate(k, a, 1)
+        charge_ipc(k, a, 1)
     fab = fabric(k)
     loads: dict[str, int] = {}
     for aid in fab.skills:
@@ -385,7 +385,7 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             fab.run(job, (), decided, agent=a, nbytes=nbytes)
         else:
             # an intent waiting in the batch is a kernel buffer charged to its sender
-            from aios.kernel.params import JOB_COST
+            from aios.abi.limits import JOB_COST
 
             cost = JOB_COST + nbytes
             k.ledger.take(sender, cost)
@@ -488,7 +488,7 @@ def _batch(fab: Any) -> _IntentBatch:
 def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeout: Any,
              done: Callable[[Any, AIOSError | None], None]) -> None:
     """Put one call per target in its mailbox; ``done`` gets the reply (broadcast: all)."""
-    from aios.kernel.sys_ipc import _hand_off
+    from aios.kernel.sys_ipc import hand_off
 
     targets = list(d.targets)
     outcome: list[tuple[Any, AIOSError | None] | None] = [None] * len(targets)
@@ -513,18 +513,18 @@ def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeou
         body = msgpack.packb({"intent": d.intent, "skill": c.skill, "score": round(c.score, 4),
                               "slots": view["slots"], "payload": d.payload, "sender": a.aid},
                              use_bin_type=True)
-        if len(body) > params.IPC_MAX_PAYLOAD:
+        if len(body) > limits.IPC_MAX_PAYLOAD:
             got(i, None, MessageTooLarge(f"semantic message of {len(body)} bytes", size=len(body)))
             continue
-        cid = next(k._call_seq)
+        cid = next(k.call_seq)
         w = Wait(_ReplySink(lambda v, e, i=i: got(i, v, e)), None, ("call", cid))
         k.calls[cid] = (w, 0)
         k.call_received(cid, aid)  # its death fails the call
         if deadline is not None:
-            w.timer = k.call_at(deadline, k._timeout, w)
+            w.timer = k.call_at(deadline, k.time_out, w)
         refused: AIOSError = Busy(f"mailbox of agent {aid} is full")
         try:
-            queued = _hand_off(k, mb, Message(next(k._msg_seq), a.aid, 0, body, cid))
+            queued = hand_off(k, mb, Message(next(k.msg_seq), a.aid, 0, body, cid))
         except QuotaExceeded as e:  # queued messages are charged to the sender
             queued, refused = False, e
         if not queued:
@@ -555,3 +555,20 @@ def _finish(d: RouteDecision, view: dict[str, Any], targets: list[Any],
         return
     done({**view, "agent": replies[0]["agent"], "skill": replies[0]["skill"],
           "score": replies[0]["score"], "reply": replies[0]["reply"]}, None)
+
+
+def install(k: Kernel, cfg: Any = None) -> None:
+    """The semantic-ipcd kernel module: its syscall block (120-139) and the exit hook
+    that forgets a dead agent's skills (it lives on memoryd's fabric, installed first)."""
+    from aios.services.semantic_ipcd.syscalls import HANDLERS
+
+    fab = fabric(k)
+    k.registry.syscalls.block("semantic_ipcd").add_all(HANDLERS)
+
+    def on_exit(a: Any) -> None:
+        aid = a.aid
+        if aid in fab.skills:
+            del fab.skills[aid]
+            fab.detach(lambda: fab.router().unregister(str(aid)))
+
+    k.registry.on_agent_exit(on_exit)

@@ -66,3 +66,6 @@ JOB_COST: Final = 1024  # bytes charged per memory-fabric / semantic request in 
 # -- async operations --------------------------------------------------------
 ASYNC_OPS_PER_AGENT: Final = 1024  # outstanding GetAsyncResult handles per agent
 PQC_WORKERS: Final = 2  # threads running PQCOperation off the kernel thread
+
+# -- Wasm agents ---------------------------------------------------------------
+WASM_FUEL_PER_CPU_S: Final = 500_000_000  # rough: instructions per CPU-second when quota is in seconds

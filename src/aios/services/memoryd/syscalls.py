@@ -1,4 +1,4 @@
-"""Syscall shims for the memory fabric: memoryd (100-119) and semantic-ipcd (120-139).
+"""memoryd's syscalls (block 100-119; semantic-ipcd's are in its own package).
 
 Each handler does on the kernel thread what must be instant and exact: the
 O(1) capability lookup (so a revoked or missing capability fails here and
@@ -14,14 +14,18 @@ delivery).
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import InvalidArgument
-from aios.kernel import params
+from aios.abi import limits
+from aios.abi.errors import InvalidArgument
+from aios.abi.rights import MEM_RIGHTS, ObjKind, Rights, rights_from_names
+from aios.abi.slots import SLOT_AUTHORITY
+from aios.abi.sysno import Sys
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int, as_opts, as_str, copy_plain
-from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights, rights_from_names
+from aios.kernel.capabilities import Capability, Resource
+from aios.services.memoryd import service as svc
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
@@ -29,18 +33,13 @@ if TYPE_CHECKING:
 MEMNS = ObjKind.MEMNS
 READ = Rights.READ
 WRITE = Rights.WRITE
-MEM_RIGHTS = Rights.READ | Rights.WRITE | Rights.GRANT
 MAX_SEARCH_NAMESPACES = 64
 MAX_META_BYTES = 16 * 1024
 TIERS = ("archival", "recall")
 
 
-def _svc(name: str) -> Any:
-    return importlib.import_module(f"aios.services.{name}.service")
-
-
 def _fab(k: Kernel) -> Any:
-    return _svc("memoryd").fabric(k)
+    return svc.fabric(k)
 
 
 def _ns(a: Agent, slot: Any, need: Rights) -> tuple[str, int]:
@@ -75,7 +74,6 @@ def _meta(v: Any) -> dict[str, Any] | None:
 
 def sys_memd_create(k: Kernel, a: Agent, auth_slot: Any, name: Any, opts: Any = None) -> int:
     """A new namespace owned by the caller; its byte quota is charged to the authority."""
-    svc = _svc("memoryd")
     auth = a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.ALLOC_MEMORY)
     nm = as_str(name, "name", 128)
     o = as_opts(opts, frozenset({"quota_items", "quota_bytes", "ttl_s", "max_items"}))
@@ -85,7 +83,7 @@ def sys_memd_create(k: Kernel, a: Agent, auth_slot: Any, name: Any, opts: Any = 
     max_items = None if o.get("max_items") is None else as_int(o["max_items"], "max_items", 1)
     fab = svc.fabric(k)
     if nm in fab.objects:
-        from aios.errors import AlreadyExists
+        from aios.abi.errors import AlreadyExists
 
         raise AlreadyExists(f"memory namespace {nm!r} already exists")
     obj = fab.ns_object(nm)
@@ -136,9 +134,9 @@ def sys_memd_open(k: Kernel, a: Agent, auth_slot: Any, name: Any, rights: Any = 
         if ep_slot is None:
             slot: int = k.cdt.root(a.cspace, obj, r).slot
             return slot
-        from aios.errors import AgentGone
-        from aios.kernel.ipc import Message
-        from aios.kernel.sys_ipc import _hand_off
+        from aios.abi.errors import AgentGone
+        from aios.abi.message import Message
+        from aios.kernel.sys_ipc import hand_off
 
         ep = a.cspace.lookup(ep_slot, ObjKind.ENDPOINT, Rights.WRITE | Rights.GRANT)
         mb = ep.obj.payload
@@ -148,9 +146,9 @@ def sys_memd_open(k: Kernel, a: Agent, auth_slot: Any, name: Any, rights: Any = 
         k.guard("grant", a, to=receiver.aid, kind=MEMNS.name, rights=int(r))
         payload = f"memory namespace {nm}".encode()
         if not mb.recv_waiters:  # the message will be queued, charged to the sender
-            k.ledger.check(a.aid, len(payload) + params.MSG_COST)
+            k.ledger.check(a.aid, len(payload) + limits.MSG_COST)
         cap = k.cdt.root(receiver.cspace, obj, r)
-        _hand_off(k, mb, Message(next(k._msg_seq), a.aid, ep.badge, payload, 0, cap.slot))
+        hand_off(k, mb, Message(next(k.msg_seq), a.aid, ep.badge, payload, 0, cap.slot))
         k.publish("cap.granted", a.aid, agent=a.aid, to=receiver.aid, kind=MEMNS.name,
                   object=obj.oid, rights=int(cap.rights))
         peer: int = cap.slot
@@ -175,7 +173,6 @@ def sys_memd_put(k: Kernel, a: Agent, ns_slot: Any, text: Any, opts: Any = None)
         role = as_str(role, "role", 64)
     if tier == "recall" and not role:
         role = "user"
-    svc = _svc("memoryd")
     fab = svc.fabric(k)
     handle: int = fab.submit(a, lambda: svc.record_view(fab.core().put(
         name, r, text, tier=tier, meta=meta, ttl_s=ttl, role=role)), nbytes=len(text))
@@ -185,7 +182,6 @@ def sys_memd_put(k: Kernel, a: Agent, ns_slot: Any, text: Any, opts: Any = None)
 def sys_memd_get(k: Kernel, a: Agent, ns_slot: Any, record_id: Any) -> int:
     name, r = _ns(a, ns_slot, READ)
     rid = as_int(record_id, "record_id", 1)
-    svc = _svc("memoryd")
     fab = svc.fabric(k)
     handle: int = fab.submit(a, lambda: svc.record_view(fab.core().get(name, r, rid)))
     return handle
@@ -219,7 +215,6 @@ def sys_memd_search(k: Kernel, a: Agent, ns_slots: Any, query: Any, opts: Any = 
     filters = o.get("filters")
     if filters is not None and type(filters) is not dict:
         raise InvalidArgument("filters must be a dict")
-    svc = _svc("memoryd")
     fab = svc.fabric(k)
     if tier == "archival":
         if type(query) is not str or not query.strip():
@@ -265,7 +260,6 @@ def sys_memd_core_set(k: Kernel, a: Agent, ns_slot: Any, label: Any, value: Any,
     old = o.get("old")
     if mode == "replace":
         old = as_str(old, "old", 64 * 1024)
-    svc = _svc("memoryd")
     fab = svc.fabric(k)
 
     def job() -> dict[str, Any]:
@@ -288,7 +282,6 @@ def sys_memd_core_get(k: Kernel, a: Agent, ns_slot: Any, label: Any = None, opts
     lab = None if label is None else as_str(label, "label", 64)
     o = as_opts(opts, frozenset({"history"}))
     history = bool(o.get("history", False))
-    svc = _svc("memoryd")
     fab = svc.fabric(k)
 
     def job() -> Any:
@@ -317,7 +310,6 @@ def sys_memd_recall(k: Kernel, a: Agent, ns_slot: Any, op: Any, text: Any = None
 
 def sys_memd_stats(k: Kernel, a: Agent, ns_slot: Any = None) -> int:
     """Fabric status (embedder, directory, namespaces), or a namespace's usage and quotas."""
-    svc = _svc("memoryd")
     fab = svc.fabric(k)
     if ns_slot is not None:
         name, _r = _ns(a, ns_slot, Rights.NONE)
@@ -339,13 +331,12 @@ def sys_memd_stats(k: Kernel, a: Agent, ns_slot: Any = None) -> int:
     return handle
 
 
-def sys_memd_list(k: Kernel, a: Agent, auth_slot: Any = 2) -> int:
+def sys_memd_list(k: Kernel, a: Agent, auth_slot: Any = SLOT_AUTHORITY) -> int:
     """The caller's namespace capabilities; with ADMIN every namespace on disk, with usage."""
     auth = a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.NONE)
-    svc = _svc("memoryd")
     fab = svc.fabric(k)
     if not auth.rights & Rights.ADMIN:
-        from aios.kernel.capabilities import rights_names
+        from aios.abi.rights import rights_names
 
         held = [{"slot": c.slot, "namespace": c.obj.payload.name, "rights": rights_names(c.rights)}
                 for c in a.cspace.caps() if c.obj.kind is MEMNS]
@@ -361,7 +352,7 @@ def sys_memd_list(k: Kernel, a: Agent, auth_slot: Any = 2) -> int:
     return h
 
 
-def sys_memd_compact(k: Kernel, a: Agent, auth_slot: Any = 2) -> int:
+def sys_memd_compact(k: Kernel, a: Agent, auth_slot: Any = SLOT_AUTHORITY) -> int:
     """Apply retention now (ADMIN): expired and over-limit records go, indexes are rebuilt."""
     a.cspace.lookup(auth_slot, ObjKind.AUTHORITY, Rights.ADMIN)
     fab = _fab(k)
@@ -374,33 +365,17 @@ def sys_memd_compact(k: Kernel, a: Agent, auth_slot: Any = 2) -> int:
     return h
 
 
-# -- semantic-ipcd (120-139) ----------------------------------------------------------
-
-
-def sys_semantic_open(k: Kernel, a: Agent, auth_slot: Any = 2) -> int:
-    """A send capability for semantic-ipcd; the authority must carry SEMANTIC_SEND."""
-    slot: int = _svc("semantic_ipcd").open_service(k, a, auth_slot)
-    return slot
-
-
-def sys_skill_register(k: Kernel, a: Agent, name: Any, description: Any, examples: Any = None,
-                       opts: Any = None) -> int:
-    h: int = _svc("semantic_ipcd").register(k, a, name, description, examples, opts)
-    return h
-
-
-def sys_skill_unregister(k: Kernel, a: Agent, name: Any = None) -> int:
-    h: int = _svc("semantic_ipcd").unregister(k, a, name)
-    return h
-
-
-def sys_intent_send(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any = None,
-                    opts: Any = None) -> int:
-    h: int = _svc("semantic_ipcd").send_intent(k, a, svc_slot, intent, payload, opts)
-    return h
-
-
-def sys_semantic_status(k: Kernel, a: Agent, opts: Any = None) -> int:
-    """semantic-ipcd's settings and skills; ``{"skill": name}`` explains one skill."""
-    h: int = _svc("semantic_ipcd").status(k, a, opts)
-    return h
+HANDLERS: dict[Sys, Callable[..., Any]] = {
+    Sys.MEMD_CREATE: sys_memd_create,
+    Sys.MEMD_OPEN: sys_memd_open,
+    Sys.MEMD_PUT: sys_memd_put,
+    Sys.MEMD_GET: sys_memd_get,
+    Sys.MEMD_DELETE: sys_memd_delete,
+    Sys.MEMD_SEARCH: sys_memd_search,
+    Sys.MEMD_CORE_SET: sys_memd_core_set,
+    Sys.MEMD_CORE_GET: sys_memd_core_get,
+    Sys.MEMD_RECALL: sys_memd_recall,
+    Sys.MEMD_STATS: sys_memd_stats,
+    Sys.MEMD_LIST: sys_memd_list,
+    Sys.MEMD_COMPACT: sys_memd_compact,
+}

@@ -30,7 +30,7 @@ conversation, so anything else means a confused or hostile peer.  Replies may
 come back in any order (the kernel answers blocking calls later), but each
 must name a request that is in flight, exactly once.  At most
 :data:`MAX_IN_FLIGHT` requests may be outstanding per agent.  Every violation
-is a :class:`~aios.errors.ProtocolError`; the decoder that raised it is
+is a :class:`~aios.abi.errors.ProtocolError`; the decoder that raised it is
 poisoned (a stream that lost sync cannot be trusted again) and the owner of
 the stream stops the peer.
 
@@ -54,8 +54,8 @@ from typing import Any, Final
 
 import msgpack
 
-from aios.errors import ProtocolError
-from aios.kernel.params import IPC_MAX_PAYLOAD
+from aios.abi.errors import ProtocolError
+from aios.abi.limits import IPC_MAX_PAYLOAD
 
 HEADER: Final = struct.Struct(">I")
 HEADER_SIZE: Final = HEADER.size

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aios.errors import ProtocolError
-from aios.kernel import wire
-from aios.kernel.wire import FrameDecoder, Kind, RawDecoder
+from aios.abi import wire
+from aios.abi.errors import ProtocolError
+from aios.abi.wire import FrameDecoder, Kind, RawDecoder
 
 
 def test_request_roundtrip_args_are_tuples() -> None:

@@ -14,11 +14,15 @@ it, too).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aios.errors import InvalidArgument, NoSuchObject
+from aios.abi.errors import InvalidArgument, NoSuchObject
+from aios.abi.rights import ObjKind, Rights
+from aios.abi.sysno import Sys
 from aios.kernel.agents import Agent, agent_of
-from aios.kernel.capabilities import ObjKind, Rights
+from aios.kernel.args import as_dict, as_str
+from aios.security.pqc import OPERATIONS, pqc_operation
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
@@ -120,3 +124,29 @@ def sys_audit_status(k: Kernel, a: Agent) -> dict[str, Any]:
     if ks.audit is None:
         raise NoSuchObject("this kernel has no audit log (boot with a home)")
     return ks.audit.status()
+
+
+def sys_pqc_operation(k: Kernel, a: Agent, op: Any, args: Any = None) -> int:
+    """Start an ML-KEM / ML-DSA operation off the kernel thread; returns an async handle."""
+    name = as_str(op, "op", 64)
+    if name not in OPERATIONS:
+        raise InvalidArgument(f"unknown PQC operation {name!r}; have {sorted(OPERATIONS)}")
+    args = as_dict(args or {}, "args")
+    for key, v in args.items():
+        if type(key) is not str or not isinstance(v, (bytes, str)) or len(v) > 1 << 20:
+            raise InvalidArgument("PQC arguments are str keys to bytes or str values (<= 1 MiB)")
+    return k.run_in_thread(a, pqc_operation, name, dict(args))
+
+
+HANDLERS: dict[Sys, Callable[..., Any]] = {
+    Sys.PQC_OPERATION: sys_pqc_operation,
+    Sys.POLICY_RELOAD: sys_policy_reload,
+    Sys.TOKEN_EXPORT: sys_token_export,
+    Sys.TOKEN_IMPORT: sys_token_import,
+    Sys.TOKEN_REVOKE: sys_token_revoke,
+    Sys.AGENT_RELEASE: sys_agent_release,
+    Sys.BEHAVIOR_STATUS: sys_behavior_status,
+    Sys.AGENT_IDENTITY: sys_agent_identity,
+    Sys.ATTEST_QUOTE: sys_attest_quote,
+    Sys.AUDIT_STATUS: sys_audit_status,
+}
