@@ -198,7 +198,8 @@ def test_a_deleted_authority_with_a_subtree_keeps_bounding_it() -> None:
 def test_revoking_over_a_ghost_keeps_the_object_alive_for_its_other_holders() -> None:
     # a ghost gave up its reference to the object when its holder deleted it; invalidating it
     # later (an ancestor is revoked) must not give the reference up a second time
-    from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Quota, Rights
+    from aios.abi.rights import ObjKind, Rights
+    from aios.kernel.capabilities import CapabilityDerivationTree, Quota
 
     cdt = CapabilityDerivationTree(lambda: 0, lambda cap, charges: None)
     obj = cdt.new_object(ObjKind.AUTHORITY)
