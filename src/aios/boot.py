@@ -11,7 +11,7 @@ sequence (section 4.1) step by step:
    the interpreter.  Nothing to run here.
 2. **Bootloader** (measures and loads the kernel): the kernel code is
    measured into PCR 0 when the security module opens the node
-   (``aios.security.attest.measure_kernel_code``), before any agent runs.
+   (``aios.lib.attest.measure_kernel_code``), before any agent runs.
 3. **Kernel entry** (core initialisation): :func:`_core` builds the clock,
    the arena and the tables; the kernel registers its own syscall blocks.
 4. **Measurements** (configuration and policies into PCRs 1-2) and the
@@ -47,7 +47,7 @@ class BootConfig:
     scheduler: Any = None  # a scheduler factory taking the clock; None: the default
     loader: Callable[[str], Any] | None = None
     extra_steps: list[Callable[[Kernel, BootConfig], None]] = field(default_factory=list)
-    # -- security (aios.security.kernel_glue); all off unless home or policy is set --
+    # -- security (aios.kmod.security.glue); all off unless home or policy is set --
     home: Path | None = None  # $AIOS_HOME: keys, measured boot, audit log, policies, tokens
     passphrase: bytes | None = None  # keystore passphrase (None: a key file under home/keys)
     policy: bool = False  # Cedar engine even without a home (package defaults only)
@@ -73,7 +73,7 @@ def _core(cfg: BootConfig) -> Kernel:
 def _security(k: Kernel, cfg: BootConfig) -> None:
     """Steps 2 and 4: measured boot (kernel code, configuration, policies), keys, audit,
     policy gate, behavior responder, tokens; its syscalls (PQC 12, 150-169) always."""
-    from aios.security.kernel_glue import install
+    from aios.kmod.security.glue import install
 
     install(k, cfg)
 
@@ -87,28 +87,28 @@ def _executors(k: Kernel, cfg: BootConfig) -> None:
 
 def _images(k: Kernel, cfg: BootConfig) -> None:
     """Step 6: the verified store of signed agent images (``AGENT_SPAWN`` of ``image:``)."""
-    from aios.services.agentsupervisor.install import install
+    from aios.kmod.images.store import install
 
     install(k, cfg)
 
 
 def _memoryd(k: Kernel, cfg: BootConfig) -> None:
     """Step 6: memoryd (100-119); its worker and store start on the first syscall."""
-    from aios.services.memoryd.service import install
+    from aios.kmod.memoryd.service import install
 
     install(k, cfg.embedder)
 
 
 def _semantic_ipcd(k: Kernel, cfg: BootConfig) -> None:
     """Step 6: semantic-ipcd (120-139), on memoryd's worker."""
-    from aios.services.semantic_ipcd.service import install
+    from aios.kmod.semantic_ipcd.service import install
 
     install(k, cfg)
 
 
 def _supervision(k: Kernel, cfg: BootConfig) -> None:
     """Step 7: the agent supervisor registers (restart policies, fault domains)."""
-    from aios.kernel.supervision import install
+    from aios.kmod.supervision.service import install
 
     install(k, cfg)
 

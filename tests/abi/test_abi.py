@@ -25,7 +25,7 @@ def test_home_empty_value_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_daemon_and_security_agree_on_home(monkeypatch: pytest.MonkeyPatch) -> None:
     from aios.daemon import home_dir
-    from aios.security.policy_files import operator_dir
+    from aios.lib.policy.files import operator_dir
 
     monkeypatch.setenv("AIOS_HOME", "")
     assert home_dir() == Path(".aios").resolve()
@@ -33,7 +33,7 @@ def test_daemon_and_security_agree_on_home(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_audited_topics_are_one_list() -> None:
-    from aios.security.audit.recorder import AuditRecorder
+    from aios.lib.audit.recorder import AuditRecorder
 
     assert len(AUDIT_PATTERNS) == len(AUDIT_PREFIXES) == len(AUDITED)
     for prefix, pattern in zip(AUDIT_PREFIXES, AUDIT_PATTERNS, strict=True):

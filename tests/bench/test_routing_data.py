@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from aios.bench import routing_data
-from aios.services.semantic_ipcd.background import BACKGROUND
+from aios.kmod.semantic_ipcd.background import BACKGROUND
 
 
 def norm(t: str) -> str:

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from aios.cli import attest as attest_cli
 from aios.cli import audit as audit_cli
-from aios.security.audit.checkpoint import CheckpointPolicy
-from aios.security.audit.log import AuditLog, leaf_data
-from aios.security.audit.recorder import AuditRecorder
-from aios.security.identity import Keystore
-from aios.security.paths import audit_db_path, audit_origin
+from aios.lib.audit.checkpoint import CheckpointPolicy
+from aios.lib.audit.log import AuditLog, leaf_data
+from aios.lib.audit.recorder import AuditRecorder
+from aios.lib.identity import Keystore
+from aios.lib.paths import audit_db_path, audit_origin
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aios.host import start_kernel
 from aios.kernel.clock import MonotonicClock
-from aios.security.paths import audit_db_path
+from aios.lib.paths import audit_db_path
 
 
 def aios(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -37,7 +37,7 @@ def test_trust_store_is_private_and_install_fills_the_verified_store(
 ) -> None:
     import stat
 
-    from aios.security.paths import trust_dir
+    from aios.lib.paths import trust_dir
 
     home = tmp_path / "home"
     monkeypatch.setenv("AIOS_HOME", str(home))

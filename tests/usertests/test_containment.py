@@ -30,8 +30,8 @@ import pytest
 from aios.abi.errors import AIOSError, IntegrityError, PermissionDenied
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
+from aios.kmod.images import signed as img
 from aios.sdk import Context
-from aios.services.agentsupervisor import image as img
 
 pytestmark = pytest.mark.isolation
 H = "aios.demos.hostile:"

@@ -11,9 +11,9 @@ import aios.sandbox as sandbox_pkg
 from aios.abi.errors import IntegrityError, InvalidArgument, PermissionDenied
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import MonotonicClock
+from aios.kmod.images import signed as img
+from aios.lib.paths import private_dir, trust_dir
 from aios.sdk import Context
-from aios.security.paths import private_dir, trust_dir
-from aios.services.agentsupervisor import image as img
 
 EXAMPLES = Path(sandbox_pkg.__file__).parent / "examples"
 pytestmark = pytest.mark.isolation

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aios.memory.embedding import default_embedder
+from aios.kmod.semantic_ipcd.core import SemanticRouter
+from aios.lib.vectors.embedding import default_embedder
 from aios.sdk import Context
 from aios.sdk.semantic import Request, SkillAgent, ask, explain, open_service, register_skill
-from aios.services.semantic_ipcd.core import SemanticRouter
 
 DATA = json.loads((Path(__file__).resolve().parents[1] / "data" / "routing_set.json").read_text())
 

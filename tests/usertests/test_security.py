@@ -84,7 +84,7 @@ def test_token_export_import_roundtrip_and_failures(secure: Kernel) -> None:
 
 
 def test_token_expiry_and_revocation(secure: Kernel) -> None:
-    from aios.security import tokens
+    from aios.lib import tokens
 
     async def main(ctx: Context) -> Any:
         tok = await sc.token_export(ctx.slots.mailbox, ["WRITE"], {"expires_in": 1})
@@ -130,7 +130,7 @@ def test_policy_reload(secure: Kernel) -> None:
 
 
 def test_identity_quote_and_audit_status(secure: Kernel) -> None:
-    from aios.security.identity import AgentIdentity
+    from aios.lib.identity import AgentIdentity
 
     async def main(ctx: Context) -> Any:
         me = await sc.agent_identity(0)
@@ -152,7 +152,7 @@ def test_identity_quote_and_audit_status(secure: Kernel) -> None:
                           me["statement"], me["node_signature"])
     assert ident.binding_valid(me["node_public_key"])
     assert child["agent"] != me["agent"] and child["public_key"] != me["public_key"]
-    from aios.security.attest import LogEvent, Quote, verify_quote
+    from aios.lib.attest import LogEvent, Quote, verify_quote
 
     quote = Quote.from_json({k: v for k, v in q.items() if k != "event_log"})
     verify_quote(quote, [LogEvent.from_json(e) for e in q["event_log"]], me["node_public_key"],

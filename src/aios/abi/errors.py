@@ -53,7 +53,7 @@ of the other classes and leaves kernel state unchanged.
 ``StorageError`` is what a broken disk or a damaged file becomes: every place
 that reads or writes state (the audit log, the keystore, the revocation list,
 the memory store) turns the foreign exceptions of its library (``sqlite3``,
-``json``, ``OSError``) into it in one place (:func:`aios.storage.storage_edge`),
+``json``, ``OSError``) into it in one place (:func:`aios.lib.storage.storage_edge`),
 naming the file and what to do; its ``detail`` carries ``path`` and ``hint``.
 """
 

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aios.security import pqc
-from aios.security.audit import merkle
-from aios.security.audit.checkpoint import CheckpointPolicy
-from aios.security.audit.log import AuditLog, LogReader, connect, leaf_data
-from aios.security.audit.recorder import AuditRecord
-from aios.security.identity import NodeIdentity
+from aios.lib.audit import merkle
+from aios.lib.audit.checkpoint import CheckpointPolicy
+from aios.lib.audit.log import AuditLog, LogReader, connect, leaf_data
+from aios.lib.audit.recorder import AuditRecord
+from aios.lib.crypto import pqc
+from aios.lib.identity import NodeIdentity
 
 ORIGIN = "aios.local/bench/audit"
 

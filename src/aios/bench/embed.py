@@ -44,7 +44,7 @@ def _rate(embedder: Any, texts: list[str], batch: int) -> tuple[float, np.ndarra
 
 def run(argv: list[str]) -> dict[str, Any]:
     from aios.abi.errors import AIOSError
-    from aios.memory.embedding import HashingEmbedder, MiniLMEmbedder
+    from aios.lib.vectors.embedding import HashingEmbedder, MiniLMEmbedder
 
     p = argparse.ArgumentParser(prog="aios bench embed")
     p.add_argument("--n", type=int, default=512)

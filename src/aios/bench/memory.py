@@ -9,7 +9,7 @@ sit at cosine 0.6 to 0.8 as they do for real text.  Pure isotropic noise in
 384-d would make every point of a cluster equidistant, a case no approximate
 index (nor any user) cares about.
 
-Measures: build time of :class:`~aios.memory.index.VectorIndex` in HNSW
+Measures: build time of :class:`~aios.lib.vectors.index.VectorIndex` in HNSW
 mode; single-query QPS through the index's public ``search`` and recall@10
 against exact answers for efSearch 64/128/256/512 (``qps_efN``,
 ``recall_efN``); the headline ``qps`` and ``recall_at_10`` are at the
@@ -59,7 +59,7 @@ def exact_top_k(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def run(argv: list[str]) -> dict[str, Any]:
-    from aios.memory.index import VectorIndex
+    from aios.lib.vectors.index import VectorIndex
 
     p = argparse.ArgumentParser(prog="aios bench memory")
     p.add_argument("--n", type=int, default=1_000_000)

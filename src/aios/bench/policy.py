@@ -97,10 +97,10 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     import cedarpy
 
-    from aios.security import tokens
-    from aios.security.behavior import BehaviorMonitor
-    from aios.security.policy import AgentInfo, ImageRef, PolicyEngine
-    from aios.security.policy_files import DEFAULTS_DIR, read_sources
+    from aios.lib import tokens
+    from aios.lib.behavior import BehaviorMonitor
+    from aios.lib.policy.engine import AgentInfo, ImageRef, PolicyEngine
+    from aios.lib.policy.files import DEFAULTS_DIR, read_sources
 
     sources = read_sources([DEFAULTS_DIR])
     audit: list[object] = []

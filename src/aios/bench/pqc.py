@@ -1,6 +1,6 @@
 """``aios bench pqc``: operations per second of every ML-KEM and ML-DSA operation.
 
-Each operation runs through :mod:`aios.security.pqc` (the code the
+Each operation runs through :mod:`aios.lib.crypto.pqc` (the code the
 ``PQCOperation`` syscall calls, argument checks included) for about
 ``--seconds`` of wall time.  Classical baselines in the same run: X25519 key
 exchange against ML-KEM-768 encapsulation, Ed25519 sign/verify against
@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from aios.security import hybrid, pqc
+from aios.lib.crypto import hybrid, pqc
 
 
 def _rate(fn: Callable[[], object], seconds: float) -> float:

@@ -7,7 +7,7 @@ separate validation and test utterances, and out-of-scope utterances.
 1. **Fit on validation only.**  The 156 skills are registered; the
    calibration (threshold, margin, lexical weight) is fit on the validation
    utterances and the validation out-of-scope set
-   (:func:`aios.services.semantic_ipcd.calibration.fit`), and the
+   (:func:`aios.kmod.semantic_ipcd.calibration.fit`), and the
    re-rankers (nearest example, contrastive words; two boldness settings
    each) are tried on validation and one is switched on only if it raises
    top-1 while misrouting stays within 5 % and out-of-scope refusal at 85 %.  ``fit_*`` and ``val_*`` keys report it.
@@ -55,7 +55,7 @@ _BATCH = 32
 
 def _build(emb: Any, skills: Sequence[routing_data.SkillSpec], cal: Any = None,
            reranker: Any = None) -> Any:
-    from aios.services.semantic_ipcd.core import SemanticRouter
+    from aios.kmod.semantic_ipcd.core import SemanticRouter
 
     r = SemanticRouter(emb, calibration_=cal, reranker=reranker)
     for s in skills:
@@ -119,7 +119,7 @@ def _legacy(router: Any, labelled: list[tuple[str, str]], oos: Sequence[str]) ->
 
 
 def _fit(router: Any, bench: routing_data.RoutingBenchmark) -> tuple[Any, Any]:
-    from aios.services.semantic_ipcd import calibration as cal_mod
+    from aios.kmod.semantic_ipcd import calibration as cal_mod
 
     val = bench.labelled("validation")
     texts = [u for u, _ in val]
@@ -166,12 +166,12 @@ def _speed(router: Any, texts: list[str], n_seq: int) -> dict[str, float]:
 
 
 def run(argv: list[str]) -> dict[str, Any]:
-    from aios.memory import threads
-    from aios.memory.embedding import default_embedder, make_embedder
-    from aios.services.semantic_ipcd.rerank import (
+    from aios.kmod.semantic_ipcd.rerank import (
         ContrastiveLexicalReranker,
         NearestExampleReranker,
     )
+    from aios.lib.vectors import threads
+    from aios.lib.vectors.embedding import default_embedder, make_embedder
 
     p = argparse.ArgumentParser(prog="aios bench semantic")
     p.add_argument("--embedder", default=None, help="embedder spec (default: the default)")
@@ -284,7 +284,7 @@ def _previous_minilm(cls: Any) -> Any:
     spinning threads), not this version's deliberate single thread."""
     import onnxruntime as ort
 
-    from aios.memory import minilm
+    from aios.lib.vectors import minilm
 
     e = cls("onnx", batch_size=64)
     opts = ort.SessionOptions()
@@ -297,7 +297,7 @@ def _previous_minilm(cls: Any) -> Any:
 def _speed_report(router: Any, bench: routing_data.RoutingBenchmark, emb_name: str, a: Any,
                   blas_before: int | None) -> dict[str, Any]:
     """Speed at 150 skills on cache misses, and the previous thread settings as the baseline."""
-    from aios.memory import threads
+    from aios.lib.vectors import threads
 
     texts = [u for u, _ in bench.labelled("test")]
     sp = _speed(router, texts, a.routes)
@@ -312,7 +312,7 @@ def _speed_report(router: Any, bench: routing_data.RoutingBenchmark, emb_name: s
     if emb_name.startswith("minilm") and not a.embedder:
         # The previous settings (a thread per core for ONNX Runtime and OpenBLAS, spinning
         # on), timed in blocks interleaved with the new ones so both see the same load.
-        from aios.memory.embedding import MiniLMEmbedder
+        from aios.lib.vectors.embedding import MiniLMEmbedder
 
         emb = router.embedder
         old = _previous_minilm(MiniLMEmbedder)

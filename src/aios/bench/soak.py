@@ -266,7 +266,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     a = ap.parse_args(argv)
     from aios.host import run_async, run_sync, start_kernel
     from aios.kernel.clock import MonotonicClock
-    from aios.security.kernel_glue import security_of
+    from aios.kmod.security.glue import security_of
 
     tmp = Path(tempfile.mkdtemp(prefix="aios-soak-"))
     k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 28, home=tmp / "home", behavior=a.behavior)

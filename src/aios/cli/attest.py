@@ -45,7 +45,7 @@ def _nonce(value: str) -> bytes:
 @app.command("status")
 def status_cmd() -> None:
     """Say whether a hardware TPM exists and what is used instead."""
-    from aios.security.attest import tpm_status
+    from aios.lib.attest import tpm_status
 
     typer.echo(tpm_status())
 
@@ -53,8 +53,8 @@ def status_cmd() -> None:
 @app.command("measure")
 def measure_cmd() -> None:
     """Measure kernel code, config and policies into a fresh event log (what boot does)."""
-    from aios.security.attest import measure_boot
-    from aios.security.paths import event_log_path
+    from aios.lib.attest import measure_boot
+    from aios.lib.paths import event_log_path
 
     bank = measure_boot(_home())
     for e in bank.log:
@@ -72,9 +72,9 @@ def quote_cmd(
 ) -> None:
     """PCR values and the nonce, signed by the node key (JSON)."""
     from aios.abi.errors import AIOSError
-    from aios.security.attest import PcrBank, load_event_log, quote
-    from aios.security.identity import Keystore
-    from aios.security.paths import event_log_path
+    from aios.lib.attest import PcrBank, load_event_log, quote
+    from aios.lib.identity import Keystore
+    from aios.lib.paths import event_log_path
 
     home = _home()
     pw = os.environ.get(passphrase_env)
@@ -109,7 +109,7 @@ def verify_cmd(
 ) -> None:
     """Replay the event log against the quote; fail on a stale nonce or any mismatch."""
     from aios.abi.errors import AIOSError
-    from aios.security.attest import (
+    from aios.lib.attest import (
         PCR_KERNEL,
         PcrBank,
         Quote,
@@ -117,7 +117,7 @@ def verify_cmd(
         measure_kernel_code,
         verify_quote,
     )
-    from aios.security.paths import event_log_path, keys_dir
+    from aios.lib.paths import event_log_path, keys_dir
 
     home = _home()
     try:

@@ -34,8 +34,8 @@ def _home() -> Path:
 def _reader() -> Any:
     """The log, read-only.  A missing or damaged file raises; ``aios`` (cli/main.py)
     prints that error once, with the file and what to do (``--debug``: the traceback)."""
-    from aios.security.audit.log import LogReader
-    from aios.security.paths import audit_db_path
+    from aios.lib.audit.log import LogReader
+    from aios.lib.paths import audit_db_path
 
     return LogReader.open(audit_db_path(_home()))
 
@@ -85,8 +85,8 @@ def _time_ns(value: str | None) -> int | None:
 def _latest(reader: Any) -> Any:
     """The latest checkpoint, checked against the node's public keys (or None)."""
     from aios.abi.errors import AIOSError
-    from aios.security.audit.checkpoint import verify_checkpoint
-    from aios.security.identity import read_node_public
+    from aios.lib.audit.checkpoint import verify_checkpoint
+    from aios.lib.identity import read_node_public
 
     text = reader.latest_checkpoint()
     if text is None:
@@ -112,7 +112,7 @@ def log_cmd(
 ) -> None:
     """List audit records, filtered by agent, type and time."""
     from aios.abi.errors import AIOSError
-    from aios.security.audit.recorder import AuditRecord
+    from aios.lib.audit.recorder import AuditRecord
 
     reader = _reader()
     rows: list[dict[str, Any]] = []
@@ -145,7 +145,7 @@ def verify_cmd(
                                    "(latest checkpoint and the entries after it)"),
 ) -> None:
     """Recompute the whole tree, check every checkpoint; report the first bad entry."""
-    from aios.security.identity import read_node_public
+    from aios.lib.identity import read_node_public
 
     reader = _reader()
     _name, keys = read_node_public(_home())
@@ -167,7 +167,7 @@ def prove_cmd(
 ) -> None:
     """Inclusion proof of an entry, checked against the signed checkpoint."""
     from aios.abi.errors import AIOSError
-    from aios.security.audit import merkle
+    from aios.lib.audit import merkle
 
     reader = _reader()
     cp = _latest(reader)
@@ -204,8 +204,8 @@ def consistency_cmd(
 ) -> None:
     """Consistency proof that the log at SIZE is a prefix of the newer log."""
     from aios.abi.errors import AIOSError
-    from aios.security.audit import merkle
-    from aios.security.audit.checkpoint import parse
+    from aios.lib.audit import merkle
+    from aios.lib.audit.checkpoint import parse
 
     reader = _reader()
     cp = _latest(reader)
@@ -239,9 +239,9 @@ def checkpoint_cmd(
 ) -> None:
     """Sign a checkpoint for the current log now (needs the node key) and print it."""
     from aios.abi.errors import AIOSError
-    from aios.security.audit.log import AuditLog
-    from aios.security.identity import Keystore
-    from aios.security.paths import audit_db_path, audit_origin
+    from aios.lib.audit.log import AuditLog
+    from aios.lib.identity import Keystore
+    from aios.lib.paths import audit_db_path, audit_origin
 
     home = _home()
     pw = os.environ.get(passphrase_env)

@@ -53,7 +53,7 @@ def build_cmd(
     output: str = OUT,
 ) -> None:
     """Check an image directory (agent.toml, files) and print its content digest."""
-    from aios.services.agentsupervisor.image import build
+    from aios.kmod.images.signed import build
 
     def go() -> dict[str, object]:
         m, digest = build(directory, out or None)
@@ -71,7 +71,7 @@ def sign_cmd(
     """Sign IMAGE with a publisher key (ML-DSA-65)."""
     from pathlib import Path
 
-    from aios.services.agentsupervisor.image import sign
+    from aios.kmod.images.signed import sign
 
     key_path = Path(key) if key.endswith(".key") else publishers_dir() / f"{key}.key"
     publisher = key_path.stem
@@ -92,7 +92,7 @@ def verify_cmd(
     output: str = OUT,
 ) -> None:
     """Verify signature, content hash, publisher trust and grants."""
-    from aios.services.agentsupervisor.image import verify
+    from aios.kmod.images.signed import verify
 
     def go() -> dict[str, object]:
         v = verify(image, trust or trust_dir())
@@ -113,7 +113,7 @@ def install_cmd(image: str, output: str = OUT) -> None:
     Agents then start it as ``image:sha256:<digest>`` or ``image:name:<name>``
     (only the operator names images by path)."""
     from aios.abi.home import aios_home
-    from aios.services.agentsupervisor.install import install_verified
+    from aios.kmod.images.store import install_verified
 
     def go() -> dict[str, object]:
         v, _root = install_verified(image, aios_home().resolve())
@@ -126,7 +126,7 @@ def install_cmd(image: str, output: str = OUT) -> None:
 @app.command("inspect")
 def inspect_cmd(image: str, output: str = OUT) -> None:
     """Show an image's manifest, digest and signature (without verifying trust)."""
-    from aios.services.agentsupervisor.image import inspect_image
+    from aios.kmod.images.signed import inspect_image
 
     def go() -> dict[str, object]:
         m, digest, sig = inspect_image(image)

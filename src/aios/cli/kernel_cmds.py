@@ -292,7 +292,7 @@ def _reload_via_kernel() -> dict[str, Any]:
 
 def _node_key() -> Any:
     """``aios token mint`` without --key: the node identity of $AIOS_HOME."""
-    from aios.security.identity import Keystore
+    from aios.lib.identity import Keystore
 
     return Keystore(_home(), None).node_identity()._key
 

@@ -16,15 +16,15 @@ app = typer.Typer(
 
 def publishers_dir() -> Path:
     from aios.abi.home import aios_home
-    from aios.security import paths
+    from aios.lib import paths
 
     return paths.publishers_dir(aios_home())
 
 
 def trust_dir() -> Path:
-    """The one trust store (``aios.security.paths.trust_dir``), which the kernel reads too."""
+    """The one trust store (``aios.lib.paths.trust_dir``), which the kernel reads too."""
     from aios.abi.home import aios_home
-    from aios.security import paths
+    from aios.lib import paths
 
     return paths.trust_dir(aios_home())
 
@@ -41,8 +41,8 @@ def create(
     """Create publisher key NAME ($AIOS_HOME/keys/publishers/NAME.key, mode 0600)."""
     from aios.abi.errors import AIOSError
     from aios.abi.home import aios_home
-    from aios.security.paths import keys_dir, private_dir
-    from aios.services.agentsupervisor.image import create_key, fingerprint
+    from aios.kmod.images.signed import create_key, fingerprint
+    from aios.lib.paths import keys_dir, private_dir
 
     try:
         aios_home().mkdir(parents=True, exist_ok=True)
@@ -75,13 +75,13 @@ def trust(
     max_procs: int = typer.Option(64, "--max-processes"),
 ) -> None:
     """Add publisher NAME to the trust store with what it may grant."""
-    from aios.services.agentsupervisor.image import EXECUTORS, trust_entry
+    from aios.kmod.images.signed import EXECUTORS, trust_entry
 
     path = Path(pub) if pub else publishers_dir() / f"{name}.pub"
     if not path.exists():
         _fail(FileNotFoundError(f"no public key {path}"))
     from aios.abi.home import aios_home
-    from aios.security.paths import keys_dir, private_dir, private_file
+    from aios.lib.paths import keys_dir, private_dir, private_file
 
     aios_home().mkdir(parents=True, exist_ok=True)
     private_dir(keys_dir(aios_home()))
@@ -97,7 +97,7 @@ def trust(
 @app.command("list")
 def list_keys(output: str = typer.Option("table", "-o", "--output", help="table | json")) -> None:
     """List own publisher keys and trusted publishers."""
-    from aios.services.agentsupervisor.image import fingerprint, load_trust
+    from aios.kmod.images.signed import fingerprint, load_trust
 
     own = [
         {"name": p.stem, "fingerprint": fingerprint(p.read_bytes()), "kind": "own"}

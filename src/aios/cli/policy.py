@@ -45,7 +45,7 @@ def _pairs(spec: str) -> dict[str, str]:
 
 
 def _agent(spec: str) -> Any:
-    from aios.security.policy import AgentInfo
+    from aios.lib.policy.engine import AgentInfo
 
     kv = _pairs(spec)
     try:
@@ -56,7 +56,7 @@ def _agent(spec: str) -> Any:
 
 
 def _resource(spec: str) -> Any:
-    from aios.security import policy as p
+    from aios.lib.policy import engine as p
 
     kind, _, rest = spec.partition(":")
     if kind == "Agent":
@@ -107,8 +107,8 @@ def check(
 ) -> None:
     """Parse and schema-validate every policy file; exit 1 on any error."""
     from aios.abi.errors import InvalidArgument
-    from aios.security.policy import compile_policies
-    from aios.security.policy_files import DEFAULTS_DIR, operator_dir, read_sources
+    from aios.lib.policy.engine import compile_policies
+    from aios.lib.policy.files import DEFAULTS_DIR, operator_dir, read_sources
 
     d = directory if directory is not None else operator_dir()
     dirs = [DEFAULTS_DIR, d] if defaults else [d]
@@ -149,7 +149,7 @@ def check(
 def list_(output: str = OutOpt) -> None:
     """List the policies in force (shipped defaults plus $AIOS_HOME/policy)."""
     from aios.abi.errors import InvalidArgument
-    from aios.security.policy_files import load_engine
+    from aios.lib.policy.files import load_engine
 
     try:
         engine = load_engine()
@@ -199,8 +199,8 @@ def test(
 ) -> None:
     """Evaluate one described request; print the decision and deciding policies."""
     from aios.abi.errors import AIOSError
-    from aios.security.policy import PolicyEngine
-    from aios.security.policy_files import DEFAULTS_DIR, operator_dir, read_sources
+    from aios.lib.policy.engine import PolicyEngine
+    from aios.lib.policy.files import DEFAULTS_DIR, operator_dir, read_sources
 
     d = directory if directory is not None else operator_dir()
     try:
@@ -251,8 +251,8 @@ def reload(output: str = OutOpt) -> None:
     policies it has.
     """
     from aios.abi.errors import InvalidArgument
-    from aios.security.policy import compile_policies
-    from aios.security.policy_files import policy_dirs, read_sources
+    from aios.lib.policy.engine import compile_policies
+    from aios.lib.policy.files import policy_dirs, read_sources
 
     try:
         compiled = compile_policies(read_sources(policy_dirs()))

@@ -39,14 +39,14 @@ def _home() -> Path:
 
 
 def _read_token(arg: str) -> bytes:
-    from aios.security.tokens import from_text
+    from aios.lib.tokens import from_text
 
     text = sys.stdin.read() if arg == "-" else arg
     return from_text(text)
 
 
 def _load_key(path: Path | None) -> Any:
-    from aios.security.tokens import load_seed_key
+    from aios.lib.tokens import load_seed_key
 
     if path is None:
         if default_key is None:
@@ -80,7 +80,7 @@ def keygen(
     """Write a fresh ML-DSA-65 seed (mode 0600) and print its public key hash."""
     import hashlib
 
-    from aios.security.tokens import load_seed_key
+    from aios.lib.tokens import load_seed_key
 
     if path.exists():
         raise _fail(FileExistsError(f"{path} exists"))
@@ -106,7 +106,7 @@ def mint(
 ) -> None:
     """Mint a token (block 0) with the node key; prints the text form."""
     from aios.abi.errors import AIOSError
-    from aios.security import tokens
+    from aios.lib import tokens
 
     try:
         tok = tokens.mint(
@@ -137,7 +137,7 @@ def attenuate(
 ) -> None:
     """Add a narrowing block, offline; prints the new token."""
     from aios.abi.errors import AIOSError
-    from aios.security import tokens
+    from aios.lib import tokens
 
     try:
         tok = tokens.attenuate(
@@ -165,8 +165,8 @@ def inspect(
 ) -> None:
     """Show the blocks; with --key also verify (signatures, expiry, revocation)."""
     from aios.abi.errors import AIOSError
-    from aios.security import tokens
-    from aios.security.revocations import RevocationList
+    from aios.lib import tokens
+    from aios.lib.revocations import RevocationList
 
     try:
         raw = _read_token(token)
@@ -242,8 +242,8 @@ def revoke(
 ) -> None:
     """Revoke a block: every token containing it (and derived from it) fails."""
     from aios.abi.errors import AIOSError
-    from aios.security import tokens
-    from aios.security.revocations import RevocationList
+    from aios.lib import tokens
+    from aios.lib.revocations import RevocationList
 
     try:
         if target == "-" or target.startswith(tokens.TEXT_PREFIX):

@@ -8,8 +8,8 @@ from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchAgent
 from aios.kmod.journal import archive
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage
-from aios.security import pqc
-from aios.security.identity import NodeIdentity
+from aios.lib.crypto import pqc
+from aios.lib.identity import NodeIdentity
 
 
 def _node(name: str) -> NodeIdentity:

@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aios.abi.errors import Busy, DeviceError, IllegalTransition, IntegrityError, InvalidArgument
+from aios.kmod.memoryd.core import MemoryCore
+from aios.kmod.memoryd.records import MemRight
 from aios.lib.cognitive.agent_context import (
     AgentContext,
     InMemoryRecall,
@@ -38,9 +40,7 @@ from aios.lib.cognitive.tokenizer import (
 from aios.lib.llm.chat import ChatRequest, Message, user
 from aios.lib.llm.http import HttpDriver
 from aios.lib.llm.simserver import SimServer
-from aios.memory.embedding import HashingEmbedder
-from aios.services.memoryd.core import MemoryCore
-from aios.services.memoryd.records import MemRight
+from aios.lib.vectors.embedding import HashingEmbedder
 
 WORDS = ["plan", "agent", "kernel", "memory", "window", "token", "budget", "summary", "recall", "paris", "rome", "oslo", "naïve", "日本", "42", "3.14", "—", "☃", "the", "of", "and"]
 

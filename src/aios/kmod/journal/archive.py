@@ -17,7 +17,7 @@ of the archive's fields; ``signature`` is ML-DSA-65 (FIPS 204) over
 ``magic || header || body`` with the context string ``aios/agent-export/v1``,
 so no other AIOS signature (checkpoints, bindings, rotations, tokens) can be
 passed off as an archive.  The signer is the node identity
-(``aios.security.identity.NodeIdentity``) or any object with ``name`` and
+(``aios.lib.identity.NodeIdentity``) or any object with ``name`` and
 ``sign(message, context)``.
 
 :func:`unpack` checks sizes, finds the signer among the trusted keys by name,
@@ -40,8 +40,8 @@ import msgpack
 from aios.abi.errors import IntegrityError, InvalidArgument, NoSuchAgent
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage
-from aios.security import pqc
-from aios.security.audit.checkpoint import TrustedKey
+from aios.lib.audit.checkpoint import TrustedKey
+from aios.lib.crypto import pqc
 
 MAGIC: Final = b"AIOSAGT1"
 CONTEXT: Final = b"aios/agent-export/v1"

@@ -1,0 +1,1 @@
+"""The Cedar policy engine (``engine``) and where its policy files live (``files``)."""

@@ -1,1 +1,0 @@
-"""agentsupervisor: agent images, verification and supervision."""
