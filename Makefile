@@ -38,7 +38,8 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/mypy --strict src/aios/kernel src/aios/security src/aios/kmod src/aios/lib
+	$(VENV)/bin/lint-imports  # the layers: [tool.importlinter] in pyproject.toml
+	$(VENV)/bin/mypy --strict src/aios/abi src/aios/kernel src/aios/kmod src/aios/lib src/aios/boot.py
 
 bench: $(STAMP)
 	@for b in $$($(VENV)/bin/aios bench --list | grep -vx soak); do echo "== $$b"; $(VENV)/bin/aios bench $$b --json; done
