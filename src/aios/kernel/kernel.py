@@ -79,7 +79,7 @@ from aios.kernel.capabilities import (
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.memory import Arena, PageTable, Pool, Region
-from aios.kernel.scheduler import Scheduler
+from aios.kernel.sched.core import Scheduler
 from aios.kernel.sync import SyncTable
 from aios.kernel.waits import BLOCK, Wait, WaitQueue
 

@@ -23,7 +23,7 @@ from aios.errors import InvalidArgument, PermissionDenied
 from aios.kernel.agents import Agent, DeadAgent, agent_of
 from aios.kernel.args import as_int, as_opts, as_str
 from aios.kernel.capabilities import KObject, ObjKind, Resource, Rights
-from aios.kernel.scheduler import clamp_weight, weight_of_nice
+from aios.kernel.sched.fair import clamp_weight, weight_of_nice
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aios.errors import AIOSError, InvalidArgument, PermissionDenied
 from aios.kernel.capabilities import Capability, Rights, rights_from_names, rights_names
-from aios.kernel.scheduler import WEIGHT_MIN
+from aios.kernel.sched.fair import WEIGHT_MIN
 from aios.security.behavior import (
     ANOMALY_TOPIC,
     NET_ATTEMPT,
