@@ -6,7 +6,8 @@ import pytest
 
 from aios.errors import QuotaExceeded
 from aios.kernel.accounts import EventAccount, Ledger, payload_bytes
-from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Quota, Resource, Rights
+from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Rights
+from aios.kernel.quotas import Quota, Resource
 
 
 def setup(memory: int = 1000) -> tuple[CapabilityDerivationTree, Ledger, object]:

@@ -8,12 +8,11 @@ from aios.errors import InvalidArgument, InvalidCapability, PermissionDenied, Qu
 from aios.kernel.capabilities import (
     CapabilityDerivationTree,
     ObjKind,
-    Quota,
-    Resource,
     Rights,
     rights_from_names,
     rights_names,
 )
+from aios.kernel.quotas import Quota, Resource
 
 RW = Rights.READ | Rights.WRITE
 
@@ -179,7 +178,8 @@ def test_rights_names_round_trip() -> None:
 
 
 def test_a_deleted_authority_with_a_subtree_keeps_bounding_it() -> None:
-    from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Quota, Resource, Rights
+    from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Rights
+    from aios.kernel.quotas import Quota, Resource
 
     cdt = CapabilityDerivationTree(lambda: 0, lambda cap, charges: None)
     top = cdt.root(cdt.new_space(1), cdt.new_object(ObjKind.AUTHORITY), Rights.READ, quota=Quota(agents=100))

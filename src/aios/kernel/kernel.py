@@ -69,16 +69,14 @@ from aios.kernel.capabilities import (
     Capability,
     CapabilityDerivationTree,
     CapabilitySpace,
-    Charge,
     KObject,
     ObjKind,
-    Quota,
-    Resource,
     Rights,
 )
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.memory import Arena, PageTable, Pool, Region
+from aios.kernel.quotas import Charge, Quota, Resource
 from aios.kernel.sched.core import Scheduler
 from aios.kernel.sync import SyncTable
 from aios.kernel.waits import BLOCK, Wait, WaitQueue

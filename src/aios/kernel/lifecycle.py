@@ -59,14 +59,13 @@ from aios.kernel.args import as_bool, as_int, as_opts, as_str, copy_plain
 from aios.kernel.capabilities import (
     Capability,
     ObjKind,
-    Quota,
-    Resource,
     Rights,
     rights_from_names,
 )
 from aios.kernel.confinement import Confinement
 from aios.kernel.ipc import Message, merge_in_arrival_order
 from aios.kernel.memory import PageTable
+from aios.kernel.quotas import Quota, Resource
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

@@ -19,7 +19,8 @@ from aios.errors import (
 from aios.kernel import lifecycle, params
 from aios.kernel.agents import Agent, agent_of
 from aios.kernel.args import as_bool, as_dict, as_int, as_str, copy_plain
-from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights
+from aios.kernel.capabilities import Capability, ObjKind, Rights
+from aios.kernel.quotas import Resource
 from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:

@@ -8,8 +8,9 @@ from aios.errors import AgentGone, InvalidArgument, PermissionDenied, WouldBlock
 from aios.kernel import params
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int
-from aios.kernel.capabilities import Capability, ObjKind, Quota, Rights, rights_from_names
+from aios.kernel.capabilities import Capability, ObjKind, Rights, rights_from_names
 from aios.kernel.ipc import Message, check_payload
+from aios.kernel.quotas import Quota
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

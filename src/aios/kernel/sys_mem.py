@@ -8,8 +8,9 @@ from aios.errors import InvalidArgument, PermissionDenied
 from aios.kernel import params
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int
-from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights, rights_from_names
+from aios.kernel.capabilities import Capability, ObjKind, Rights, rights_from_names
 from aios.kernel.memory import PROT_READ, PROT_WRITE, Pool, Region
+from aios.kernel.quotas import Resource
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

@@ -21,7 +21,8 @@ from aios.errors import InvalidArgument
 from aios.kernel import params
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int, as_opts, as_str, copy_plain
-from aios.kernel.capabilities import Capability, ObjKind, Resource, Rights, rights_from_names
+from aios.kernel.capabilities import Capability, ObjKind, Rights, rights_from_names
+from aios.kernel.quotas import Resource
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

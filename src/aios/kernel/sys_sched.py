@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from aios.errors import InvalidArgument, PermissionDenied
 from aios.kernel.agents import Agent, DeadAgent, agent_of
 from aios.kernel.args import as_int, as_opts, as_str
-from aios.kernel.capabilities import KObject, ObjKind, Resource, Rights
+from aios.kernel.capabilities import KObject, ObjKind, Rights
+from aios.kernel.quotas import Resource
 from aios.kernel.sched.fair import clamp_weight, weight_of_nice
 
 if TYPE_CHECKING:

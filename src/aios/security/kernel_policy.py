@@ -322,7 +322,7 @@ class PolicyGate:
 
     def _apply_settings(self, a: Agent, me: AgentInfo) -> None:
         from aios.kernel import params
-        from aios.kernel.capabilities import Resource
+        from aios.kernel.quotas import Resource
 
         quota, sched = self.settings_for(me)
         if not quota.values and not sched.values:

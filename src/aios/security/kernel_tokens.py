@@ -49,11 +49,11 @@ from aios.errors import InvalidArgument, InvalidCapability, NoSuchObject, Permis
 from aios.kernel.capabilities import (
     Capability,
     ObjKind,
-    Quota,
     Rights,
     rights_from_names,
     rights_names,
 )
+from aios.kernel.quotas import Quota
 from aios.security import tokens
 from aios.security.node import NodeSecurity
 from aios.security.revocations import RevocationList

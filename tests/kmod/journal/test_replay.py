@@ -18,13 +18,11 @@ from aios.errors import AIOSError, IntegrityError
 from aios.kernel.capabilities import (
     Capability,
     CapabilityDerivationTree,
-    Charge,
     KObject,
     ObjKind,
-    Quota,
-    Resource,
     Rights,
 )
+from aios.kernel.quotas import Charge, Quota, Resource
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage
 
