@@ -199,3 +199,20 @@ def test_a_deleted_authority_with_a_subtree_keeps_bounding_it() -> None:
     cdt.uncharge(c1)
     cdt.delete(low1)  # nothing below it: deleted outright, no ghost
     assert not low1.valid and not top.children and top.used[Resource.AGENTS] == 0
+
+
+def test_revoking_over_a_ghost_keeps_the_object_alive_for_its_other_holders() -> None:
+    # a ghost gave up its reference to the object when its holder deleted it; invalidating it
+    # later (an ancestor is revoked) must not give the reference up a second time
+    from aios.kernel.capabilities import CapabilityDerivationTree, ObjKind, Quota, Rights
+
+    cdt = CapabilityDerivationTree(lambda: 0, lambda cap, charges: None)
+    obj = cdt.new_object(ObjKind.AUTHORITY)
+    top = cdt.root(cdt.new_space(1), obj, Rights.READ | Rights.GRANT, quota=Quota(agents=100))
+    mid = cdt.derive(top, cdt.new_space(2), Rights.READ | Rights.GRANT, quota=Quota(agents=4))
+    for holder in (3, 4):  # two children: the ghost is not spliced out
+        cdt.derive(mid, cdt.new_space(holder), Rights.READ, quota=Quota(agents=50))
+    cdt.delete(mid)
+    assert mid.ghost
+    cdt.revoke(top)  # invalidates the ghost and its child; top still names the object
+    assert top.valid and not obj.destroyed and obj.refs == 1

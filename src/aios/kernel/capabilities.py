@@ -338,7 +338,10 @@ class CapabilityDerivationTree:
             sp = self._spaces.get(c.holder)
             if sp is not None:
                 sp.remove(c, epitaph[:2] if epitaph is not None and any(c.obj is o for o in epitaph[2]) else None)
-            self._drop_ref(c.obj)
+            if c.ghost:  # it gave up its object when it became a ghost
+                c.ghost = False
+            else:
+                self._drop_ref(c.obj)
             self._release(c, charges)
         return len(doomed)
 

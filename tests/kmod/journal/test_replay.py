@@ -55,7 +55,8 @@ class Recorder:
                                            cap.badge, parent, limits))  # fmt: skip
 
     def valid(self) -> list[Capability]:
-        return [c for c in self.caps.values() if c.valid]
+        # a ghost is in the tree but in no one's slot: nothing can name it
+        return [c for c in self.caps.values() if c.valid and not c.ghost]
 
     def step(self, rng: random.Random) -> None:
         op = rng.choice(["root", "derive", "derive", "derive", "revoke", "delete", "charge",

@@ -16,6 +16,12 @@ rows instead of objects:
   paid by an invalidated capability are refunded (dropped);
 * deleting ``c`` hands its children and its charges to its parent; deleting a
   root revokes its subtree and refunds its own charges;
+* except that deleting an authority (it has limits and a parent) that still
+  has children or charges leaves it as a *ghost*: out of its slot, no longer
+  keeping its object alive, but still in the tree with its limits, so a
+  quota bounds everything built from it after its holder is gone; a ghost is
+  dropped when its last child and charge are gone, and spliced out when its
+  only child's limits are within its own;
 * an object lives while a valid capability names it; its durable mailbox
   goes with it.
 
@@ -76,6 +82,7 @@ class CapRow:
     parent: int  # 0: a root
     limits: tuple[int | None, ...] | None
     children: list[int] = field(default_factory=list)
+    ghost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,13 @@ class MailRow:
 
 
 _MAILBOX_KIND = R.OBJ_ENDPOINT
+
+
+def _within(child: tuple[int | None, ...] | None, ghost: tuple[int | None, ...] | None) -> bool:
+    """Every limit of ``child`` is at most ``ghost``'s (None: unlimited)."""
+    if child is None or ghost is None:
+        return False
+    return all(g is None or (c is not None and c <= g) for c, g in zip(child, ghost, strict=True))
 
 
 class KernelImage:
@@ -198,13 +212,19 @@ class KernelImage:
             stack.extend(cap.children)
             for chid in self.by_cap.pop(cid, ()):
                 self.charges.pop(chid, None)
-            self._drop_ref(cap.oid)
+            if not cap.ghost:  # a ghost gave up its object when it became one
+                self._drop_ref(cap.oid)
 
     def _deleted(self, r: R.CapDeleted) -> None:
         cap = self.caps.get(r.cid)
-        if cap is None:
-            return  # the kernel's delete of an invalid capability is a no-op too
+        if cap is None or cap.ghost:
+            return  # the kernel's delete of an invalid capability (or a ghost) is a no-op too
         parent = self.caps.get(cap.parent) if cap.parent else None
+        if parent is not None and cap.limits is not None and (cap.children or self.by_cap.get(cap.cid)):
+            cap.ghost = True
+            self._drop_ref(cap.oid)
+            self._tidy(cap)
+            return
         if parent is not None:
             parent.children.remove(cap.cid)
             for ch in cap.children:
@@ -223,6 +243,31 @@ class KernelImage:
                 self.charges.pop(chid, None)
         del self.caps[cap.cid]
         self._drop_ref(cap.oid)
+        if parent is not None and parent.ghost:
+            self._tidy(parent)
+
+    def _tidy(self, cap: CapRow | None) -> None:
+        # the kernel's rule: drop a ghost with nothing left under it, splice out one whose only
+        # child is within its limits; walk up while ghosts empty out
+        while cap is not None and cap.ghost:
+            if self.by_cap.get(cap.cid):
+                return
+            parent = self.caps.get(cap.parent)
+            if parent is None or cap.cid not in parent.children:
+                raise IntegrityError(f"ghost capability {cap.cid} is not under its parent")
+            if not cap.children:
+                parent.children.remove(cap.cid)
+                del self.caps[cap.cid]
+                self.by_cap.pop(cap.cid, None)
+                cap = parent
+                continue
+            if len(cap.children) == 1 and _within(self.caps[cap.children[0]].limits, cap.limits):
+                child = self.caps[cap.children[0]]
+                child.parent = parent.cid
+                parent.children[parent.children.index(cap.cid)] = child.cid
+                del self.caps[cap.cid]
+                self.by_cap.pop(cap.cid, None)
+            return
 
     def _drop_ref(self, oid: int) -> None:
         self.refs[oid] -= 1
@@ -243,6 +288,9 @@ class KernelImage:
         c = self.charges.pop(r.chid, None)
         if c is not None:
             self.by_cap[c.cid].discard(r.chid)
+            payer = self.caps.get(c.cid)
+            if payer is not None and payer.ghost:
+                self._tidy(payer)
 
     def _named(self, r: R.NameRegistered) -> None:
         if r.cid not in self.caps:
