@@ -6,7 +6,7 @@ from rich.console import Console
 
 from aios.cli.sched import render_sched_table
 from aios.kernel.clock import VirtualClock
-from aios.kernel.scheduler import Scheduler
+from aios.kernel.sched.core import Scheduler
 
 
 def test_render_sched_table_from_real_stats() -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aios.kernel.agents import LIVE
-from aios.kernel.capabilities import Resource
 from aios.kernel.kernel import Kernel
+from aios.kernel.quotas import Resource
 
 
 def check_invariants(k: Kernel) -> None:

@@ -7,7 +7,8 @@ import pytest
 from aios.abi.errors import QuotaExceeded
 from aios.abi.rights import ObjKind, Rights
 from aios.kernel.accounts import EventAccount, Ledger, payload_bytes
-from aios.kernel.capabilities import CapabilityDerivationTree, Quota, Resource
+from aios.kernel.capabilities import CapabilityDerivationTree
+from aios.kernel.quotas import Quota, Resource
 
 
 def setup(memory: int = 1000) -> tuple[CapabilityDerivationTree, Ledger, object]:

@@ -6,7 +6,8 @@ import pytest
 
 from aios.abi.errors import InvalidArgument, InvalidCapability, PermissionDenied, QuotaExceeded
 from aios.abi.rights import ObjKind, Rights, rights_from_names, rights_names
-from aios.kernel.capabilities import CapabilityDerivationTree, Quota, Resource
+from aios.kernel.capabilities import CapabilityDerivationTree
+from aios.kernel.quotas import Quota, Resource
 
 RW = Rights.READ | Rights.WRITE
 
@@ -173,7 +174,8 @@ def test_rights_names_round_trip() -> None:
 
 def test_a_deleted_authority_with_a_subtree_keeps_bounding_it() -> None:
     from aios.abi.rights import ObjKind, Rights
-    from aios.kernel.capabilities import CapabilityDerivationTree, Quota, Resource
+    from aios.kernel.capabilities import CapabilityDerivationTree
+    from aios.kernel.quotas import Quota, Resource
 
     cdt = CapabilityDerivationTree(lambda: 0, lambda cap, charges: None)
     top = cdt.root(cdt.new_space(1), cdt.new_object(ObjKind.AUTHORITY), Rights.READ, quota=Quota(agents=100))

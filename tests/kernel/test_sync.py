@@ -14,7 +14,7 @@ from aios.abi.errors import (
     WouldBlock,
 )
 from aios.kernel.clock import VirtualClock
-from aios.kernel.scheduler import SchedEntity, Scheduler
+from aios.kernel.sched.core import SchedEntity, Scheduler
 from aios.kernel.sync import MAX_LOCK_DEPTH, SyncTable
 
 MS = 1_000_000

@@ -1,4 +1,4 @@
-"""A pure tick-by-tick driver for :class:`aios.kernel.scheduler.Scheduler`.
+"""A pure tick-by-tick driver for :class:`aios.kernel.sched.core.Scheduler`.
 
 It plays the kernel's part on a virtual clock: pick, run the current entity
 for one tick (or less, when a job ends or a release falls inside the tick),
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aios.kernel.clock import VirtualClock
-from aios.kernel.scheduler import SchedEntity, Scheduler
+from aios.kernel.sched.core import SchedEntity, Scheduler
 
 
 @dataclass

@@ -17,7 +17,8 @@ import random
 import time
 
 from aios.kernel.clock import VirtualClock
-from aios.kernel.scheduler import SCHED_PRIO_TO_WEIGHT, Scheduler
+from aios.kernel.sched.core import Scheduler
+from aios.kernel.sched.fair import SCHED_PRIO_TO_WEIGHT
 
 
 class _Bench:

@@ -18,7 +18,7 @@ charged, as ``Resource.MEMORY``, to an :class:`Account`:
 * a pending **async result** and a **fabric request** in flight to the agent
   that started it.
 
-An account is one :class:`~aios.kernel.capabilities.Charge` on the agent's
+An account is one :class:`~aios.kernel.quotas.Charge` on the agent's
 own authority capability (slot 2), grown and shrunk as buffers come and go,
 so the usual rules apply: the charge counts against that capability and
 every ancestor, a revoked authority refunds it, a deleted one hands it to its
@@ -46,7 +46,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from aios.abi.errors import QuotaExceeded
-from aios.kernel.capabilities import Capability, CapabilityDerivationTree, Charge, Resource
+from aios.kernel.capabilities import Capability, CapabilityDerivationTree
+from aios.kernel.quotas import Charge, Resource
 
 RESERVE: Final = 16 * 1024  # quota an account reserves ahead of its buffers
 

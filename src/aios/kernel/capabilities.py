@@ -21,33 +21,18 @@ child in another agent's space.  The rules are the ones seL4 gives:
   the call returns, and leaves the capability itself valid;
 * deleting the last capability to an object destroys the object.
 
-Quotas.  An authority capability carries a :class:`Quota` (memory bytes,
-number of agents, IPC messages per second, maximum CPU weight).  A child
-authority is minted with at most its parent's limits.  Consumption (bytes,
-agents) is charged to the capability that paid and to every ancestor, so a
-subtree never uses more than its root allows; IPC rate is a token bucket at
-each level of the chain; CPU weight is a ceiling, not a sum.  What was built
-with a capability is recorded on it (``charges``), so revoking refunds the
-ancestors and destroys what the revoked subtree built, as revoking an
-Untyped does in seL4.
-
-Quota envelopes outlive their holders.  Deleting an authority capability
-that still has derived children or charges (its holder died, leaving
-children, zombies or queued buffers behind) does not hand them to its parent:
-the capability leaves its slot but stays in the derivation tree as a *ghost*
-that keeps its limits and usage, so a quota of four agents bounds everything
-ever built from it, however many of the builders have died (otherwise a
-clone loop escapes its quota: each clone dies and leaves its clones to the
-grandparent's larger limit).  A ghost disappears when its last child and
-charge are gone, and is spliced out of a chain when it constrains nothing its
-only child does not (so a chain of generations does not deepen the tree).
+Quotas.  An authority capability carries limits and usage; the rules for
+charging them along the derivation chain, the IPC token buckets and the
+quota envelopes that outlive their holders (ghosts) are in
+:mod:`aios.kernel.quotas`.  This module keeps the tree operations a ghost
+needs: :meth:`CapabilityDerivationTree.delete` leaves an authority with
+children or charges behind as a ghost, and ``_tidy`` drops or splices it out
+once it constrains nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from aios.abi import limits
@@ -60,57 +45,8 @@ from aios.abi.errors import (
     QuotaExceeded,
 )
 from aios.abi.rights import ObjKind, Rights, rights_names
-
-
-class Resource(IntEnum):
-    MEMORY = 0  # bytes, consumed while allocated
-    AGENTS = 1  # live agents, consumed while alive
-    IPC_RATE = 2  # messages per second, token bucket per level
-    CPU_WEIGHT = 3  # ceiling on an agent's scheduling weight
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """Limits of an authority capability; ``None`` means "as much as the parent"."""
-
-    memory: int | None = None
-    agents: int | None = None
-    ipc_rate: int | None = None
-    cpu_weight: int | None = None
-
-    @staticmethod
-    def from_dict(d: Any) -> Quota:
-        if d is None:
-            return Quota()
-        if not isinstance(d, dict):
-            raise InvalidArgument("quota must be a dict")
-        allowed = {"memory", "agents", "ipc_rate", "cpu_weight"}
-        for k, v in d.items():
-            if k not in allowed:
-                raise InvalidArgument(f"unknown quota field {k!r}")
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-                raise InvalidArgument(f"quota {k} must be a non-negative int")
-        return Quota(**d)
-
-    def to_dict(self) -> dict[str, int | None]:
-        return {
-            "memory": self.memory,
-            "agents": self.agents,
-            "ipc_rate": self.ipc_rate,
-            "cpu_weight": self.cpu_weight,
-        }
-
-
-class Charge:
-    """A record that ``amount`` of ``res`` is held on behalf of ``what`` and paid by ``cap``."""
-
-    __slots__ = ("amount", "cap", "res", "what")
-
-    def __init__(self, res: Resource, amount: int, what: Any, cap: Capability | None) -> None:
-        self.res = res
-        self.amount = amount
-        self.what = what
-        self.cap = cap
+from aios.kernel import quotas
+from aios.kernel.quotas import Charge, Quota, Resource
 
 
 class KObject:
@@ -256,12 +192,7 @@ class CapabilityDerivationTree:
         """A capability with no parent: only the kernel makes these (boot, new objects)."""
         cap = Capability(obj, rights, badge, None)
         if obj.kind is ObjKind.AUTHORITY:
-            q = quota or Quota()
-            cap.limits = [q.memory, q.agents, q.ipc_rate, q.cpu_weight]
-            cap.used = [0, 0, 0, 0]
-            cap.charges = set()
-            cap.bucket = float(q.ipc_rate or 0)
-            cap.bucket_t = self._clock()
+            quotas.open_envelope(cap, quotas.root_limits(quota), self._clock())
         space.install(cap)
         return cap
 
@@ -286,21 +217,7 @@ class CapabilityDerivationTree:
             raise InvalidArgument("badge must be an int in [0, 2**63)")
         cap = Capability(src.obj, Rights(rights & src.rights), new_badge, src)
         if src.limits is not None:
-            q = quota or Quota()
-            lim: list[int | None] = []
-            for res, want in zip(Resource, (q.memory, q.agents, q.ipc_rate, q.cpu_weight), strict=True):
-                have = src.limits[res]
-                if want is None:
-                    lim.append(have)
-                elif have is None:
-                    lim.append(want)
-                else:
-                    lim.append(min(want, have))
-            cap.limits = lim
-            cap.used = [0, 0, 0, 0]
-            cap.charges = set()
-            cap.bucket = float(lim[Resource.IPC_RATE] or 0)
-            cap.bucket_t = self._clock()
+            quotas.open_envelope(cap, quotas.derived_limits(src.limits, quota), self._clock())
         dest.install(cap, slot)
         src.children.append(cap)
         return cap
@@ -426,7 +343,7 @@ class CapabilityDerivationTree:
                 cap.parent = None
                 cap = parent
                 continue
-            if len(cap.children) == 1 and _within(cap.children[0], cap):
+            if len(cap.children) == 1 and quotas.within(cap.children[0], cap):
                 child = cap.children[0]
                 child.parent = parent
                 parent.children[parent.children.index(cap)] = child
@@ -443,127 +360,44 @@ class CapabilityDerivationTree:
             if obj.on_destroy is not None:
                 obj.on_destroy(obj)
 
-    # -- quotas ----------------------------------------------------------------
+    # -- quotas (the arithmetic is in aios.kernel.quotas) ------------------------
 
-    def check(self, cap: Capability, res: Resource, amount: int) -> None:
+    @staticmethod
+    def check(cap: Capability, res: Resource, amount: int) -> None:
         """Raise QuotaExceeded now if charging ``amount`` to ``cap`` would fail (a cheap
         early refusal for operations that would build a lot before charging)."""
-        c: Capability | None = cap
-        while c is not None:
-            lim = c.limits[res] if c.limits is not None else None
-            if lim is not None and c.used is not None and c.used[res] + amount > lim:
-                raise QuotaExceeded(
-                    f"{res.name.lower()} quota: {c.used[res]} + {amount} > {lim}", resource=res.name
-                )
-            c = c.parent
+        quotas.check(cap, res, amount)
 
-    def charge(self, cap: Capability, res: Resource, amount: int, what: Any = None) -> Charge:
+    @staticmethod
+    def charge(cap: Capability, res: Resource, amount: int, what: Any = None) -> Charge:
         """Charge ``amount`` of ``res`` to ``cap`` and every ancestor, or nothing."""
-        if cap.used is None or cap.limits is None or cap.charges is None:
-            raise InvalidCapability("not an authority capability")
-        if not cap.valid:
-            raise InvalidCapability("capability was revoked")
-        if amount < 0:
-            raise InvalidArgument("negative charge")
-        c: Capability | None = cap
-        while c is not None:
-            lim = c.limits[res] if c.limits is not None else None
-            if lim is not None and c.used is not None and c.used[res] + amount > lim:
-                raise QuotaExceeded(
-                    f"{res.name.lower()} quota: {c.used[res]} + {amount} > {lim}", resource=res.name
-                )
-            c = c.parent
-        c = cap
-        while c is not None:
-            if c.used is not None:
-                c.used[res] += amount
-            c = c.parent
-        chg = Charge(res, amount, what, cap)
-        cap.charges.add(chg)
-        return chg
+        return quotas.charge(cap, res, amount, what)
 
-    def grow(self, chg: Charge, amount: int, force: bool = False) -> None:
+    @staticmethod
+    def grow(chg: Charge, amount: int, force: bool = False) -> None:
         """Add ``amount`` to a live charge, at its capability and every ancestor, or
         raise QuotaExceeded and change nothing (``force``: add it regardless)."""
-        cap = chg.cap
-        if cap is None:
-            raise QuotaExceeded("the authority that paid has been revoked", resource=chg.res.name)
-        res = chg.res
-        if not force:
-            c: Capability | None = cap
-            while c is not None:
-                lim = c.limits[res] if c.limits is not None else None
-                if lim is not None and c.used is not None and c.used[res] + amount > lim:
-                    raise QuotaExceeded(
-                        f"{res.name.lower()} quota: {c.used[res]} + {amount} > {lim}", resource=res.name
-                    )
-                c = c.parent
-        c = cap
-        while c is not None:
-            if c.used is not None:
-                c.used[res] += amount
-            c = c.parent
-        chg.amount += amount
+        quotas.grow(chg, amount, force)
 
-    def shrink(self, chg: Charge, amount: int) -> None:
+    @staticmethod
+    def shrink(chg: Charge, amount: int) -> None:
         """Give back part of a charge (at most what it holds)."""
-        amount = min(amount, chg.amount)
-        if amount <= 0:
-            return
-        chg.amount -= amount
-        c = chg.cap
-        while c is not None:
-            if c.used is not None:
-                c.used[chg.res] = max(0, c.used[chg.res] - amount)
-            c = c.parent
+        quotas.shrink(chg, amount)
 
     def uncharge(self, chg: Charge) -> None:
-        """Give back a charge (the resource was freed).  Idempotent."""
-        cap = chg.cap
-        if cap is None:
-            return
-        chg.cap = None
-        if cap.charges is not None:
-            cap.charges.discard(chg)
-        c: Capability | None = cap
-        while c is not None:
-            if c.used is not None:
-                c.used[chg.res] = max(0, c.used[chg.res] - chg.amount)
-            c = c.parent
-        if cap.ghost:
+        """Give back a charge (the resource was freed).  Idempotent.  A ghost that
+        paid for it may now hold nothing and go."""
+        cap = quotas.uncharge(chg)
+        if cap is not None and cap.ghost:
             self._tidy(cap)
 
     def take_tokens(self, cap: Capability, n: int) -> None:
         """IPC rate: take ``n`` tokens from the bucket at every level, or none."""
-        now = self._clock()
-        c: Capability | None = cap
-        while c is not None:
-            rate = c.limits[Resource.IPC_RATE] if c.limits is not None else None
-            if rate is not None:
-                dt = now - c.bucket_t
-                if dt > 0:
-                    c.bucket = min(float(rate), c.bucket + rate * dt / 1e9)
-                    c.bucket_t = now
-                if c.bucket < n:
-                    raise QuotaExceeded(f"IPC rate quota of {rate}/s exceeded", resource="IPC_RATE")
-            c = c.parent
-        c = cap
-        while c is not None:
-            if c.limits is not None and c.limits[Resource.IPC_RATE] is not None:
-                c.bucket -= n
-            c = c.parent
+        quotas.take_tokens(cap, n, self._clock())
 
     @staticmethod
     def weight_ceiling(cap: Capability) -> int | None:
-        return cap.limits[Resource.CPU_WEIGHT] if cap.limits is not None else None
-
-
-def _within(child: Capability, ghost: Capability) -> bool:
-    """Every limit of ``child`` is at most ``ghost``'s (None: unlimited)."""
-    cl, gl = child.limits, ghost.limits
-    if cl is None or gl is None:
-        return False
-    return all(g is None or (c is not None and c <= g) for c, g in zip(cl, gl, strict=True))
+        return quotas.weight_ceiling(cap)
 
 
 class CapabilitySpace:

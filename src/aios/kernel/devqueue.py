@@ -91,7 +91,7 @@ from typing import Final
 
 from aios.abi.errors import Busy, InvalidArgument, NoSuchObject, QuotaExceeded, WouldBlock
 from aios.kernel.clock import Clock
-from aios.kernel.scheduler import NICE_0_LOAD, WEIGHT_MAX, WEIGHT_MIN
+from aios.kernel.sched.fair import NICE_0_LOAD, WEIGHT_MAX, WEIGHT_MIN
 
 DEFAULT_MAX_QUEUED: Final = 64
 DEFAULT_MAX_TOTAL: Final = 1 << 16

@@ -73,20 +73,13 @@ from aios.abi.slots import (
 from aios.kernel.accounts import Ledger
 from aios.kernel.agents import Agent, AgentState, AgentTable, DeadAgent
 from aios.kernel.asyncops import AsyncOp, AsyncOps
-from aios.kernel.capabilities import (
-    Capability,
-    CapabilityDerivationTree,
-    CapabilitySpace,
-    Charge,
-    KObject,
-    Quota,
-    Resource,
-)
+from aios.kernel.capabilities import Capability, CapabilityDerivationTree, CapabilitySpace, KObject
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.memory import Arena, PageTable, Pool, Region
+from aios.kernel.quotas import Charge, Quota, Resource
 from aios.kernel.registry import SUPERVISOR, Extensions, Registry
-from aios.kernel.scheduler import Scheduler
+from aios.kernel.sched.core import Scheduler
 from aios.kernel.sync import SyncTable
 from aios.kernel.timers import Timers
 from aios.kernel.waits import BLOCK, Wait, WaitQueue

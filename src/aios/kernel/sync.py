@@ -50,7 +50,7 @@ from aios.abi.errors import (
     PermissionDenied,
     WouldBlock,
 )
-from aios.kernel.scheduler import Prio, SchedEntity, Scheduler
+from aios.kernel.sched.core import Prio, SchedEntity, Scheduler
 
 MAX_LOCK_DEPTH: Final = 1024
 SEM_VALUE_MAX: Final = (1 << 31) - 1

@@ -22,7 +22,8 @@ from aios.abi.slots import SLOT_AUTHORITY
 from aios.kernel import lifecycle
 from aios.kernel.agents import Agent, agent_of
 from aios.kernel.args import as_bool, as_dict, as_int, as_str, copy_plain
-from aios.kernel.capabilities import Capability, Resource
+from aios.kernel.capabilities import Capability
+from aios.kernel.quotas import Resource
 from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:

@@ -10,8 +10,9 @@ from aios.abi.message import Message
 from aios.abi.rights import ObjKind, Rights, rights_from_names
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int
-from aios.kernel.capabilities import Capability, Quota
+from aios.kernel.capabilities import Capability
 from aios.kernel.ipc import check_payload
+from aios.kernel.quotas import Quota
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

@@ -24,8 +24,9 @@ from aios.abi.rights import ObjKind, Rights
 from aios.abi.slots import SLOT_AUTHORITY
 from aios.kernel.agents import Agent, DeadAgent, agent_of
 from aios.kernel.args import as_int, as_opts, as_str
-from aios.kernel.capabilities import KObject, Resource
-from aios.kernel.scheduler import clamp_weight, weight_of_nice
+from aios.kernel.capabilities import KObject
+from aios.kernel.quotas import Resource
+from aios.kernel.sched.fair import clamp_weight, weight_of_nice
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

@@ -16,14 +16,8 @@ import pytest
 
 from aios.abi.errors import AIOSError, IntegrityError
 from aios.abi.rights import ObjKind, Rights
-from aios.kernel.capabilities import (
-    Capability,
-    CapabilityDerivationTree,
-    Charge,
-    KObject,
-    Quota,
-    Resource,
-)
+from aios.kernel.capabilities import Capability, CapabilityDerivationTree, KObject
+from aios.kernel.quotas import Charge, Quota, Resource
 from aios.kmod.journal import records as R
 from aios.kmod.journal.replay import KernelImage
 

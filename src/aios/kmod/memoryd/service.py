@@ -67,8 +67,9 @@ from aios.kernel.registry import Key
 
 if TYPE_CHECKING:
     from aios.kernel.agents import Agent
-    from aios.kernel.capabilities import Charge, KObject
+    from aios.kernel.capabilities import KObject
     from aios.kernel.kernel import Kernel
+    from aios.kernel.quotas import Charge
 
 log = logging.getLogger("aios.memoryd")
 

@@ -24,7 +24,8 @@ from aios.abi.slots import SLOT_AUTHORITY
 from aios.abi.sysno import Sys
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_int, as_opts, as_str, copy_plain
-from aios.kernel.capabilities import Capability, Resource
+from aios.kernel.capabilities import Capability
+from aios.kernel.quotas import Resource
 from aios.kmod.memoryd import service as svc
 
 if TYPE_CHECKING:

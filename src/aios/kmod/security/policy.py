@@ -86,7 +86,7 @@ from aios.abi.errors import AIOSError, InvalidArgument, PermissionDenied
 from aios.abi.rights import Rights, rights_from_names, rights_names
 from aios.abi.slots import SLOT_AUTHORITY
 from aios.kernel.capabilities import Capability
-from aios.kernel.scheduler import WEIGHT_MIN
+from aios.kernel.sched.fair import WEIGHT_MIN
 from aios.lib.behavior import (
     ANOMALY_TOPIC,
     NET_ATTEMPT,
@@ -324,7 +324,7 @@ class PolicyGate:
 
     def _apply_settings(self, a: Agent, me: AgentInfo) -> None:
         from aios.abi import limits
-        from aios.kernel.capabilities import Resource
+        from aios.kernel.quotas import Resource
 
         quota, sched = self.settings_for(me)
         if not quota.values and not sched.values:

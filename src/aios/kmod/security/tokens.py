@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 from aios.abi.errors import InvalidArgument, InvalidCapability, NoSuchObject, PermissionDenied
 from aios.abi.rights import ObjKind, Rights, rights_from_names, rights_names
-from aios.kernel.capabilities import Capability, Quota
+from aios.kernel.capabilities import Capability
+from aios.kernel.quotas import Quota
 from aios.kmod.security.node import NodeSecurity
 from aios.lib import tokens
 from aios.lib.revocations import RevocationList

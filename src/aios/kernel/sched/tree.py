@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aios.kernel.scheduler import SchedEntity
+    from aios.kernel.sched.core import SchedEntity
 
 
 class EevdfTree:
