@@ -517,7 +517,10 @@ def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeou
             got(i, None, MessageTooLarge(f"semantic message of {len(body)} bytes", size=len(body)))
             continue
         cid = next(k.call_seq)
-        w = Wait(_ReplySink(lambda v, e, i=i: got(i, v, e)), None, ("call", cid))
+        def reply(v: Any, e: AIOSError | None, i: int = i) -> None:
+            got(i, v, e)
+
+        w = Wait(_ReplySink(reply), None, ("call", cid))
         k.calls[cid] = (w, 0)
         k.call_received(cid, aid)  # its death fails the call
         if deadline is not None:
