@@ -9,7 +9,7 @@ import sys
 
 def test_importing_the_sdk_loads_no_kernel_module() -> None:
     code = (
-        "import sys, json, aios.sdk, aios.sdk.memory, aios.sdk.semantic;"
+        "import sys, json, aios.sdk, aios.sdk.fabric, aios.sdk.semantic;"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('aios'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

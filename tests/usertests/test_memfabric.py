@@ -13,7 +13,7 @@ from aios.abi.errors import (
 )
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
-from aios.sdk.memory import Memory
+from aios.sdk.fabric import Memory
 
 
 def only(res: dict):

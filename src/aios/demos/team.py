@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from aios.abi.errors import AIOSError
 from aios.sdk import Context
-from aios.sdk.memory import Memory, Namespace
+from aios.sdk.fabric import Memory, Namespace
 from aios.sdk.semantic import Request, Skill, SkillAgent, ask, open_service
 
 NAMESPACE = "team/findings"

@@ -7,7 +7,7 @@ sandbox profile: ACCESS_NET opens the network, ACCESS_FS the file tree), the
 limits its process is held to (address space, processes, CPU seconds, CPU
 weight), the read-only code directories Landlock lets it see, and the
 environment it starts with.  The executors enforce exactly this record
-(:meth:`aios.kernel.remote.ExecutorHost.spec_for` builds the sandbox spec
+(:meth:`aios.kernel.executor_host.ExecutorHost.spec_for` builds the sandbox spec
 from it), so the record is not a description of the sandbox but its source.
 
 The order

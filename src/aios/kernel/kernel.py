@@ -162,7 +162,7 @@ class Kernel:
         # guards: policy checks on marked operations, fn(kernel, action, agent, **info); raise to refuse
         self.guards: dict[str, list[Callable[..., None]]] = {}
         self._to_bury: list[Any] = []
-        from aios.kernel.remote import ExecutorHost
+        from aios.kernel.executor_host import ExecutorHost
 
         self.executors = ExecutorHost(self)
         self.home: Any = None  # a pathlib.Path when the kernel keeps state on disk

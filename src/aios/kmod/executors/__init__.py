@@ -1,6 +1,6 @@
 """The executors kernel module: how agents run outside the kernel process.
 
-The kernel's executor host (``aios.kernel.remote``) keeps the mechanism:
+The kernel's executor host (``aios.kernel.executor_host``) keeps the mechanism:
 which remote agents are alive, their traps and replies, their exits.  What
 is specific to each way of running an agent lives here, behind the
 registry's :class:`~aios.kernel.registry.ExecutorFactory` protocol, one
