@@ -39,7 +39,7 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/lint-imports  # the layers: [tool.importlinter] in pyproject.toml
-	$(VENV)/bin/mypy --strict src/aios/abi src/aios/kernel src/aios/kmod src/aios/lib src/aios/boot.py
+	$(VENV)/bin/mypy --strict src/aios
 
 bench: $(STAMP)
 	@for b in $$($(VENV)/bin/aios bench --list | grep -vx soak); do echo "== $$b"; $(VENV)/bin/aios bench $$b --json; done

@@ -235,7 +235,7 @@ class TrapClient:
             n = self.sock.recv_into(self._buf)
             if not n:
                 raise Cancelled("kernel closed the trap channel")
-            self._pending.extend(self._dec.feed(self._view[:n]))  # type: ignore[arg-type]
+            self._pending.extend(self._dec.feed(self._view[:n]))
         return self._pending.pop(0)
 
     def call(self, sysno: int, args: Sequence[Any]) -> Any:
