@@ -11,16 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from aioscli import aios
 from lines import LineReader
-
-
-def aios(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIOS_HOME": str(home)}
-    r = subprocess.run([sys.executable, "-m", "aios.cli.main", *args], env=env, capture_output=True,
-                       text=True, timeout=120)
-    if check and r.returncode != 0:
-        raise AssertionError(f"aios {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 @pytest.fixture

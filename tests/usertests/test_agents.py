@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from runs import only
 
 from aios.abi.errors import (
     AgentGone,
@@ -18,12 +19,6 @@ from aios.abi.errors import (
     TimedOut,
 )
 from aios.sdk import Agent, Context
-
-
-def only(res: dict) -> dict:
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 async def sleeper(ctx: Context) -> str:
