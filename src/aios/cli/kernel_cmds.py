@@ -119,12 +119,23 @@ def register(app: typer.Typer) -> None:
         accept_broken_log: bool = typer.Option(
             False, "--accept-broken-log",
             help="boot even if the audit log fails its check: it is moved aside and a new one records that"),
+        metrics: str = typer.Option("", "--metrics", metavar="HOST:PORT",
+                                    help="serve Prometheus metrics, e.g. 127.0.0.1:9464 (off by default)"),
+        metrics_allow_remote: bool = typer.Option(False, "--metrics-allow-remote",
+                                                  help="let --metrics listen on a non-loopback address"),
     ) -> None:
         """Start the kernel for $AIOS_HOME, listening on kernel.sock (mode 0600)."""
         from aios.abi.errors import AlreadyExists
         from aios.daemon import running_pid, serve, socket_path
         from aios.host import run_sync
+        from aios.kmod.observe.service import parse_address
 
+        observe: dict[str, Any] = {}
+        flags: list[str] = []
+        if metrics:
+            parse_address(metrics, metrics_allow_remote)  # refused here, before anything starts
+            observe.update(metrics=metrics, metrics_allow_remote=metrics_allow_remote)
+            flags += ["--metrics", metrics, *(["--metrics-allow-remote"] if metrics_allow_remote else [])]
         home = _home()
         pid = running_pid(home) if home.exists() else None
         if pid:
@@ -136,7 +147,8 @@ def register(app: typer.Typer) -> None:
             start = log_path.stat().st_size if log_path.exists() else 0
             log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
             proc = subprocess.Popen(
-                [sys.executable, "-m", "aios.cli.main", "up", *(["--accept-broken-log"] if accept_broken_log else [])],
+                [sys.executable, "-m", "aios.cli.main", "up", *(["--accept-broken-log"] if accept_broken_log else []),
+                 *flags],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 env={**os.environ, "AIOS_HOME": str(home)},
             )
@@ -155,7 +167,7 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(f"kernel for {home}: listening on {socket_path(home)} (pid {os.getpid()})")
         try:
-            run_sync(serve(home, accept_broken_log=accept_broken_log))
+            run_sync(serve(home, accept_broken_log=accept_broken_log, **observe))
         except AlreadyExists as e:
             typer.echo(str(e), err=True)
             raise typer.Exit(1) from None

@@ -297,6 +297,9 @@ class Kernel:
         entry = self.calls.pop(cid, None)
         if entry is not None and entry[1]:
             self._unserve(cid, entry[1])
+        probe = self.registry.ipc_probe
+        if probe is not None:
+            probe.ended(cid)
         return entry
 
     def _unserve(self, cid: int, receiver: int) -> None:
@@ -784,6 +787,12 @@ class Kernel:
             self._wakeup = None
             self._loop = None
             self._thread_id = None
+
+    @property
+    def serving_thread(self) -> int | None:
+        """The ident of the thread inside :meth:`run` while the kernel serves, else None
+        (observers on other threads post their reads to it instead of racing it)."""
+        return self._thread_id
 
     def stop(self) -> None:
         self.stopping = True

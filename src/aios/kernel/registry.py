@@ -23,6 +23,9 @@ root ``aios.boot``, write it.  What can be registered:
   agent that ends, after ``agent.lifecycle.exited`` was published, in
   registration order (``before_event=True``: just before it; supervision
   decides a restart there).
+* **An IPC probe** ``set_ipc_probe(probe)`` (:class:`IpcProbe`): told of
+  messages, calls, replies and semantic routes (metrics, traces); absent, the
+  IPC paths pay one attribute test.
 * **Typed extension state**: a module declares ``MEMORYD: Key[MemoryFabric]
   = Key("memoryd")`` and keeps its per-kernel state in ``k.ext[MEMORYD]``;
   a missing key is ``NoSuchObject`` naming the module.  There are no
@@ -213,6 +216,33 @@ class ImagePort(Protocol):
     def resolve(self, ref: str, home: Any) -> tuple[Any, Any]: ...
 
 
+class IpcProbe(Protocol):
+    """What observes binary IPC and semantic routes (the observe kernel module: metrics
+    and traces).  The kernel calls it only when one is registered, so an unobserved
+    kernel pays one attribute test per message.
+
+    ``sent`` counts plain messages; ``call`` is a call leaving ``a`` for the mailbox of
+    ``receiver`` (``parent``: a route token from :meth:`route`, else the caller's own
+    context); ``received`` the moment its receiver takes it; ``replied`` its answer;
+    ``ended`` any end of a call (after ``replied``, or a timeout, a dead party).
+    ``route`` opens a semantic route for ``a`` and returns a token; ``routed`` closes it
+    with its outcome."""
+
+    def sent(self, a: Agent, n: int, nbytes: int) -> None: ...
+
+    def call(self, a: Agent, cid: int, receiver: int, nbytes: int, parent: Any = None) -> None: ...
+
+    def received(self, cid: int, receiver: Agent) -> None: ...
+
+    def replied(self, a: Agent, cid: int, nbytes: int) -> None: ...
+
+    def ended(self, cid: int) -> None: ...
+
+    def route(self, a: Agent, intent: str) -> Any: ...
+
+    def routed(self, token: Any, outcome: str, targets: int) -> None: ...
+
+
 SUPERVISOR: Key[SupervisorPort] = Key("supervision")
 IMAGES: Key[ImagePort] = Key("images")
 
@@ -226,6 +256,13 @@ class Registry:
         self._shutdown: list[tuple[int, int, Callable[[], None]]] = []
         self.exit_hooks: list[Callable[[Agent], None]] = []
         self.early_exit_hooks: list[Callable[[Agent], None]] = []
+        self.ipc_probe: IpcProbe | None = None
+
+    def set_ipc_probe(self, probe: IpcProbe) -> None:
+        """Observe IPC calls and semantic routes (one probe per kernel)."""
+        if self.ipc_probe is not None:
+            raise AlreadyExists("an IPC probe is already registered")
+        self.ipc_probe = probe
 
     def on_shutdown(self, fn: Callable[[], None], order: int = 0) -> None:
         """Run ``fn()`` at kernel shutdown, after the agents were killed (low ``order`` first)."""
