@@ -61,6 +61,8 @@ class BootConfig:
     metrics: str | None = None  # serve Prometheus metrics on HOST:PORT (loopback unless allowed)
     metrics_allow_remote: bool = False  # let ``metrics`` name a non-loopback address
     metrics_top: int = 10  # per-agent series for this many agents
+    trace: float | None = None  # trace IPC calls and semantic routes, sampling this ratio of requests
+    trace_provider: Any = None  # an OpenTelemetry TracerProvider (None: the global one)
 
 
 Step = Callable[[Kernel, BootConfig], None]

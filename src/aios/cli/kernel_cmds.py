@@ -123,6 +123,9 @@ def register(app: typer.Typer) -> None:
                                     help="serve Prometheus metrics, e.g. 127.0.0.1:9464 (off by default)"),
         metrics_allow_remote: bool = typer.Option(False, "--metrics-allow-remote",
                                                   help="let --metrics listen on a non-loopback address"),
+        trace: float | None = typer.Option(None, "--trace", metavar="RATIO",
+                                    help="trace IPC calls and semantic routes with OpenTelemetry, sampling "
+                                         "RATIO (0..1) of requests; exporter from OTEL_TRACES_EXPORTER (otlp)"),
     ) -> None:
         """Start the kernel for $AIOS_HOME, listening on kernel.sock (mode 0600)."""
         from aios.abi.errors import AlreadyExists
@@ -136,6 +139,15 @@ def register(app: typer.Typer) -> None:
             parse_address(metrics, metrics_allow_remote)  # refused here, before anything starts
             observe.update(metrics=metrics, metrics_allow_remote=metrics_allow_remote)
             flags += ["--metrics", metrics, *(["--metrics-allow-remote"] if metrics_allow_remote else [])]
+        if trace is not None:
+            from aios.abi.errors import InvalidArgument
+            from aios.kmod.observe.otel import sdk_provider
+
+            if not 0.0 <= trace <= 1.0:
+                raise InvalidArgument(f"--trace takes a sample ratio in [0, 1], got {trace}")
+            flags += ["--trace", repr(trace)]
+            if not detach:
+                observe.update(trace=trace, trace_provider=sdk_provider())
         home = _home()
         pid = running_pid(home) if home.exists() else None
         if pid:
@@ -166,11 +178,16 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"kernel running (pid {proc.pid}), socket {socket_path(home)}")
             return
         typer.echo(f"kernel for {home}: listening on {socket_path(home)} (pid {os.getpid()})")
+        if metrics:
+            typer.echo(f"metrics on http://{metrics}/metrics")
         try:
             run_sync(serve(home, accept_broken_log=accept_broken_log, **observe))
         except AlreadyExists as e:
             typer.echo(str(e), err=True)
             raise typer.Exit(1) from None
+        finally:
+            if observe.get("trace_provider") is not None:
+                observe["trace_provider"].shutdown()  # flush the spans still batched
 
     @app.command("down")
     def down() -> None:

@@ -151,6 +151,10 @@ def install(k: Kernel, cfg: Any) -> Observe | None:
         return None
     address = parse_address(metrics, bool(getattr(cfg, "metrics_allow_remote", False))) if metrics else None
     obs = Observe()
+    if trace is not None:
+        from aios.kmod.observe.tracing import IpcTracer
+
+        obs.tracer = IpcTracer(k, trace, getattr(cfg, "trace_provider", None))
     if address is not None:
         _start_metrics(k, obs, address, int(getattr(cfg, "metrics_top", 0) or 10))
     k.registry.set_ipc_probe(ObserveProbe(obs.tally, obs.tracer))
