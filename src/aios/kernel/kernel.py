@@ -78,7 +78,7 @@ from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.memory import Arena, PageTable, Pool, Region
 from aios.kernel.quotas import Charge, Quota, Resource
-from aios.kernel.registry import SUPERVISOR, Extensions, Registry
+from aios.kernel.registry import ERRNO_SHIFT, SUPERVISOR, Extensions, Registry
 from aios.kernel.sched.core import Scheduler
 from aios.kernel.sync import SyncTable
 from aios.kernel.timers import Timers
@@ -601,6 +601,7 @@ class Kernel:
         ent = a.sched
         charge = self.sched.charge
         observer = self.observer
+        counts = self.registry.syscall_counts
         throttled = self.throttled
         val = a.pending
         exc = a.pending_exc
@@ -642,6 +643,10 @@ class Kernel:
                             except Exception as e:
                                 exc = self.handler_failure(h, a, args, e)
                                 val = None
+                        if counts is not None:
+                            counts[sysno] += 1
+                            if exc is not None:
+                                count_error(self.registry, sysno, exc)
                     else:
                         exc = (
                             NoSuchSyscall(f"no syscall {sysno!r}")
@@ -1072,6 +1077,14 @@ def _bury(coro: Any) -> None:
         _UNDEAD.append(coro)
     except BaseException:
         pass
+
+
+def count_error(reg: Registry, sysno: int, exc: BaseException) -> None:
+    """Count one failed syscall by number and errno (metrics are on)."""
+    errors = reg.syscall_errors
+    if errors is not None:
+        key = getattr(exc, "code", KernelPanic.code) << ERRNO_SHIFT | sysno
+        errors[key] = errors.get(key, 0) + 1
 
 
 def _plain(v: Any) -> Any:

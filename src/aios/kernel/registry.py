@@ -23,6 +23,9 @@ root ``aios.boot``, write it.  What can be registered:
   agent that ends, after ``agent.lifecycle.exited`` was published, in
   registration order (``before_event=True``: just before it; supervision
   decides a restart there).
+* **Syscall counting** ``count_syscalls()``: the dispatcher counts by number
+  and failures by errno into two tables (metrics); not asked for, nothing is
+  counted.
 * **An IPC probe** ``set_ipc_probe(probe)`` (:class:`IpcProbe`): told of
   messages, calls, replies and semantic routes (metrics, traces); absent, the
   IPC paths pay one attribute test.
@@ -54,6 +57,7 @@ log = logging.getLogger("aios.kernel.registry")
 T = TypeVar("T")
 Handler = Callable[..., Any]
 TABLE_SIZE = max(hi for ranges in BLOCKS.values() for _lo, hi in ranges) + 1
+ERRNO_SHIFT = 12  # syscall_errors keys: errno << 12 | syscall number (numbers are below 4096)
 
 
 class Key(Generic[T]):
@@ -257,6 +261,17 @@ class Registry:
         self.exit_hooks: list[Callable[[Agent], None]] = []
         self.early_exit_hooks: list[Callable[[Agent], None]] = []
         self.ipc_probe: IpcProbe | None = None
+        self.syscall_counts: list[int] | None = None  # by number, every completed syscall
+        self.syscall_errors: dict[int, int] | None = None  # errno << 12 | number -> count
+
+    def count_syscalls(self) -> tuple[list[int], dict[int, int]]:
+        """Have the dispatcher count syscalls by number (and failures by number and
+        errno) from the next dispatch on; returns the two tables it fills.  Off (the
+        default) it tests one local per syscall and counts nothing."""
+        if self.syscall_counts is None or self.syscall_errors is None:
+            self.syscall_counts = [0] * TABLE_SIZE
+            self.syscall_errors = {}
+        return self.syscall_counts, self.syscall_errors
 
     def set_ipc_probe(self, probe: IpcProbe) -> None:
         """Observe IPC calls and semantic routes (one probe per kernel)."""

@@ -43,7 +43,8 @@ from prometheus_client.registry import Collector
 
 from aios.abi.errors import BY_CODE, PolicyDenied, QuotaExceeded
 from aios.abi.sysno import Sys
-from aios.kmod.observe.tally import ERRNO_SHIFT, Tally
+from aios.kernel.registry import ERRNO_SHIFT
+from aios.kmod.observe.tally import Tally
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel

@@ -5,8 +5,8 @@ metrics (``BootConfig.metrics``, an ``ADDRESS:PORT``) or traces
 (``BootConfig.trace``, a sample ratio).  Then it:
 
 * puts its state under :data:`OBSERVE` in ``kernel.ext``;
-* for metrics, chains a counting syscall observer in front of the one that
-  was there (the behavior monitor), registers the IPC probe, subscribes to
+* for metrics, has the dispatcher count syscalls (``registry.count_syscalls``),
+  registers the IPC probe, subscribes to
   sandbox and capability-violation events, counts agents that end, and
   serves ``/metrics`` on the address with ``prometheus_client``'s HTTP
   server (its own daemon thread);
@@ -106,11 +106,11 @@ class ObserveProbe:
 
     def sent(self, a: Agent, n: int, nbytes: int) -> None:
         if self.tally is not None:
-            self.tally.sent(n, nbytes)
+            self.tally.sent(a, n, nbytes)
 
     def call(self, a: Agent, cid: int, receiver: int, nbytes: int, parent: Any = None) -> None:
         if self.tally is not None:
-            self.tally.call(cid, nbytes)
+            self.tally.call(a, cid, receiver, nbytes, parent)
         if self.tracer is not None:
             self.tracer.call(a, cid, receiver, nbytes, parent)
 
@@ -120,7 +120,7 @@ class ObserveProbe:
 
     def replied(self, a: Agent, cid: int, nbytes: int) -> None:
         if self.tally is not None:
-            self.tally.replied(cid, nbytes)
+            self.tally.replied(a, cid, nbytes)
         if self.tracer is not None:
             self.tracer.replied(a, cid, nbytes)
 
@@ -130,16 +130,17 @@ class ObserveProbe:
         if self.tracer is not None:
             self.tracer.ended(cid)
 
-    def route(self, a: Agent, intent: str) -> Any:
-        span = self.tracer.route(a, intent) if self.tracer is not None else None
-        return (a.aid, self.tally.k.now() if self.tally is not None else 0, span)
+    def route(self, a: Agent, intent: str) -> tuple[int, Any]:
+        """The route token both halves read: ``(start time, span or None)``."""
+        t0 = self.tally.route(a, intent)[0] if self.tally is not None else 0
+        span = self.tracer.route(a, intent)[1] if self.tracer is not None else None
+        return t0, span
 
-    def routed(self, token: Any, outcome: str, targets: int) -> None:
-        _aid, t0, span = token
+    def routed(self, token: tuple[int, Any], outcome: str, targets: int) -> None:
         if self.tally is not None:
-            self.tally.routed(outcome, (self.tally.k.now() - t0) / 1e9)
-        if self.tracer is not None and span is not None:
-            self.tracer.routed(span, outcome, targets)
+            self.tally.routed(token, outcome, targets)
+        if self.tracer is not None:
+            self.tracer.routed(token, outcome, targets)
 
 
 def install(k: Kernel, cfg: Any) -> Observe | None:
@@ -157,7 +158,9 @@ def install(k: Kernel, cfg: Any) -> Observe | None:
         obs.tracer = IpcTracer(k, trace, getattr(cfg, "trace_provider", None))
     if address is not None:
         _start_metrics(k, obs, address, int(getattr(cfg, "metrics_top", 0) or 10))
-    k.registry.set_ipc_probe(ObserveProbe(obs.tally, obs.tracer))
+    # one half alone is the probe itself: no forwarding call on the IPC paths
+    probe: Any = ObserveProbe(obs.tally, obs.tracer) if obs.tally and obs.tracer else obs.tally or obs.tracer
+    k.registry.set_ipc_probe(probe)
     k.ext[OBSERVE] = obs
     k.registry.on_shutdown(obs.close, order=900)
     return obs
@@ -179,7 +182,6 @@ def _start_metrics(k: Kernel, obs: Observe, address: tuple[str, int], top: int) 
         raise InvalidArgument(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from None
     obs.server = server
     obs.address = (host, int(server.server_address[1]))
-    k.observer = tally.chain_observer(k.observer)
     k.registry.on_agent_exit(tally.agent_exited)
     obs.subs.append(k.bus.subscribe("security.sandbox", priority=-800, callback=tally.on_sandbox).sid)
     obs.subs.append(k.bus.subscribe("security.violation", priority=-800, callback=tally.on_violation).sid)

@@ -4,7 +4,8 @@ Most of what ``aios_*`` metrics report is read from kernel state when
 Prometheus scrapes (:mod:`aios.kmod.observe.metrics`): agents, mailboxes,
 the run queue, scheduler entities, the audit log.  A few things leave no
 trace in that state and must be counted when they happen: syscalls by number
-and result, messages and bytes, call latencies, agents that ended, sandbox
+and result (the dispatcher counts those into tables the registry hands out,
+without a call per syscall), messages and bytes, call latencies, agents that ended, sandbox
 denials, semantic routes.  :class:`Tally` counts exactly those, and it exists
 only on a kernel started with metrics on: with metrics off nothing here is
 installed, so no syscall and no message pays for it.
@@ -20,9 +21,9 @@ sandbox mechanisms are capped at :data:`MAX_MECHANISMS` (the rest count as
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aios.kernel.registry import ERRNO_SHIFT
 from aios.lib.histogram import Histogram
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 MAX_MECHANISMS = 16
 MAX_OPEN_CALLS = 65536  # calls whose start time is remembered (a leak bound, not a limit)
-ERRNO_SHIFT = 12  # syscall numbers are below 4096: key = errno << 12 | sysno
+
 _MECHANISM = re.compile(r"[a-z][a-z0-9_]{0,23}")
 SECCOMP_KINDS = frozenset({"syscall"})
 
@@ -42,7 +43,8 @@ class Tally:
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
-        self.syscalls: dict[int, int] = {}  # errno << 12 | sysno -> count
+        # the dispatcher counts into these (registry.count_syscalls): no call per syscall
+        self.counts, self.errors = k.registry.count_syscalls()
         self.messages = 0
         self.message_bytes = 0
         self.calls = 0
@@ -59,34 +61,26 @@ class Tally:
         self.routes: dict[str, int] = {}  # outcome -> count
         self.route_seconds = Histogram()
 
-    # -- the syscall observer ---------------------------------------------------
+    def syscalls(self) -> dict[int, int]:
+        """``errno << 12 | number -> count`` (errno 0: succeeded)."""
+        out = dict(self.errors)
+        failed: dict[int, int] = {}
+        for key, n in out.items():
+            num = key & ((1 << ERRNO_SHIFT) - 1)
+            failed[num] = failed.get(num, 0) + n
+        for num, n in enumerate(self.counts):
+            ok = n - failed.get(num, 0)
+            if ok:
+                out[num] = ok
+        return out
 
-    def chain_observer(self, prev: Callable[[Agent, int, int], None] | None) -> Callable[[Agent, int, int], None]:
-        """The kernel's per-syscall observer: count, then call the one that was there."""
-        counts = self.syscalls
-        get = counts.get
-        shift = ERRNO_SHIFT
-        if prev is None:
-            def count_syscall(a: Agent, sysno: int, errno: int) -> None:
-                key = errno << shift | sysno
-                counts[key] = get(key, 0) + 1
+    # -- the IPC probe (IpcProbe): the metrics half ---------------------------------
 
-            return count_syscall
-
-        def count_and_observe(a: Agent, sysno: int, errno: int) -> None:
-            key = errno << shift | sysno
-            counts[key] = get(key, 0) + 1
-            prev(a, sysno, errno)
-
-        return count_and_observe
-
-    # -- the IPC probe's metrics half --------------------------------------------
-
-    def sent(self, n: int, nbytes: int) -> None:
+    def sent(self, a: Agent, n: int, nbytes: int) -> None:
         self.messages += n
         self.message_bytes += nbytes
 
-    def call(self, cid: int, nbytes: int) -> None:
+    def call(self, a: Agent, cid: int, receiver: int, nbytes: int, parent: Any = None) -> None:
         self.calls += 1
         self.call_bytes += nbytes
         self.messages += 1
@@ -96,7 +90,10 @@ class Tally:
             started.pop(next(iter(started)))
         started[cid] = self.k.now()
 
-    def replied(self, cid: int, nbytes: int) -> None:
+    def received(self, cid: int, receiver: Agent) -> None:
+        pass  # the metrics time a call from its start to its reply
+
+    def replied(self, a: Agent, cid: int, nbytes: int) -> None:
         self.replies += 1
         self.reply_bytes += nbytes
         t0 = self.call_started.pop(cid, None)
@@ -108,9 +105,12 @@ class Tally:
         if self.call_started.pop(cid, None) is not None:
             self.calls_failed += 1
 
-    def routed(self, outcome: str, seconds: float) -> None:
+    def route(self, a: Agent, intent: str) -> tuple[int, Any]:
+        return self.k.now(), None
+
+    def routed(self, token: tuple[int, Any], outcome: str, targets: int) -> None:
         self.routes[outcome] = self.routes.get(outcome, 0) + 1
-        self.route_seconds.observe(seconds)
+        self.route_seconds.observe((self.k.now() - token[0]) / 1e9)
 
     # -- agents that end, sandbox reports ---------------------------------------------
 
@@ -141,7 +141,7 @@ class Tally:
     def copy(self) -> dict[str, Any]:
         """Plain copies of every counter (taken on the kernel thread)."""
         return {
-            "syscalls": dict(self.syscalls),
+            "syscalls": self.syscalls(),
             "messages": self.messages, "message_bytes": self.message_bytes,
             "calls": self.calls, "call_bytes": self.call_bytes,
             "replies": self.replies, "reply_bytes": self.reply_bytes,

@@ -120,17 +120,25 @@ class IpcTracer:
 
     # -- calls ----------------------------------------------------------------------
 
+    def sent(self, a: Agent, n: int, nbytes: int) -> None:
+        pass  # plain messages carry no call to follow
+
     def call(self, a: Agent, cid: int, receiver: int, nbytes: int, parent: Any = None) -> None:
-        if parent is not None:  # a route token: (aid, t0, span or UNSAMPLED)
-            inside, span = True, parent[2]
+        if parent is not None:  # a route token: (t0, span or UNSAMPLED)
+            inside, span = True, parent[1]
         else:
             inside, span = self._current(a.aid)
-        service = self._name(receiver)
-        client = self._start(f"{service}/call", span, inside, SpanKind.CLIENT, {
-            "rpc.system": "aios", "rpc.service": service, "rpc.method": "call",
-            "aios.call.id": cid, "aios.agent.id": a.aid, "aios.agent.name": a.name,
-            "aios.peer.id": receiver, "aios.request.size": nbytes,
-        })
+        if (inside and span is UNSAMPLED) or (not inside and self.random() >= self.ratio):
+            client = UNSAMPLED
+        else:
+            service = self._name(receiver)
+            client = self.tracer.start_span(
+                f"{service}/call", context=set_span_in_context(span) if inside else _ROOT,
+                kind=SpanKind.CLIENT, attributes={
+                    "rpc.system": "aios", "rpc.service": service, "rpc.method": "call",
+                    "aios.call.id": cid, "aios.agent.id": a.aid, "aios.agent.name": a.name,
+                    "aios.peer.id": receiver, "aios.request.size": nbytes,
+                })
         calls = self.calls  # unsampled calls too: what their receivers call follows the decision
         if len(calls) >= MAX_OPEN_CALLS:
             self._end(next(iter(calls)), "call leaked: too many open calls")
@@ -188,14 +196,16 @@ class IpcTracer:
 
     # -- semantic routes ------------------------------------------------------------------
 
-    def route(self, a: Agent, intent: str) -> Any:
+    def route(self, a: Agent, intent: str) -> tuple[int, Any]:
+        """A route token ``(0, span or UNSAMPLED)``; the calls it delivers are its children."""
         inside, span = self._current(a.aid)
-        return self._start("semantic-ipcd/route", span, inside, SpanKind.CLIENT, {
+        return 0, self._start("semantic-ipcd/route", span, inside, SpanKind.CLIENT, {
             "rpc.system": "aios", "rpc.service": "semantic-ipcd", "rpc.method": "route",
             "aios.agent.id": a.aid, "aios.agent.name": a.name, "aios.intent.size": len(intent),
         })
 
-    def routed(self, span: Any, outcome: str, targets: int) -> None:
+    def routed(self, token: tuple[int, Any], outcome: str, targets: int) -> None:
+        span = token[1]
         if span is UNSAMPLED:
             return
         span.set_attribute("aios.route.outcome", outcome)
