@@ -32,6 +32,7 @@ import statistics
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from aios.host import run_async, run_sync, start_kernel
@@ -148,6 +149,33 @@ def _probe_test_ns(n: int = 200_000) -> float:
         return best
     finally:
         k.close()
+
+
+def overhead_ratios(measure: Callable[[dict[str, Any]], list[float]], rounds: int = 5,
+                    sample: float = 0.01) -> dict[str, Any]:
+    """``metrics_overhead_ratio`` and ``tracing_overhead_ratio`` of another benchmark's
+    workload: ``measure(kernel options)`` returns times (lower is better) for a kernel
+    booted with those options; off, metrics and tracing run in ``rounds`` interleaved
+    rounds (order reversed every other round), the times of each are pooled and their
+    lower deciles compared (the minimum when there are fewer than ten)."""
+    provider, _name = _provider()
+    configs: dict[str, dict[str, Any]] = {
+        "off": {},
+        "metrics": {"metrics": "127.0.0.1:0"},
+        "tracing": {"trace": sample, "trace_provider": provider},
+    }
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    names = list(configs)
+    try:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                times[name].extend(measure(configs[name]))
+    finally:
+        if provider is not None:
+            provider.shutdown()
+    low = {name: _low(v) for name, v in times.items()}
+    return {"metrics_overhead_ratio": round(low["metrics"] / low["off"], 3),
+            "tracing_overhead_ratio": round(low["tracing"] / low["off"], 3)}
 
 
 def run(argv: list[str]) -> dict[str, Any]:
