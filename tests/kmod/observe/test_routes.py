@@ -77,7 +77,7 @@ def test_routes_counted_by_outcome_and_traced() -> None:
 
 
 def test_sandbox_mechanisms_are_bounded() -> None:
-    k = SimpleNamespace(registry=SimpleNamespace(count_syscalls=lambda: ([0] * 8, {})))
+    k = SimpleNamespace(now=lambda: 0, registry=SimpleNamespace(count_syscalls=lambda: ([0] * 8, {})))
     t = Tally(k)  # type: ignore[arg-type]
 
     def ev(kind: Any) -> Any:

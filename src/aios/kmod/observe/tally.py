@@ -43,9 +43,10 @@ class Tally:
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
+        self.now = k.now
         # the dispatcher counts into these (registry.count_syscalls): no call per syscall
         self.counts, self.errors = k.registry.count_syscalls()
-        self.messages = 0
+        self.messages = 0  # plain messages (sends, batch items); calls are counted apart
         self.message_bytes = 0
         self.calls = 0
         self.call_bytes = 0
@@ -83,12 +84,10 @@ class Tally:
     def call(self, a: Agent, cid: int, receiver: int, nbytes: int, parent: Any = None) -> None:
         self.calls += 1
         self.call_bytes += nbytes
-        self.messages += 1
-        self.message_bytes += nbytes
         started = self.call_started
         if len(started) >= MAX_OPEN_CALLS:
             started.pop(next(iter(started)))
-        started[cid] = self.k.now()
+        started[cid] = self.now()
 
     def received(self, cid: int, receiver: Agent) -> None:
         pass  # the metrics time a call from its start to its reply
@@ -98,7 +97,7 @@ class Tally:
         self.reply_bytes += nbytes
         t0 = self.call_started.pop(cid, None)
         if t0 is not None:
-            self.call_seconds.observe((self.k.now() - t0) / 1e9)
+            self.call_seconds.observe((self.now() - t0) / 1e9)
 
     def ended(self, cid: int) -> None:
         """A call ended; if it was not answered (timeout, a party gone) it failed."""
@@ -142,7 +141,7 @@ class Tally:
         """Plain copies of every counter (taken on the kernel thread)."""
         return {
             "syscalls": self.syscalls(),
-            "messages": self.messages, "message_bytes": self.message_bytes,
+            "messages": self.messages + self.calls, "message_bytes": self.message_bytes + self.call_bytes,
             "calls": self.calls, "call_bytes": self.call_bytes,
             "replies": self.replies, "reply_bytes": self.reply_bytes,
             "calls_failed": self.calls_failed,

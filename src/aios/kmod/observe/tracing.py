@@ -70,13 +70,9 @@ _ROOT = Context()
 FAILED_OUTCOMES = frozenset({"error", "refused", "no_match"})
 
 
-class _Call:
-    __slots__ = ("client", "receiver", "server")
-
-    def __init__(self, client: Any, receiver: int) -> None:
-        self.client = client  # the client span, or UNSAMPLED
-        self.server: Any = None
-        self.receiver = receiver
+# an open call: [client span or UNSAMPLED, server span or None, receiver aid] (a list: cheaper
+# to make than an object, and this is made once per call)
+CLIENT, SERVER, RECEIVER = 0, 1, 2
 
 
 class IpcTracer:
@@ -91,7 +87,7 @@ class IpcTracer:
         self.ratio = float(ratio)
         self.tracer = trace.get_tracer("aios.kernel", tracer_provider=provider)
         self.random = random.random
-        self.calls: dict[int, _Call] = {}  # call id -> its spans
+        self.calls: dict[int, list[Any]] = {}  # call id -> [client, server, receiver]
         self.serving: dict[int, list[tuple[int, Any]]] = {}  # aid -> (call id, server span) taken
 
     # -- context ------------------------------------------------------------------
@@ -127,7 +123,8 @@ class IpcTracer:
         if parent is not None:  # a route token: (t0, span or UNSAMPLED)
             inside, span = True, parent[1]
         else:
-            inside, span = self._current(a.aid)
+            mine = self.serving.get(a.aid)
+            inside, span = (True, mine[-1][1]) if mine else (False, UNSAMPLED)
         if (inside and span is UNSAMPLED) or (not inside and self.random() >= self.ratio):
             client = UNSAMPLED
         else:
@@ -142,34 +139,41 @@ class IpcTracer:
         calls = self.calls  # unsampled calls too: what their receivers call follows the decision
         if len(calls) >= MAX_OPEN_CALLS:
             self._end(next(iter(calls)), "call leaked: too many open calls")
-        calls[cid] = _Call(client, receiver)
+        calls[cid] = [client, None, receiver]
 
     def received(self, cid: int, receiver: Agent) -> None:
         c = self.calls.get(cid)
         if c is None:
             return
-        if c.client is not UNSAMPLED:
-            c.server = self.tracer.start_span(f"{receiver.name}/call", context=set_span_in_context(c.client),
-                                              kind=SpanKind.SERVER, attributes={
-                "rpc.system": "aios", "rpc.service": receiver.name, "rpc.method": "call",
-                "aios.call.id": cid, "aios.agent.id": receiver.aid, "aios.agent.name": receiver.name,
-            })
-        c.receiver = receiver.aid
-        self.serving.setdefault(receiver.aid, []).append((cid, c.server))
+        client = c[CLIENT]
+        server = None
+        if client is not UNSAMPLED:
+            server = c[SERVER] = self.tracer.start_span(
+                f"{receiver.name}/call", context=set_span_in_context(client), kind=SpanKind.SERVER, attributes={
+                    "rpc.system": "aios", "rpc.service": receiver.name, "rpc.method": "call",
+                    "aios.call.id": cid, "aios.agent.id": receiver.aid, "aios.agent.name": receiver.name,
+                })
+        aid = c[RECEIVER] = receiver.aid
+        mine = self.serving.get(aid)
+        if mine is None:
+            self.serving[aid] = [(cid, server)]
+        else:
+            mine.append((cid, server))
 
     def replied(self, a: Agent, cid: int, nbytes: int) -> None:
         c = self.calls.pop(cid, None)
         if c is None:
             return
-        self._unserve(c.receiver, cid)
-        if c.server is not None:
-            c.server.set_attribute("aios.response.size", nbytes)
-            c.server.set_status(Status(StatusCode.OK))
-            c.server.end()
-        if c.client is not UNSAMPLED:
-            c.client.set_attribute("aios.response.size", nbytes)
-            c.client.set_status(Status(StatusCode.OK))
-            c.client.end()
+        self._unserve(c[RECEIVER], cid)
+        client, server = c[CLIENT], c[SERVER]
+        if server is not None:
+            server.set_attribute("aios.response.size", nbytes)
+            server.set_status(Status(StatusCode.OK))
+            server.end()
+        if client is not UNSAMPLED:
+            client.set_attribute("aios.response.size", nbytes)
+            client.set_status(Status(StatusCode.OK))
+            client.end()
 
     def ended(self, cid: int) -> None:
         if cid in self.calls:
@@ -177,8 +181,8 @@ class IpcTracer:
 
     def _end(self, cid: int, why: str) -> None:
         c = self.calls.pop(cid)
-        self._unserve(c.receiver, cid)
-        for span in (c.server, c.client):
+        self._unserve(c[RECEIVER], cid)
+        for span in (c[SERVER], c[CLIENT]):
             if span is not None:
                 span.set_status(Status(StatusCode.ERROR, why))
                 span.end()
@@ -187,10 +191,13 @@ class IpcTracer:
         mine = self.serving.get(aid)
         if not mine:
             return
-        for i in range(len(mine) - 1, -1, -1):
-            if mine[i][0] == cid:
-                del mine[i]
-                break
+        if mine[-1][0] == cid:  # the usual case: the call taken last is answered first
+            mine.pop()
+        else:
+            for i in range(len(mine) - 2, -1, -1):
+                if mine[i][0] == cid:
+                    del mine[i]
+                    break
         if not mine:
             del self.serving[aid]
 
