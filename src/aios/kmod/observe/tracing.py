@@ -164,7 +164,14 @@ class IpcTracer:
         c = self.calls.pop(cid, None)
         if c is None:
             return
-        self._unserve(c[RECEIVER], cid)
+        aid = c[RECEIVER]
+        mine = self.serving.get(aid)
+        if mine and mine[-1][0] == cid:  # the usual case, inlined: this runs once per call
+            mine.pop()
+            if not mine:
+                del self.serving[aid]
+        else:
+            self._unserve(aid, cid)
         client, server = c[CLIENT], c[SERVER]
         if server is not None:
             server.set_attribute("aios.response.size", nbytes)
