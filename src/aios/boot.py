@@ -57,6 +57,12 @@ class BootConfig:
     accept_broken_log: bool = False  # boot on a damaged audit log: move it aside, audit that
     # -- memory fabric (memoryd, semantic-ipcd); loaded lazily on first use --
     embedder: str | None = None  # an embedder spec (None: $AIOS_EMBEDDER, else the default)
+    # -- observability (aios.kmod.observe); off unless asked for --
+    metrics: str | None = None  # serve Prometheus metrics on HOST:PORT (loopback unless allowed)
+    metrics_allow_remote: bool = False  # let ``metrics`` name a non-loopback address
+    metrics_top: int = 10  # per-agent series for this many agents
+    trace: float | None = None  # trace IPC calls and semantic routes, sampling this ratio of requests
+    trace_provider: Any = None  # an OpenTelemetry TracerProvider (None: the global one)
 
 
 Step = Callable[[Kernel, BootConfig], None]
@@ -113,6 +119,13 @@ def _supervision(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _observe(k: Kernel, cfg: BootConfig) -> None:
+    """Step 6: metrics and traces, when asked for (nothing is installed otherwise)."""
+    from aios.kmod.observe.service import install
+
+    install(k, cfg)
+
+
 def _announce(k: Kernel, cfg: BootConfig) -> None:
     """Step 8: operational."""
     k.publish("kernel.booted", 0, syscalls=k.registry.syscalls.count())
@@ -125,6 +138,7 @@ STEPS: list[Step] = [
     _memoryd,
     _semantic_ipcd,
     _supervision,
+    _observe,
     _announce,
 ]
 

@@ -106,8 +106,11 @@ class Console:
             self.channel.close()
 
 
-async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken_log: bool = False) -> int:
-    """Run a kernel for ``home`` until ``aios down`` or SIGTERM/SIGINT; returns an exit code."""
+async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken_log: bool = False,
+                **observe: Any) -> int:
+    """Run a kernel for ``home`` until ``aios down`` or SIGTERM/SIGINT; returns an exit code.
+    ``observe``: the observability fields of :class:`~aios.boot.BootConfig` (``metrics``,
+    ``metrics_allow_remote``, ``trace``)."""
     from aios.host import start_kernel
 
     home.mkdir(parents=True, exist_ok=True)
@@ -124,7 +127,7 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken
         sock.unlink()
     pid_path(home).write_text(f"{os.getpid()}\n")
     try:
-        k = start_kernel(home=home, accept_broken_log=accept_broken_log)
+        k = start_kernel(home=home, accept_broken_log=accept_broken_log, **observe)
     except BaseException:  # boot refused (a damaged audit log, a corrupt keystore): leave no trace
         with contextlib.suppress(FileNotFoundError):
             pid_path(home).unlink()

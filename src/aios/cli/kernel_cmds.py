@@ -119,12 +119,35 @@ def register(app: typer.Typer) -> None:
         accept_broken_log: bool = typer.Option(
             False, "--accept-broken-log",
             help="boot even if the audit log fails its check: it is moved aside and a new one records that"),
+        metrics: str = typer.Option("", "--metrics", metavar="HOST:PORT",
+                                    help="serve Prometheus metrics, e.g. 127.0.0.1:9464 (off by default)"),
+        metrics_allow_remote: bool = typer.Option(False, "--metrics-allow-remote",
+                                                  help="let --metrics listen on a non-loopback address"),
+        trace: float | None = typer.Option(None, "--trace", metavar="RATIO",
+                                    help="trace IPC calls and semantic routes with OpenTelemetry, sampling "
+                                         "RATIO (0..1) of requests; exporter from OTEL_TRACES_EXPORTER (otlp)"),
     ) -> None:
         """Start the kernel for $AIOS_HOME, listening on kernel.sock (mode 0600)."""
         from aios.abi.errors import AlreadyExists
         from aios.daemon import running_pid, serve, socket_path
         from aios.host import run_sync
+        from aios.kmod.observe.service import parse_address
 
+        observe: dict[str, Any] = {}
+        flags: list[str] = []
+        if metrics:
+            parse_address(metrics, metrics_allow_remote)  # refused here, before anything starts
+            observe.update(metrics=metrics, metrics_allow_remote=metrics_allow_remote)
+            flags += ["--metrics", metrics, *(["--metrics-allow-remote"] if metrics_allow_remote else [])]
+        if trace is not None:
+            from aios.abi.errors import InvalidArgument
+            from aios.kmod.observe.otel import sdk_provider
+
+            if not 0.0 <= trace <= 1.0:
+                raise InvalidArgument(f"--trace takes a sample ratio in [0, 1], got {trace}")
+            flags += ["--trace", repr(trace)]
+            if not detach:
+                observe.update(trace=trace, trace_provider=sdk_provider())
         home = _home()
         pid = running_pid(home) if home.exists() else None
         if pid:
@@ -136,7 +159,8 @@ def register(app: typer.Typer) -> None:
             start = log_path.stat().st_size if log_path.exists() else 0
             log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
             proc = subprocess.Popen(
-                [sys.executable, "-m", "aios.cli.main", "up", *(["--accept-broken-log"] if accept_broken_log else [])],
+                [sys.executable, "-m", "aios.cli.main", "up", *(["--accept-broken-log"] if accept_broken_log else []),
+                 *flags],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 env={**os.environ, "AIOS_HOME": str(home)},
             )
@@ -154,11 +178,16 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"kernel running (pid {proc.pid}), socket {socket_path(home)}")
             return
         typer.echo(f"kernel for {home}: listening on {socket_path(home)} (pid {os.getpid()})")
+        if metrics:
+            typer.echo(f"metrics on http://{metrics}/metrics")
         try:
-            run_sync(serve(home, accept_broken_log=accept_broken_log))
+            run_sync(serve(home, accept_broken_log=accept_broken_log, **observe))
         except AlreadyExists as e:
             typer.echo(str(e), err=True)
             raise typer.Exit(1) from None
+        finally:
+            if observe.get("trace_provider") is not None:
+                observe["trace_provider"].shutdown()  # flush the spans still batched
 
     @app.command("down")
     def down() -> None:

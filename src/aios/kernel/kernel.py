@@ -78,7 +78,7 @@ from aios.kernel.capabilities import Capability, CapabilityDerivationTree, Capab
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.quotas import Charge, Quota, Resource
-from aios.kernel.registry import SUPERVISOR, Extensions, Registry
+from aios.kernel.registry import ERRNO_SHIFT, SUPERVISOR, Extensions, Registry
 from aios.kernel.sched.core import Scheduler
 from aios.kernel.sync import SyncTable
 from aios.kernel.timers import Timers
@@ -297,6 +297,9 @@ class Kernel:
         entry = self.calls.pop(cid, None)
         if entry is not None and entry[1]:
             self._unserve(cid, entry[1])
+        probe = self.registry.ipc_probe
+        if probe is not None:
+            probe.ended(cid)
         return entry
 
     def _unserve(self, cid: int, receiver: int) -> None:
@@ -598,6 +601,7 @@ class Kernel:
         ent = a.sched
         charge = self.sched.charge
         observer = self.observer
+        counts = self.registry.syscall_counts
         throttled = self.throttled
         val = a.pending
         exc = a.pending_exc
@@ -639,6 +643,10 @@ class Kernel:
                             except Exception as e:
                                 exc = self.handler_failure(h, a, args, e)
                                 val = None
+                        if counts is not None:
+                            counts[sysno] += 1
+                            if exc is not None:
+                                count_error(self.registry, sysno, exc)
                     else:
                         exc = (
                             NoSuchSyscall(f"no syscall {sysno!r}")
@@ -784,6 +792,12 @@ class Kernel:
             self._wakeup = None
             self._loop = None
             self._thread_id = None
+
+    @property
+    def serving_thread(self) -> int | None:
+        """The ident of the thread inside :meth:`run` while the kernel serves, else None
+        (observers on other threads post their reads to it instead of racing it)."""
+        return self._thread_id
 
     def stop(self) -> None:
         self.stopping = True
@@ -1063,6 +1077,14 @@ def _bury(coro: Any) -> None:
         _UNDEAD.append(coro)
     except BaseException:
         pass
+
+
+def count_error(reg: Registry, sysno: int, exc: BaseException) -> None:
+    """Count one failed syscall by number and errno (metrics are on)."""
+    errors = reg.syscall_errors
+    if errors is not None:
+        key = getattr(exc, "code", KernelPanic.code) << ERRNO_SHIFT | sysno
+        errors[key] = errors.get(key, 0) + 1
 
 
 def _plain(v: Any) -> Any:

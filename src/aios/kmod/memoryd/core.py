@@ -179,6 +179,15 @@ class MemoryCore:
             raise NoSuchObject(f"no memory namespace {name!r}")
         return ns
 
+    def totals(self) -> tuple[int, int]:
+        """Live items and their bytes over every namespace (records and core blocks)."""
+        n, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM records WHERE expires IS NULL OR expires > ?",
+            (self.clock(),)).fetchone()
+        bn, bsize = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(value AS BLOB))), 0) FROM core_blocks").fetchone()
+        return int(n) + int(bn), int(size) + int(bsize)
+
     def namespaces(self, owner: str | None = None) -> list[Namespace]:
         return sorted((n for n in self._ns.values() if owner is None or n.owner == owner),
                       key=lambda n: n.name)
