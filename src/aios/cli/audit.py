@@ -161,14 +161,18 @@ def verify_cmd(
 
 @app.command("prove")
 def prove_cmd(
-    entry: int = typer.Option(..., "--entry", help="entry index"),
+    index: int | None = typer.Argument(None, metavar="ENTRY", help="entry index"),
+    entry_opt: int | None = typer.Option(None, "--entry", help="the same, as an option"),
     size: int | None = typer.Option(None, "--size", help="tree size (default: latest checkpoint)"),
     output: str = OutOpt,
 ) -> None:
-    """Inclusion proof of an entry, checked against the signed checkpoint."""
+    """Inclusion proof of entry ENTRY, checked against the signed checkpoint."""
     from aios.abi.errors import AIOSError
     from aios.lib.audit import merkle
 
+    entry = index if index is not None else entry_opt
+    if entry is None:
+        _fail("give the entry index: aios audit prove ENTRY")
     reader = _reader()
     cp = _latest(reader)
     if size is None:

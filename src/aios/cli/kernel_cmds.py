@@ -1,7 +1,9 @@
-"""Kernel daemon commands: ``aios up | down | status | ps | spawn | kill | send | events | sched``.
+"""Kernel daemon commands: ``aios up | down | status | ps | spawn | kill | send | call | events | sched``.
 
 Every command but ``up`` is a client: it connects to ``$AIOS_HOME/kernel.sock``,
 becomes a console agent and makes ordinary syscalls over the trap protocol.
+An agent is named by its id or, wherever an id is taken, by the name of
+exactly one live agent (``aios kill echo``).
 Output is a table by default; ``-o json`` prints JSON for scripts.
 """
 
@@ -60,6 +62,24 @@ def _call(c: Any, name: str, *args: Any) -> Any:
     except AIOSError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+
+
+def agent_id(c: Any, target: str) -> int:
+    """An agent named on the command line: its id, or the name of exactly one live agent."""
+    from aios.abi.errors import InvalidArgument, NoSuchAgent
+
+    if target.isdigit():
+        return int(target)
+    if not target or len(target) > 256:
+        raise InvalidArgument("an agent is named by its id or by its name (at most 256 characters)")
+    rows = _call(c, "AGENT_LIST", 2)
+    live = [r["aid"] for r in rows if r["name"] == target and r["state"] not in ("dead", "zombie")]
+    if len(live) == 1:
+        return int(live[0])
+    if not live:
+        raise NoSuchAgent(f"no live agent is named {target!r} (see `aios ps`)")
+    raise InvalidArgument(f"{len(live)} live agents are named {target!r} (ids {', '.join(map(str, live))}): "
+                          "give the id")
 
 
 def _emit(rows: Any, output: str, columns: list[str] | None = None, title: str = "") -> None:
@@ -167,6 +187,9 @@ def register(app: typer.Typer) -> None:
 
         home = _home()
         pid = running_pid(home)
+        if pid is None:
+            typer.echo(f"no kernel is running for {home}; nothing to stop")
+            return
         c = _connect()
         _call(c, "KERNEL_SHUTDOWN", 2)
         c.sock.close()
@@ -230,20 +253,48 @@ def register(app: typer.Typer) -> None:
         _emit({"aid": aid, "entry": entry}, output, title="spawned")
 
     @app.command("kill")
-    def kill(aid: int, tree: bool = typer.Option(False, "--tree")) -> None:
+    def kill(agent: str = typer.Argument(..., metavar="ID|NAME"),
+             tree: bool = typer.Option(False, "--tree")) -> None:
         """Kill an agent (with --tree, its subtree)."""
         c = _connect()
+        aid = agent_id(c, agent)
         ctl, _ep = _call(c, "AGENT_CONTROL", 2, aid)
         _call(c, "AGENT_KILL", ctl, tree)
         typer.echo(f"killed {aid}")
 
     @app.command("send")
-    def send(aid: int, message: str) -> None:
+    def send(agent: str = typer.Argument(..., metavar="ID|NAME"), message: str = typer.Argument(...)) -> None:
         """Send MESSAGE (UTF-8) to an agent's mailbox."""
         c = _connect()
+        aid = agent_id(c, agent)
         _ctl, ep = _call(c, "AGENT_CONTROL", 2, aid)
         _call(c, "IPC_SEND", ep, message.encode())
         typer.echo(f"sent {len(message.encode())} bytes to {aid}")
+
+    @app.command("call")
+    def call(
+        agent: str = typer.Argument(..., metavar="ID|NAME"),
+        message: str = typer.Argument(...),
+        timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for the reply"),
+        output: str = typer.Option("text", "-o", "--output", help="text (the reply) or json"),
+    ) -> None:
+        """Call an agent with MESSAGE (UTF-8) and print its reply."""
+        c = _connect()
+        aid = agent_id(c, agent)
+        _ctl, ep = _call(c, "AGENT_CONTROL", 2, aid)
+        reply = _call(c, "IPC_CALL", ep, message.encode(), timeout)
+        payload = reply.payload if hasattr(reply, "payload") else reply
+        if isinstance(payload, bytes):
+            try:
+                text, binary = payload.decode(), False
+            except UnicodeDecodeError:
+                text, binary = payload.hex(), True
+        else:
+            text, binary = json.dumps(payload, default=str), False
+        if output == "json":
+            typer.echo(json.dumps({"aid": aid, "reply": text, "encoding": "hex" if binary else "utf-8"}))
+        else:
+            typer.echo(text)
 
     @app.command("events")
     def events(

@@ -1,0 +1,90 @@
+"""The CLI a new user expects, driven as a user drives it: the real ``aios``
+command in a subprocess against a real daemon (``aios up -d``).
+
+One test per behaviour of the issue's list: a call that prints the answer,
+agents named by name wherever an id is taken, ``--version``/``-h``/completion,
+values as positional arguments, ``aios down`` with nothing running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def aios(home: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    e = {**os.environ, "AIOS_HOME": str(home), **(env or {})}
+    r = subprocess.run([sys.executable, "-m", "aios.cli.main", *args], env=e, capture_output=True,
+                       text=True, timeout=120, cwd=cwd)
+    if check and r.returncode != 0:
+        raise AssertionError(f"aios {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("ux") / "home"
+    aios(home, "up", "-d")
+    yield home
+    aios(home, "down", check=False)
+
+
+def spawn_echo(home: Path, name: str) -> int:
+    out = aios(home, "spawn", "aios.demos.remote_agents:echo", "--name", name, "-o", "json").stdout
+    return int(json.loads(out)["aid"])
+
+
+def test_call_prints_the_reply(daemon: Path) -> None:
+    aid = spawn_echo(daemon, "caller-echo")
+    by_name = aios(daemon, "call", "caller-echo", "hello there").stdout
+    assert by_name.rstrip("\n").endswith(":hello there")  # echo replies "<pid>:<payload>"
+    by_id = json.loads(aios(daemon, "call", str(aid), "again", "-o", "json").stdout)
+    assert by_id["aid"] == aid and by_id["reply"].endswith(":again") and by_id["encoding"] == "utf-8"
+
+
+def test_names_are_taken_wherever_ids_are(daemon: Path) -> None:
+    aid = spawn_echo(daemon, "named-echo")
+    assert f"to {aid}" in aios(daemon, "send", "named-echo", "hi").stdout
+    assert json.loads(aios(daemon, "agent", "resume", "named-echo", "-o", "json").stdout) == []
+    assert aios(daemon, "kill", "named-echo").stdout.strip() == f"killed {aid}"
+    gone = aios(daemon, "kill", "named-echo", check=False)
+    assert gone.returncode == 1 and "ESRCH" in gone.stderr and "no live agent is named 'named-echo'" in gone.stderr
+    a, b = spawn_echo(daemon, "twin"), spawn_echo(daemon, "twin")
+    both = aios(daemon, "kill", "twin", check=False)
+    assert both.returncode == 1 and "EINVAL" in both.stderr and f"{a}, {b}" in both.stderr
+    rows = json.loads(aios(daemon, "ps", "-o", "json").stdout)
+    assert {r["state"] for r in rows if r["aid"] in (a, b)} <= {"running", "runnable", "blocked", "created"}
+
+
+def test_down_with_nothing_running_exits_0(tmp_path: Path) -> None:
+    r = aios(tmp_path / "nothing", "down", check=False)
+    assert r.returncode == 0 and "no kernel is running" in r.stdout
+
+
+def test_version_help_and_completion(tmp_path: Path) -> None:
+    from aios import __version__
+
+    assert aios(tmp_path, "--version").stdout.startswith(f"aios {__version__}")
+    assert "Usage: aios" in aios(tmp_path, "-h").stdout
+    assert "ID|NAME" in aios(tmp_path, "kill", "-h").stdout
+    done = aios(tmp_path, env={"_AIOS_COMPLETE": "complete_bash", "COMP_WORDS": "aios ca",
+                               "COMP_CWORD": "1"}).stdout
+    assert done.split() == ["call"]
+    script = aios(tmp_path, "--show-completion", "bash").stdout
+    assert "_AIOS_COMPLETE=complete_bash" in script
+
+
+def test_values_are_positional(daemon: Path) -> None:
+    proof = json.loads(aios(daemon, "audit", "prove", "1", "-o", "json").stdout)
+    assert proof["entry"] == 1 and proof["verified"] is True
+    missing = aios(daemon, "audit", "prove", check=False)
+    assert missing.returncode == 2 and "aios audit prove ENTRY" in missing.stderr
+    quote = json.loads(aios(daemon, "attest", "quote", "c0ffee").stdout)
+    assert quote["nonce"] == "c0ffee"
