@@ -36,7 +36,7 @@ from aios.kernel.lifecycle import SpawnPlan, spawn
 
 
 def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """``$AIOS_HOME``, else ``./.aios``."""
+    """``$AIOS_HOME``, else the per-user default (:func:`aios.abi.home.default_home`)."""
     return aios_home(home).resolve()
 
 

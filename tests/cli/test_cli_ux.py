@@ -88,3 +88,41 @@ def test_values_are_positional(daemon: Path) -> None:
     assert missing.returncode == 2 and "aios audit prove ENTRY" in missing.stderr
     quote = json.loads(aios(daemon, "attest", "quote", "c0ffee").stdout)
     assert quote["nonce"] == "c0ffee"
+
+
+def test_home_defaults_to_the_xdg_state_dir_and_status_names_it(daemon: Path, tmp_path: Path) -> None:
+    env = {"AIOS_HOME": "", "XDG_STATE_HOME": "", "HOME": str(tmp_path)}
+    shown = json.loads(aios(tmp_path, "home", "-o", "json", env=env).stdout)
+    assert shown["home"] == str(tmp_path / ".local" / "state" / "aios") and shown["source"] == "default"
+    assert not (tmp_path / ".aios").exists()  # nothing is put in the current directory
+    env["XDG_STATE_HOME"] = str(tmp_path / "st")
+    assert aios(tmp_path, "home", env=env).stdout.strip() == str(tmp_path / "st" / "aios")
+    st = json.loads(aios(daemon, "status", "-o", "json").stdout)
+    assert st["home"] == str(daemon.resolve())
+    assert json.loads(aios(daemon, "home", "-o", "json").stdout)["kernel_pid"] > 0
+
+
+def test_home_remove_refuses_a_running_kernel_and_a_foreign_directory(daemon: Path, tmp_path: Path) -> None:
+    busy = aios(daemon, "home", "--remove", "--yes", check=False)
+    assert busy.returncode == 1 and "EBUSY" in busy.stderr and daemon.exists()
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"x")
+    refused = aios(foreign, "home", "--remove", "--yes", check=False)
+    assert refused.returncode == 1 and "does not look like an AIOS home" in refused.stderr
+    assert (foreign / "cat.jpg").exists()
+    stopped = tmp_path / "old"
+    aios(stopped, "keys", "create", "pub")
+    assert "removed" in aios(stopped, "home", "--remove", "--yes").stdout and not stopped.exists()
+
+
+def test_configuration_reference_lists_every_environment_variable() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    read = set()
+    for f in (root / "src" / "aios").rglob("*.py"):
+        read |= set(re.findall(r"[\"'](AIOS_[A-Z_]+|XDG_[A-Z_]+)[\"']", f.read_text()))
+    doc = (root / "docs" / "configuration.md").read_text()
+    assert {"AIOS_HOME", "AIOS_DEBUG", "XDG_STATE_HOME"} <= read
+    assert sorted(v for v in read if f"`{v}`" not in doc) == []

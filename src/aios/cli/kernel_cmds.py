@@ -206,7 +206,7 @@ def register(app: typer.Typer) -> None:
         from aios.abi.sysno import Sys
 
         c = _connect()
-        st = _call(c, "KERNEL_STATS")
+        st = {"home": str(_home()), **_call(c, "KERNEL_STATS")}
         st["protections"] = host_protections()
         try:  # the audit log's backlog: pending depth, its high-water mark, agents held
             au = c.call(int(Sys.AUDIT_STATUS), ())
