@@ -31,6 +31,7 @@ from aios.abi.errors import AlreadyExists
 from aios.abi.home import aios_home
 from aios.abi.rights import ALL_RIGHTS
 from aios.kernel.agents import Agent
+from aios.kernel.events import EVENT_HISTORY, EventHistory
 from aios.kernel.kernel import Kernel
 from aios.kernel.lifecycle import SpawnPlan, spawn
 
@@ -132,6 +133,7 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken
         os.close(lock_fd)
         raise
     k.home = home
+    k.ext[EVENT_HISTORY] = EventHistory(k.bus)  # `aios events --since`: what just happened
     loop = asyncio.get_running_loop()
     old_umask = os.umask(0o177)
     try:

@@ -126,3 +126,32 @@ def test_configuration_reference_lists_every_environment_variable() -> None:
     doc = (root / "docs" / "configuration.md").read_text()
     assert {"AIOS_HOME", "AIOS_DEBUG", "XDG_STATE_HOME"} <= read
     assert sorted(v for v in read if f"`{v}`" not in doc) == []
+
+
+def test_events_show_history_and_hide_the_cli_own_traffic(daemon: Path) -> None:
+    spawn_echo(daemon, "hist-echo")
+    past = aios(daemon, "events", "agent.lifecycle.spawned", "--since", "10m", "--tail", "0", "--no-follow",
+                "-o", "json").stdout
+    names = [json.loads(line)["data"]["name"] for line in past.splitlines()]
+    assert "hist-echo" in names and "console" not in names
+    everything = aios(daemon, "events", "agent.lifecycle.spawned", "--since", "10m", "--tail", "0",
+                      "--no-follow", "--all", "-o", "json").stdout
+    assert "console" in [json.loads(line)["data"]["name"] for line in everything.splitlines()]
+    assert len(aios(daemon, "events", "--tail", "2", "--no-follow").stdout.splitlines()) == 2
+
+    from lines import LineReader  # tests/support
+
+    env = {**os.environ, "AIOS_HOME": str(daemon)}
+    follower = subprocess.Popen([sys.executable, "-m", "aios.cli.main", "events", "agent.lifecycle.spawned",
+                                 "--tail", "0", "-n", "1", "-o", "json"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    assert follower.stderr is not None
+    import time
+
+    said = LineReader(follower.stderr).next(time.monotonic() + 60, "the follower's banner")
+    assert said is not None and "waiting for new events" in said and "--all" in said
+    spawn_echo(daemon, "live-echo")  # its command's console is spawned first, and hidden
+    out, _ = follower.communicate(timeout=60)
+    assert json.loads(out)["data"]["name"] == "live-echo"
+    bad = aios(daemon, "events", "--since", "yesterday", check=False)
+    assert bad.returncode == 1 and "EINVAL" in bad.stderr and "--since takes a duration" in bad.stderr

@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-OutputOpt = typer.Option("table", "-o", "--output", help="table or json")
+OutputOpt = typer.Option("table", "-o", "--output", help="table, wide (every column) or json")
 
 
 def _home() -> Path:
@@ -300,20 +300,49 @@ def register(app: typer.Typer) -> None:
     def events(
         pattern: str = typer.Argument("**"),
         count: int = typer.Option(0, "--count", "-n", help="stop after N events (0: follow)"),
+        since: str = typer.Option("", "--since", help="history first: a duration (30s, 5m, 2h, 1d) or an ISO time"),
+        tail: int = typer.Option(10, "--tail", help="at most this many past events (0: none)"),
+        all_: bool = typer.Option(False, "--all", help="also the traffic of aios commands themselves (consoles)"),
+        follow: bool = typer.Option(True, "--follow/--no-follow", help="--no-follow: print the history and exit"),
         output: str = OutputOpt,
     ) -> None:
-        """Follow the event bus."""
+        """Recent history, then follow the event bus (Ctrl-C stops)."""
+        from aios.abi.errors import WouldBlock
+        from aios.abi.sysno import Sys
+        from aios.cli.output import seconds_since
+
         c = _connect()
-        sid = _call(c, "EVENT_SUBSCRIBE", 4, pattern, {"depth": 65536})
-        typer.echo(f"following {pattern} (subscription {sid})", err=True)  # events after this line are seen
+        opts: dict[str, Any] = {"depth": 65536}
+        if since:
+            opts["since_s"] = seconds_since(since)
+        if tail or since:
+            opts["backlog"] = 4096  # trimmed to --tail here, after the consoles' events are left out
+        consoles = set() if all_ else {r["aid"] for r in _call(c, "AGENT_LIST", 2) if r["name"] == "console"}
+        sid = _call(c, "EVENT_SUBSCRIBE", 4, pattern, opts)
+        past: list[dict[str, Any]] = []
+        while True:  # the history was queued by the subscribe call itself
+            try:
+                ev = c.call(int(Sys.EVENT_RECV), (sid, 0))
+            except WouldBlock:
+                break
+            if all_ or not _console_traffic(ev, consoles):
+                past.append(ev)
+        past = past[len(past) - tail:] if tail and len(past) > tail else past
+        hidden = "" if all_ else "; aios commands' own traffic hidden (--all shows it)"
         seen = 0
+        for ev in past[:count] if count else past:
+            seen += 1
+            _print_event(ev, output)
+        if not follow:
+            return
+        typer.echo(f"following {pattern} (subscription {sid}): {len(past)} past events above; waiting for new "
+                   f"events (Ctrl-C stops){hidden}", err=True)  # events after this line are seen
         while count == 0 or seen < count:
             ev = _call(c, "EVENT_RECV", sid, None)
+            if not all_ and _console_traffic(ev, consoles):
+                continue
             seen += 1
-            if output == "json":
-                typer.echo(json.dumps(ev, default=str))
-            else:
-                typer.echo(f"{ev['seq']:>7} {ev['topic']:<32} agent={ev['source']} {json.dumps(ev['data'], default=str)}")
+            _print_event(ev, output)
 
     @app.command("sched")
     def sched(output: str = OutputOpt) -> None:
@@ -328,6 +357,23 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(rows))
             return
         Console().print(render_sched_table(rows))
+
+
+def _print_event(ev: dict[str, Any], output: str) -> None:
+    from aios.cli.output import event_line
+
+    typer.echo(json.dumps(ev, default=str) if output == "json" else event_line(ev, wide=output == "wide"))
+
+
+def _console_traffic(ev: dict[str, Any], consoles: set[int]) -> bool:
+    """An event made by an ``aios`` command's own console agent (learning new consoles)."""
+    data = ev.get("data") or {}
+    if data.get("name") == "console" and ev["topic"].startswith("agent.lifecycle."):
+        consoles.add(data.get("agent", ev["source"]))
+        return True
+    if ev["topic"] == "agent.control.taken":
+        return True  # an operator command reaching for an agent
+    return data.get("agent") in consoles or (ev["source"] in consoles and not ev["topic"].startswith("agent."))
 
 
 def _reload_via_kernel() -> dict[str, Any]:
