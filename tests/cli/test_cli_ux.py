@@ -155,3 +155,38 @@ def test_events_show_history_and_hide_the_cli_own_traffic(daemon: Path) -> None:
     assert json.loads(out)["data"]["name"] == "live-echo"
     bad = aios(daemon, "events", "--since", "yesterday", check=False)
     assert bad.returncode == 1 and "EINVAL" in bad.stderr and "--since takes a duration" in bad.stderr
+
+
+def test_audit_log_is_newest_first_and_follows(daemon: Path) -> None:
+    every = [r["entry"] for r in json.loads(aios(daemon, "audit", "log", "-n", "100000", "--oldest-first",
+                                                  "-o", "json").stdout)]
+    assert len(every) >= 2 and every == sorted(every)
+    idx = [r["entry"] for r in json.loads(aios(daemon, "audit", "log", "-n", "2", "-o", "json").stdout)]
+    assert idx[0] >= every[-1] and idx == sorted(idx, reverse=True) and len(idx) == 2
+
+    import time
+
+    from lines import LineReader
+
+    env = {**os.environ, "AIOS_HOME": str(daemon)}
+    follower = subprocess.Popen([sys.executable, "-m", "aios.cli.main", "audit", "log", "-f", "-n", "1", "-o", "json"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None
+        lines = LineReader(follower.stdout)
+        first = json.loads(lines.next(time.monotonic() + 60, "the latest entry") or "null")
+        aid = spawn_echo(daemon, "audited-echo")  # agent.lifecycle.spawned is audited
+        deadline = time.monotonic() + 60
+        while True:
+            line = lines.next(deadline, "the new entry")
+            assert line is not None, "no new audit entry was followed"
+            row = json.loads(line)
+            assert row["entry"] > first["entry"]
+            if row["type"] == "agent.lifecycle.spawned" and row["agent"] == aid:
+                break
+    finally:
+        follower.kill()
+        follower.wait(timeout=30)
+        for pipe in (follower.stdout, follower.stderr):
+            if pipe is not None:
+                pipe.close()
