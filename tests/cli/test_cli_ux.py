@@ -190,3 +190,33 @@ def test_audit_log_is_newest_first_and_follows(daemon: Path) -> None:
         for pipe in (follower.stdout, follower.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+GREETER = '''
+from aios.sdk import Agent
+
+
+class Greeter(Agent):
+    async def on_message(self, msg):
+        return b"hello, " + msg.payload
+'''
+
+
+def test_spawn_user_code_from_the_current_directory(daemon: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "greeter.py").write_text(GREETER)
+    out = json.loads(aios(daemon, "spawn", "greeter.py:Greeter", "--name", "greeter", "-o", "json", cwd=work).stdout)
+    assert out["entry"] == f"{work / 'greeter.py'}:Greeter"
+    assert aios(daemon, "call", "greeter", "world").stdout == "hello, world\n"
+    aios(daemon, "spawn", "greeter:Greeter", "--name", "greeter-mod", cwd=work)  # module:attr of the cwd
+    assert aios(daemon, "call", "greeter-mod", "module").stdout == "hello, module\n"
+    aios(daemon, "spawn", "greeter.py:Greeter", "--name", "greeter-w", "--executor", "worker", cwd=work)
+    assert aios(daemon, "call", "greeter-w", "worker").stdout == "hello, worker\n"
+
+    (work / "broken.py").write_text("x = 1\n\ndef f(:\n    pass\n")
+    bad = aios(daemon, "spawn", "broken.py:f", cwd=work, check=False)
+    assert bad.returncode == 1 and f"{work / 'broken.py'}:3" in bad.stderr
+    assert "Traceback" not in bad.stderr and "aios/cli" not in bad.stderr
+    missing = aios(daemon, "spawn", "nothere.py:X", cwd=work, check=False)
+    assert missing.returncode == 1 and "ENOENT" in missing.stderr and "nothere.py" in missing.stderr

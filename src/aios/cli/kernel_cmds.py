@@ -64,6 +64,28 @@ def _call(c: Any, name: str, *args: Any) -> Any:
         raise typer.Exit(1) from None
 
 
+def user_code_entry(entry: str) -> str:
+    """``FILE.py:attr``, or ``module:attr`` of a module in the current directory, as the
+    kernel's file form ``/abs/path/file.py:attr`` (the daemon does not share this
+    command's directory or Python path); any other ``module:attr`` as given."""
+    path, sep, attr = entry.rpartition(":")
+    if not sep or not attr.isidentifier():
+        return entry
+    if path.endswith(".py"):
+        f = Path(path)
+        if not _exists(path) or not f.is_file():
+            from aios.abi.errors import NoSuchObject
+
+            raise NoSuchObject(f"no such file: {path}")
+        return f"{f.resolve()}:{attr}"
+    if all(part.isidentifier() for part in path.split(".")):
+        base = Path.cwd().joinpath(*path.split("."))
+        for f in (base.with_suffix(".py"), base / "__init__.py"):
+            if f.is_file():
+                return f"{f.resolve()}:{attr}"
+    return entry
+
+
 def agent_id(c: Any, target: str) -> int:
     """An agent named on the command line: its id, or the name of exactly one live agent."""
     from aios.abi.errors import InvalidArgument, NoSuchAgent
@@ -230,7 +252,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("spawn")
     def spawn(
-        image: str = typer.Argument(..., help="an image directory/archive, or module:attribute"),
+        image: str = typer.Argument(..., help="an image directory/archive, FILE.py:Class, or module:attribute "
+                                           "(a module in the current directory is shipped by its path)"),
         name: str = typer.Option("", "--name"),
         executor: str = typer.Option("", "--executor", help="for module:attribute entries"),
         output: str = OutputOpt,
@@ -245,8 +268,10 @@ def register(app: typer.Typer) -> None:
         opts: dict[str, Any] = {"name": name} if name else {}
         if _exists(image):
             entry = "image:" + str(Path(image).resolve())
-        elif executor:
-            opts["executor"] = executor
+        else:
+            entry = user_code_entry(image)
+            if executor:
+                opts["executor"] = executor
         c = _connect()
         handle = _call(c, "AGENT_SPAWN", 2, entry, opts or None)
         aid, _ctl, _ep = _call(c, "GET_ASYNC_RESULT", handle, 60.0)
