@@ -220,3 +220,75 @@ def test_spawn_user_code_from_the_current_directory(daemon: Path, tmp_path: Path
     assert "Traceback" not in bad.stderr and "aios/cli" not in bad.stderr
     missing = aios(daemon, "spawn", "nothere.py:X", cwd=work, check=False)
     assert missing.returncode == 1 and "ENOENT" in missing.stderr and "nothere.py" in missing.stderr
+
+
+SPAWNER = '''
+from aios.sdk import Agent, Context
+
+
+class Echo(Agent):
+    async def on_message(self, msg):
+        return msg.payload
+
+
+async def main(ctx: Context):
+    await ctx.spawn(Echo, name="e")
+'''
+
+BOOM = '''
+from aios.sdk import Context
+
+
+def helper(x):
+    return 1 / x
+
+
+async def main(ctx: Context):
+    helper(0)
+'''
+
+
+def test_run_rights_add_replace_and_name_the_missing_flag(tmp_path: Path) -> None:
+    (tmp_path / "spawner.py").write_text(SPAWNER)
+    ok = aios(tmp_path, "run", "spawner.py", "--right", "ACCESS_NET", cwd=tmp_path)  # added to the defaults
+    assert "lacks" not in ok.stdout + ok.stderr
+    refused = aios(tmp_path, "run", "spawner.py", "--only-right", "KILL_AGENT", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "PermissionDenied" in refused.stdout and "SPAWN_AGENT" in refused.stdout
+    assert "`aios run --only-right SPAWN_AGENT spawner.py` grants it" in refused.stderr
+    bad = aios(tmp_path, "run", "spawner.py", "--right", "ROOT", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "EINVAL" in bad.stderr and "unknown right ROOT" in bad.stderr
+
+
+def test_run_defaults_carry_what_the_memory_docs_need() -> None:
+    from aios.cli.run import root_rights
+
+    assert {"SEMANTIC_SEND", "SPAWN_AGENT", "ALLOC_MEMORY"} <= set(root_rights([], []))
+    assert root_rights([], ["KILL_AGENT"]) == ["KILL_AGENT"]
+
+
+def test_faults_name_the_file_and_line_in_run_ps_and_events(daemon: Path, tmp_path: Path) -> None:
+    (tmp_path / "boom.py").write_text(BOOM)
+    where = f"{tmp_path / 'boom.py'}:6 in helper"
+    ran = aios(tmp_path, "run", "boom.py", "-o", "json", cwd=tmp_path, check=False)
+    assert ran.returncode == 1
+    [row] = json.loads(ran.stdout)
+    assert row["fault"].startswith("ZeroDivisionError: division by zero at ") and where in row["fault"]
+    aid = int(json.loads(aios(daemon, "spawn", "boom.py:main", "--name", "boom", "-o", "json", cwd=tmp_path).stdout)["aid"])
+    exited = aios(daemon, "events", "agent.lifecycle.exited", "--since", "10m", "--tail", "0", "--no-follow",
+                  "-o", "json").stdout
+    record = next(json.loads(line)["data"] for line in exited.splitlines() if json.loads(line)["data"]["agent"] == aid)
+    assert where in record["fault"]
+
+
+def test_tables_fit_80_columns_and_wide_shows_every_column(daemon: Path) -> None:
+    spawn_echo(daemon, "a-rather-long-agent-name-for-the-table")
+    env = {"COLUMNS": "80"}
+    table = aios(daemon, "ps", env=env).stdout
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert "protections" not in table
+    wide = aios(daemon, "ps", "-o", "wide", env=env).stdout
+    assert "protections" in wide and "parent" in wide
+    status = aios(daemon, "status", env=env).stdout
+    assert max(len(line) for line in status.splitlines()) <= 80
+    bad = aios(daemon, "ps", "-o", "yaml", check=False)
+    assert bad.returncode == 1 and "-o must be one of table, wide, json" in bad.stderr

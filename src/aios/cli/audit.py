@@ -47,25 +47,9 @@ def _fail(msg: str, code: int = 2) -> Any:
 
 
 def _emit(obj: dict[str, Any] | list[dict[str, Any]], output: str, title: str = "") -> None:
-    if output == "json":
-        typer.echo(json.dumps(obj))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    from aios.cli.output import emit
 
-    rows = obj if isinstance(obj, list) else [obj]
-    table = Table(title=title or None)
-    if isinstance(obj, dict):
-        table.add_column("field")
-        table.add_column("value", overflow="fold")
-        for k, v in obj.items():
-            table.add_row(k, v if isinstance(v, str) else json.dumps(v))
-    elif rows:
-        for k in rows[0]:
-            table.add_column(k, overflow="fold")
-        for r in rows:
-            table.add_row(*(v if isinstance(v, str) else json.dumps(v) for v in r.values()))
-    Console().print(table)
+    emit(obj, output, title=title, wide=("cap", "decision"))
 
 
 def _time_ns(value: str | None) -> int | None:

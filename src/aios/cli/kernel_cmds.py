@@ -104,27 +104,11 @@ def agent_id(c: Any, target: str) -> int:
                           "give the id")
 
 
-def _emit(rows: Any, output: str, columns: list[str] | None = None, title: str = "") -> None:
-    if output == "json":
-        typer.echo(json.dumps(rows, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
+def _emit(rows: Any, output: str, columns: list[str] | None = None, title: str = "",
+          wide: tuple[str, ...] = ()) -> None:
+    from aios.cli.output import emit
 
-    if isinstance(rows, dict):
-        t = Table(title=title, show_header=False)
-        t.add_column("key")
-        t.add_column("value")
-        for k, v in rows.items():
-            t.add_row(str(k), json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v))
-    else:
-        cols = columns or (list(rows[0]) if rows else [])
-        t = Table(title=title)
-        for col in cols:
-            t.add_column(col)
-        for r in rows:
-            t.add_row(*(str(r.get(col, "")) for col in cols))
-    Console().print(t)
+    emit(rows, output, columns, title, wide)
 
 
 def host_protections() -> dict[str, Any]:
@@ -247,8 +231,8 @@ def register(app: typer.Typer) -> None:
     def ps(output: str = OutputOpt) -> None:
         """Every agent."""
         c = _connect()
-        _emit(_call(c, "AGENT_LIST", 2), output, ["aid", "name", "parent", "state", "kind", "protections"],
-              "agents")
+        _emit(_call(c, "AGENT_LIST", 2), output, ["aid", "name", "parent", "state", "kind", "fault", "protections"],
+              "agents", wide=("parent", "protections"))
 
     @app.command("spawn")
     def spawn(
