@@ -55,9 +55,9 @@ def _agents_in(path: Path) -> list[Any]:
 
 
 def _print_results(results: dict[int, dict[str, Any]], output: str = "table") -> None:
-    from aios.cli.output import emit
-
     import json
+
+    from aios.cli.output import emit
 
     def shown(v: Any) -> Any:  # a table shows the value as JSON: a string keeps its quotes
         return v if output == "json" else json.dumps(v, default=repr)
