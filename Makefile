@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SOAK_SECONDS ?= 300
 SOAK_AGENTS  ?= 10000
 
-.PHONY: setup demo test test-slow test-security-mutants lint bench soak clean
+.PHONY: setup demo test test-slow test-security-mutants lint bench soak clean clean-home
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+clean-home: $(STAMP)  # delete $$AIOS_HOME (keys, audit log, policies); refuses while a kernel runs
+	$(VENV)/bin/aios home --remove --yes

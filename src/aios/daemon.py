@@ -31,12 +31,13 @@ from aios.abi.errors import AlreadyExists
 from aios.abi.home import aios_home
 from aios.abi.rights import ALL_RIGHTS
 from aios.kernel.agents import Agent
+from aios.kernel.events import EVENT_HISTORY, EventHistory
 from aios.kernel.kernel import Kernel
 from aios.kernel.lifecycle import SpawnPlan, spawn
 
 
 def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """``$AIOS_HOME``, else ``./.aios``."""
+    """``$AIOS_HOME``, else the per-user default (:func:`aios.abi.home.default_home`)."""
     return aios_home(home).resolve()
 
 
@@ -135,6 +136,7 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken
         os.close(lock_fd)
         raise
     k.home = home
+    k.ext[EVENT_HISTORY] = EventHistory(k.bus)  # `aios events --since`: what just happened
     loop = asyncio.get_running_loop()
     old_umask = os.umask(0o177)
     try:

@@ -58,7 +58,7 @@ def test_daemon_lifecycle_and_clients(daemon: Path) -> None:
     # console and then the new agent are announced
     env = {**os.environ, "AIOS_HOME": str(home)}
     follower = subprocess.Popen([sys.executable, "-m", "aios.cli.main", "events", "agent.lifecycle.spawned",
-                                 "-n", "6", "-o", "json"], env=env, stdout=subprocess.PIPE,
+                                 "-n", "6", "-o", "json", "--all", "--tail", "0"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     assert follower.stderr is not None
     said = LineReader(follower.stderr).next(time.monotonic() + 60, "the follower's subscription")

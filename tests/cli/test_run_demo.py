@@ -46,7 +46,7 @@ def test_run_file(tmp_path: Path) -> None:
     )
     r = runner.invoke(app, ["run", str(f)])
     assert r.exit_code == 0, r.output
-    assert "'x'" in r.output
+    assert '"x"' in r.output  # the exit value as JSON
     f.write_text(f.read_text().replace("AGENTS = [ping]", "AGENTS = [ping, crash]"))
     r = runner.invoke(app, ["run", str(f)])
     assert r.exit_code == 1 and "bad agent" in r.output

@@ -61,6 +61,7 @@ from aios.abi.errors import (
     NoSuchSyscall,
     TimedOut,
 )
+from aios.abi.faults import fault_text
 from aios.abi.rights import ObjKind, Rights
 from aios.abi.slots import (
     SLOT_AUTHORITY,
@@ -820,7 +821,7 @@ class Kernel:
         self.terminate(a, "exited")
 
     def fault(self, a: Agent, err: BaseException) -> None:
-        a.fault = f"{type(err).__name__}: {err}"
+        a.fault = fault_text(err)  # with the file and line of the agent's code
         a.trace = "".join(traceback.format_exception(err))[-limits.TRACE_MAX:]
         self.stats["faults"] += 1
         self.publish("agent.fault", a.aid, agent=a.aid, name=a.name, error=a.fault,

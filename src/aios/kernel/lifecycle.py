@@ -188,6 +188,9 @@ def spawn(
     if type(entry) is str and entry.startswith("image:"):
         entry, original_entry = load_image(k, parent, entry[len("image:"):], plan)
         entry_vetted = True  # a verified image's own entry
+    if (type(entry) is str and not entry_vetted and _names_a_file(entry)
+            and not confinement.may_name_paths(k, parent)):
+        raise PermissionDenied(_NO_PATHS)  # a '/path/file.py:attr' entry is a file the kernel would load
     conf = _confine(k, op, parent, auth, plan, source)
     remote = plan.executor != "inproc"
     if remote:
@@ -245,6 +248,12 @@ def spawn(
 
 _NO_PATHS = ("a sandboxed agent cannot have the kernel read a path for it: name the code by "
              "'image:sha256:<digest>' or 'image:name:<name>' in the verified image store")
+
+
+def _names_a_file(entry: str) -> bool:
+    """``'/path/file.py:attribute'`` (the SDK loader's file form)."""
+    path = entry.rpartition(":")[0]
+    return path.startswith("/") and path.endswith(".py")
 
 
 def _ignore(_err: AIOSError | None) -> None:

@@ -164,6 +164,8 @@ def sys_agent_list(k: Kernel, a: Agent, auth_slot: Any = SLOT_AUTHORITY) -> list
             row = {"aid": t.aid, "name": t.name, "parent": t.parent, "state": t.status.value, "kind": t.kind,
                    "mailbox": len(t.mailbox) if t.mailbox is not None else 0, "syscalls": t.syscalls,
                    "memory": _memory_used(t)}
+            if t.fault:
+                row["fault"] = t.fault  # why it stopped, with the file and line of its code
             prot = k.executors.protections(t.aid) if t.executor is not None else None
             if prot is not None:
                 row["protections"] = prot.summary()
