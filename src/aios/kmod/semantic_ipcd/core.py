@@ -56,19 +56,25 @@ from typing import Any
 import numpy as np
 
 from aios.abi.errors import InvalidArgument, NoSuchObject
-from aios.kmod.semantic_ipcd import calibration
+from aios.kmod.semantic_ipcd import calibration, classifier
 from aios.kmod.semantic_ipcd.background import BACKGROUND
 from aios.kmod.semantic_ipcd.calibration import Calibration, Verdict
+from aios.kmod.semantic_ipcd.classifier import ClassifierCalibration, SoftmaxModel
 from aios.kmod.semantic_ipcd.lexical import LexicalIndex
 from aios.kmod.semantic_ipcd.rerank import RerankCandidate, Reranker
 from aios.kmod.semantic_ipcd.slots import extract_slots
 from aios.lib.vectors.embedding import Embedder
 
-DEFAULT_THRESHOLD = calibration.DEFAULT.threshold
-DEFAULT_MARGIN = calibration.DEFAULT.margin
+DEFAULT_THRESHOLD = classifier.DEFAULT.threshold
+DEFAULT_MARGIN = classifier.DEFAULT.margin
 MAX_INTENT = 4096
 MAX_EXAMPLES = 64
 NEAREST_SHOWN = 3
+
+
+class Scorer(StrEnum):
+    CLASSIFIER = "classifier"  # softmax regression with a none class (classifier.py)
+    CENTROID = "centroid"  # calibrated centroid + TF-IDF cosine (calibration.py)
 
 
 class RouteMode(StrEnum):
@@ -158,15 +164,30 @@ class SemanticRouter:
                  margin: float | None = None, lexical_weight: float | None = None,
                  calibration_: Calibration | None = None,
                  background: tuple[str, ...] = BACKGROUND,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None,
+                 scorer: Scorer | str = Scorer.CLASSIFIER,
+                 classifier_calibration: ClassifierCalibration | None = None) -> None:
+        try:
+            self.scorer = Scorer(scorer)
+        except ValueError:
+            raise InvalidArgument(f"unknown scorer {scorer!r}") from None
         base = calibration_ or calibration.DEFAULT
-        cal = Calibration(base.threshold if threshold is None else threshold,
-                          base.margin if margin is None else margin,
+        cbase = classifier_calibration or classifier.DEFAULT
+        centroid = self.scorer is Scorer.CENTROID
+        cal = Calibration(base.threshold if threshold is None or not centroid else threshold,
+                          base.margin if margin is None or not centroid else margin,
                           base.lexical_weight if lexical_weight is None else lexical_weight)
-        if cal.margin < 0 or cal.lexical_weight < 0:
-            raise InvalidArgument("margin and lexical_weight must be >= 0")
+        ccal = ClassifierCalibration(
+            cbase.threshold if threshold is None or centroid else threshold,
+            cbase.margin if margin is None or centroid else margin, cbase.blend)
+        if cal.margin < 0 or cal.lexical_weight < 0 or ccal.margin < 0 or ccal.blend < 0:
+            raise InvalidArgument("margin, lexical_weight and blend must be >= 0")
         self.embedder = embedder
         self.calibration = cal
+        self.classifier_calibration = ccal
+        self._model: SoftmaxModel | None = None
+        self._cls_of = np.zeros(0, dtype=np.int64)  # registration -> class of its name
+        self._cls_first = np.zeros(0, dtype=np.int64)  # class -> its first registration
         self.reranker = reranker
         self._background_texts = tuple(background)
         self._bg_vecs: np.ndarray | None = None
@@ -184,15 +205,31 @@ class SemanticRouter:
 
     @property
     def threshold(self) -> float:
+        if self.scorer is Scorer.CLASSIFIER:
+            return self.classifier_calibration.threshold
         return self.calibration.threshold
 
     @property
     def margin(self) -> float:
+        if self.scorer is Scorer.CLASSIFIER:
+            return self.classifier_calibration.margin
         return self.calibration.margin
 
-    def set_calibration(self, cal: Calibration) -> None:
+    def set_calibration(self, cal: Calibration | ClassifierCalibration) -> None:
+        """Replace the centroid scorer's or the classifier's decision settings."""
+        if isinstance(cal, ClassifierCalibration):
+            self.classifier_calibration = cal
+            return
+        if cal.lexical_weight != self.calibration.lexical_weight:
+            self._stale = True
         self.calibration = cal
         self._stale = True
+
+    @property
+    def model(self) -> SoftmaxModel | None:
+        """The trained classifier (None until the first route, or with the centroid scorer)."""
+        self._refresh()
+        return self._model
 
     # -- registry ------------------------------------------------------------
 
@@ -278,7 +315,20 @@ class SemanticRouter:
         exp = [calibration.expected(self._vecs[k], self._lex.self_scores(k), w)
                for k in self._order]
         self._sd = calibration.scales(self._mu, exp, sd)
+        if self.scorer is Scorer.CLASSIFIER:
+            self._fit_classifier()
         self._stale = False
+
+    def _fit_classifier(self) -> None:
+        """Refit the softmax over skill names (+ none), seeded by the previous fit."""
+        names = sorted(self._by_name)
+        index = {n: i for i, n in enumerate(names)}
+        rows = [np.concatenate([self._vecs[self._order[i]] for i in self._by_name[n]])
+                for n in names]
+        assert self._bg_vecs is not None
+        self._model = classifier.fit(names, rows, self._bg_vecs)
+        self._cls_of = np.asarray([index[k[1]] for k in self._order], dtype=np.int64)
+        self._cls_first = np.asarray([self._by_name[n][0] for n in names], dtype=np.int64)
 
     # -- scoring ---------------------------------------------------------------
 
@@ -289,15 +339,28 @@ class SemanticRouter:
             dense = dense + w * self._lex.scores(texts)
         return dense
 
-    def score_matrix(self, texts: list[str], vecs: np.ndarray | None = None
-                     ) -> tuple[list[_Key], np.ndarray]:
-        """Calibrated scores ``(len(texts), registrations)`` and the registration order."""
+    def score_matrix(self, texts: list[str], vecs: np.ndarray | None = None, *,
+                     scorer: Scorer | None = None) -> tuple[list[_Key], np.ndarray]:
+        """Scores ``(len(texts), registrations)`` and the registration order.
+
+        Classifier probabilities or calibrated centroid scores, by ``scorer``
+        (default: the router's own).
+        """
         self._refresh()
         if not self._order or not texts:
             return list(self._order), np.zeros((len(texts), len(self._order)), dtype=np.float32)
         q = self.embedder.embed(texts) if vecs is None else vecs
+        if (scorer or self.scorer) is Scorer.CLASSIFIER:
+            return list(self._order), self._probabilities(q, texts)[:, self._cls_of]
         z = calibration.calibrate(self._raw(q, texts), self._mu, self._sd)
         return list(self._order), z
+
+    def _probabilities(self, q: np.ndarray, texts: list[str]) -> np.ndarray:
+        """``(len(texts), names + 1)`` classifier probabilities, the none class last."""
+        assert self._model is not None
+        blend = self.classifier_calibration.blend
+        raw = self._raw(q, texts)[:, self._cls_first] if blend else None
+        return classifier.probabilities(self._model, q, raw, blend)
 
     def raw_matrix(self, texts: list[str]) -> tuple[list[_Key], np.ndarray]:
         """Uncalibrated scores (dense + weighted lexical), for diagnostics and tests."""
@@ -344,7 +407,10 @@ class SemanticRouter:
         """
         for _, intent, payload in items:
             self._check(intent, payload)
-        order, z = self.score_matrix([it[1] for it in items])
+        # a broadcast asks every skill on its own whether it matches: the centroid scorer's
+        # per-skill calibrated scores, not probabilities that all skills share
+        scorer = Scorer.CENTROID if broadcast else self.scorer
+        order, z = self.score_matrix([it[1] for it in items], scorer=scorer)
         vecs = self.embedder.embed([it[1] for it in items]) if self.reranker else None
         return [self._decide(sender, intent, payload, order, z[i] if order else None,
                              None if vecs is None else vecs[i], broadcast, explain, loads or {})
@@ -354,15 +420,16 @@ class SemanticRouter:
                 z: np.ndarray | None, vec: np.ndarray | None, broadcast: bool, explain: bool,
                 loads: Mapping[str, int]) -> RouteDecision:
         cands: list[Candidate] = []
+        threshold = self.calibration.threshold if broadcast else self.threshold
         if z is not None:
-            z = self._rescale_for(sender, order, z)
+            z = self._rescale_for(sender, order, z, Scorer.CENTROID if broadcast else self.scorer)
             # Candidates are built for the best few visible registrations only (all of them
             # above the threshold in broadcast mode), plus every equivalent of the best.
             first: str | None = None
             taken: set[int] = set()
             for i in np.argsort(-z, kind="stable"):
                 k = order[i]
-                if len(cands) >= _CANDIDATES and not (broadcast and z[i] >= self.threshold):
+                if len(cands) >= _CANDIDATES and not (broadcast and z[i] >= threshold):
                     break
                 if self._may_reach(sender, k):
                     first = first or k[1]
@@ -376,7 +443,7 @@ class SemanticRouter:
         mode = RouteMode.BROADCAST if broadcast else RouteMode.BEST
         ambiguous: tuple[Candidate, ...] = ()
         if broadcast:
-            targets, reason = self._broadcast(cands)
+            targets, reason = self._broadcast(cands, threshold)
         else:
             targets, reason, ambiguous = self._best(intent, vec, cands)
         slots = extract_slots(intent)
@@ -387,7 +454,7 @@ class SemanticRouter:
         elif targets:
             error = self._validate(targets, payload)
         decision = RouteDecision(sender, intent, mode, targets, nearest, slots, payload,
-                                 self.threshold, self.margin, explain, reason, error,
+                                 threshold, self.margin, explain, reason, error,
                                  ambiguous=ambiguous)
         if error is not None and not explain:
             if not targets:
@@ -395,7 +462,8 @@ class SemanticRouter:
             raise InvalidArgument(error)
         return decision
 
-    def _rescale_for(self, sender: str, order: list[_Key], z: np.ndarray) -> np.ndarray:
+    def _rescale_for(self, sender: str, order: list[_Key], z: np.ndarray,
+                     scorer: Scorer) -> np.ndarray:
         """Put a row on the scale of the best skill *this sender can see*.
 
         Rows come calibrated on the best skill overall; if that one is
@@ -407,6 +475,17 @@ class SemanticRouter:
             return z
         visible = np.fromiter((self._may_reach(sender, k) for k in order), dtype=bool,
                               count=len(order))
+        if scorer is Scorer.CLASSIFIER:
+            # the probability of names this sender cannot reach at all is taken out and
+            # the rest renormalised (the none class keeps its share)
+            seen = np.zeros(len(self._cls_first), dtype=bool)
+            seen[self._cls_of[visible]] = True
+            hidden = float(z[self._cls_first[~seen]].sum())
+            if hidden <= 0.0:
+                return z
+            scaled: np.ndarray = np.where(seen[self._cls_of], z / max(1.0 - hidden, 1e-12),
+                                          0.0).astype(np.float32)
+            return scaled
         t = int(np.argmax(z))
         if visible[t] or not visible.any():
             return z
@@ -428,11 +507,16 @@ class SemanticRouter:
         if not cands:
             return (), "no skills registered", ()
         top = cands[0]
-        if top.score < self.threshold:
-            return (), f"best score {top.score:.2f} is below the threshold {self.threshold:.2f}", ()
         rival = next((c for c in cands if c.skill != top.skill), None)
+        close_call = rival is not None and top.score - rival.score < self.margin
+        # probabilities: two close skills split one belief, so a close call is judged on their
+        # pooled share (asking beats refusing when the request is surely for one of them)
+        pooled = top.score + (rival.score if close_call and rival is not None and
+                              self.scorer is Scorer.CLASSIFIER else 0.0)
+        if pooled < self.threshold:
+            return (), f"best score {top.score:.2f} is below the threshold {self.threshold:.2f}", ()
         why = ""
-        if rival is not None and top.score - rival.score < self.margin:
+        if close_call:
             close = self._close(cands, top.score)
             reranked = self._rerank(intent, vec, close)
             if reranked is None:
@@ -476,17 +560,18 @@ class SemanticRouter:
         return (c1, c2, f"re-ranked by {self.reranker.name}: {c1.skill} over {c2.skill} "
                         f"(first stage {c1.score:.2f} vs {c2.score:.2f})")
 
-    def _broadcast(self, cands: list[Candidate]) -> tuple[tuple[Candidate, ...], str]:
+    def _broadcast(self, cands: list[Candidate], threshold: float
+                   ) -> tuple[tuple[Candidate, ...], str]:
         seen: set[str] = set()
         out: list[Candidate] = []
         for c in cands:
-            if c.score >= self.threshold and c.agent not in seen:
+            if c.score >= threshold and c.agent not in seen:
                 seen.add(c.agent)
                 out.append(c)
         if not out:
             top = f"best score {cands[0].score:.2f}" if cands else "no skills registered"
-            return (), f"{top}; nothing above the threshold {self.threshold:.2f}"
-        return tuple(out), f"{len(out)} agents above the threshold {self.threshold:.2f}"
+            return (), f"{top}; nothing above the threshold {threshold:.2f}"
+        return tuple(out), f"{len(out)} agents above the threshold {threshold:.2f}"
 
     def _validate(self, targets: tuple[Candidate, ...], payload: Any) -> str | None:
         from jsonschema.exceptions import best_match
