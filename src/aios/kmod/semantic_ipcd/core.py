@@ -202,6 +202,7 @@ class SemanticRouter:
         self._mu = np.zeros(0, dtype=np.float32)
         self._sd = np.ones(0, dtype=np.float32)
         self._stale = False
+        self._restricted = False  # does any skill restrict its senders? (set by _refresh)
 
     @property
     def threshold(self) -> float:
@@ -294,6 +295,7 @@ class SemanticRouter:
         if not self._stale:
             return
         self._order = sorted(self._skills)
+        self._restricted = any(s.allowed_senders is not None for s in self._skills.values())
         self._names = [k[1] for k in self._order]
         self._by_name = {}
         for i, k in enumerate(self._order):
@@ -427,7 +429,12 @@ class SemanticRouter:
             # above the threshold in broadcast mode), plus every equivalent of the best.
             first: str | None = None
             taken: set[int] = set()
-            for i in np.argsort(-z, kind="stable"):
+            if broadcast or self._restricted or len(z) <= _CANDIDATES:
+                ranked = np.argsort(-z, kind="stable")
+            else:  # everyone visible: only the best few need sorting
+                part = np.argpartition(-z, _CANDIDATES - 1)[:_CANDIDATES]
+                ranked = part[np.lexsort((part, -z[part]))]
+            for i in ranked:
                 k = order[i]
                 if len(cands) >= _CANDIDATES and not (broadcast and z[i] >= threshold):
                     break
@@ -471,7 +478,7 @@ class SemanticRouter:
         a hidden skill shift the sender's verdicts (a side channel on its
         existence), so the row is moved to the best visible skill's scale.
         """
-        if not any(s.allowed_senders is not None for s in self._skills.values()):
+        if not self._restricted:
             return z
         visible = np.fromiter((self._may_reach(sender, k) for k in order), dtype=bool,
                               count=len(order))
