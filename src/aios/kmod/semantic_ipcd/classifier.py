@@ -14,11 +14,21 @@ gets weight because it reduces the training loss, not because anyone chose
 it; and the none class competes for every intent, so probability that no
 skill can claim goes to "none" instead of to the least bad skill.
 
-**Model.**  ``logits = scale * (x @ W) + b + blend * raw`` over the unit
-embedding ``x``: one weight column and one bias per skill name and for
-"none"; ``raw`` is the centroid scorer's raw score (dense cosine plus
-weighted TF-IDF cosine, zero for "none") added with a fixed weight, so the
-operation words that a bag of words sees (and embeddings blur) count too.
+**Features.**  ``x`` is the sentence embedding joined with a hashed bag
+of the text's words, word pairs and character trigrams
+(:class:`~aios.lib.vectors.embedding.HashingEmbedder`, 256 buckets,
+weighted ``LEXICAL_SHARE``), the whole normalised (:class:`Features`).
+Embeddings are good at topic and blur the operation ("cancel", "change",
+"status" of the same flight); the hashed words keep it, and the
+regression learns per skill which of them matter.  On the benchmark's
+validation split this took top-1 at the fitted operating point from 0.535
+(embedding alone) to 0.59, for about 0.1 ms more per intent.
+
+**Model.**  ``logits = scale * (x @ W) + b + blend * raw``: one weight
+column and one bias per skill name and for "none"; ``raw`` is the
+centroid scorer's raw score (dense cosine plus weighted TF-IDF cosine,
+zero for "none"), added with a weight that the validation fit chooses
+(zero once the hashed words are in the features).
 Probabilities are the softmax over all of it, so each skill's score means
 the same thing in every registry: the share of belief that the intent is
 for that skill and not for another or for no one.
@@ -30,7 +40,11 @@ the centroid classifier (each column the skill's normalised centroid, the
 none column the background's), so even the first steps route as well as
 cosine does and the descent only adds what separates.  Each class's rows
 are weighted so every skill counts the same however many examples it has,
-and the none class counts as one skill.  Every refit starts from the
+and the none class counts as one skill.  A background sentence that some
+registered skill claims (its calibrated centroid score for that skill,
+:mod:`~aios.kmod.semantic_ipcd.calibration`, reaches ``CLAIMED``: what the
+skill's own examples score) is left out of the none class: "is it raining
+outside?" is generic text until someone registers a weather skill.  Every refit starts from the
 centroids again, so the weights are a function of the registry alone, not
 of the order in which skills came and went (the kernel, registering one
 agent at a time, and a test registering all at once decide alike).  The
@@ -58,6 +72,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aios.lib.vectors.embedding import HashingEmbedder
+
 SCALE = 10.0
 L2 = 1e-3
 MAX_STEPS = 150
@@ -65,6 +81,26 @@ MIN_STEPS = 30
 STEP_WORK = 1.6e10  # rows x classes x dims x steps: the budget before the step count shrinks
 _LR = 0.5
 _MOMENTUM = 0.9
+CLAIMED = 1.0  # a background sentence scoring this (calibrated) for a skill is that skill's
+LEXICAL_DIM = 256
+LEXICAL_SHARE = 0.5  # weight of the hashed words against the unit sentence embedding
+
+
+class Features:
+    """The classifier's input: sentence embedding + hashed words, normalised together."""
+
+    def __init__(self, dim: int = LEXICAL_DIM, share: float = LEXICAL_SHARE) -> None:
+        self.share = share
+        self._hash = HashingEmbedder(dim=dim, cache_size=50_000) if share else None
+
+    def __call__(self, dense: np.ndarray, texts: list[str]) -> np.ndarray:
+        if self._hash is None or not len(texts):
+            return dense.astype(np.float32, copy=False)
+        x = np.concatenate([dense.astype(np.float32, copy=False),
+                            self.share * self._hash.embed(texts)], axis=1)
+        out: np.ndarray = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+                           ).astype(np.float32)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +117,7 @@ class ClassifierCalibration:
 
 #: Fit on the routing benchmark's validation split (156 skills, MiniLM) by
 #: ``aios bench semantic``, which prints the fit it made in the same run.
-DEFAULT = ClassifierCalibration(threshold=0.675, margin=0.07, blend=5.0)
+DEFAULT = ClassifierCalibration(threshold=0.375, margin=0.15, blend=0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,6 +186,7 @@ class SemanticRouter:
         self.calibration = cal
         self.classifier_calibration = ccal
         self._model: SoftmaxModel | None = None
+        self._features = classifier.Features()
         self._cls_of = np.zeros(0, dtype=np.int64)  # registration -> class of its name
         self._cls_first = np.zeros(0, dtype=np.int64)  # class -> its first registration
         self.reranker = reranker
@@ -318,17 +319,25 @@ class SemanticRouter:
                for k in self._order]
         self._sd = calibration.scales(self._mu, exp, sd)
         if self.scorer is Scorer.CLASSIFIER:
-            self._fit_classifier()
+            claimed = (calibration.calibrate(bg_raw, self._mu, self._sd).max(axis=1)
+                       >= classifier.CLAIMED if self._order else
+                       np.zeros(len(self._background_texts), dtype=bool))
+            self._fit_classifier(~claimed)
         self._stale = False
 
-    def _fit_classifier(self) -> None:
-        """Refit the softmax over skill names (+ none), seeded by the previous fit."""
+    def _fit_classifier(self, generic: np.ndarray) -> None:
+        """Refit the softmax over skill names (+ none from the ``generic`` background rows)."""
         names = sorted(self._by_name)
         index = {n: i for i, n in enumerate(names)}
-        rows = [np.concatenate([self._vecs[self._order[i]] for i in self._by_name[n]])
-                for n in names]
+        rows = []
+        for n in names:
+            keys = [self._order[i] for i in self._by_name[n]]
+            texts = [t for k in keys for t in self._texts(k)]
+            rows.append(self._features(np.concatenate([self._vecs[k] for k in keys]), texts))
         assert self._bg_vecs is not None
-        self._model = classifier.fit(names, rows, self._bg_vecs)
+        texts = [t for t, keep in zip(self._background_texts, generic, strict=True) if keep]
+        bg = self._features(self._bg_vecs[generic], texts)
+        self._model = classifier.fit(names, rows, bg)
         self._cls_of = np.asarray([index[k[1]] for k in self._order], dtype=np.int64)
         self._cls_first = np.asarray([self._by_name[n][0] for n in names], dtype=np.int64)
 
@@ -362,7 +371,12 @@ class SemanticRouter:
         assert self._model is not None
         blend = self.classifier_calibration.blend
         raw = self._raw(q, texts)[:, self._cls_first] if blend else None
-        return classifier.probabilities(self._model, q, raw, blend)
+        return classifier.probabilities(self._model, self._features(q, texts), raw, blend)
+
+    def _texts(self, key: _Key) -> list[str]:
+        """A registration's texts in the order of its vectors (description, then examples)."""
+        s = self._skills[key]
+        return [s.description, *s.examples]
 
     def raw_matrix(self, texts: list[str]) -> tuple[list[_Key], np.ndarray]:
         """Uncalibrated scores (dense + weighted lexical), for diagnostics and tests."""
