@@ -4,9 +4,11 @@ Data: the routing benchmark under ``tests/data/routing`` (see
 :mod:`aios.bench.routing_data`): 156 skills in 13 domains, 10 examples each,
 separate validation and test utterances, and out-of-scope utterances.
 
-1. **Fit on validation only.**  The 156 skills are registered; the
-   calibration (threshold, margin, lexical weight) is fit on the validation
-   utterances and the validation out-of-scope set
+1. **Fit on validation only.**  The 156 skills are registered (the
+   default scorer, the classifier, trains on their descriptions and
+   examples only); the decision settings (threshold, margin, and the
+   classifier's blend or the centroid scorer's lexical weight) are fit on
+   the validation utterances and the validation out-of-scope set
    (:func:`aios.kmod.semantic_ipcd.calibration.fit`), and the
    re-rankers (nearest example, contrastive words; two boldness settings
    each) are tried on validation and one is switched on only if it raises
@@ -23,7 +25,12 @@ separate validation and test utterances, and out-of-scope utterances.
    the 141 skills not registered (requests no registered skill offers).
 4. **1,000 skills**: all skills plus generated distractor skills
    (:func:`~aios.bench.routing_data.distractor_skills`); same calibration.
-5. **Baseline** in the same run: the previous router (score = mean of best
+5. **The previous default** in the same run (unless ``--no-compare``): the
+   calibrated centroid scorer, fit and scored the same way:
+   ``centroid_top1_150``, ``centroid_oos_refused_15`` etc. and
+   ``top1_gain_vs_centroid_150``.  ``--scorer centroid`` makes it the
+   scorer under test.
+   **Baseline** in the same run: the previous router (score = mean of best
    row and mean row, threshold 0.21, margin 0.01) on the same test data:
    ``baseline_top1_150`` etc.
 6. **Speed at 150 skills on cache misses** (the embedder's cache cleared

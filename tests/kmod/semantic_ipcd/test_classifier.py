@@ -165,3 +165,17 @@ def test_a_close_pair_is_asked_about_on_its_pooled_probability() -> None:
     cal = C.Calibration(0.6, 0.3, 0.0)
     assert C.outcome(*rows, cal).refused_in == 1.0
     assert C.outcome(*rows, cal, pooled=True).ambiguous == 1.0
+
+
+def test_above_the_size_limit_the_router_falls_back_to_the_centroid_scorer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    r = _skills(SemanticRouter(HashingEmbedder()))
+    assert r.active_scorer is Scorer.CLASSIFIER and r.model is not None
+    monkeypatch.setattr(clf, "MAX_SKILLS", 3)
+    r.register("x", "extra", "an extra skill", ["do the extra thing"])
+    assert r.active_scorer is Scorer.CENTROID and r.model is None
+    assert r.threshold == r.calibration.threshold
+    d = r.route("alice", "what is my balance", explain=True)
+    assert d.threshold == r.calibration.threshold and d.targets[0].skill == "finance"
+    r.unregister("x")
+    assert r.active_scorer is Scorer.CLASSIFIER and r.threshold == clf.DEFAULT.threshold

@@ -49,7 +49,10 @@ centroids again, so the weights are a function of the registry alone, not
 of the order in which skills came and went (the kernel, registering one
 agent at a time, and a test registering all at once decide alike).  The
 number of steps shrinks as the registry grows (the work per step is rows x
-classes) within fixed bounds, so a refit stays in seconds at 1,000 skills.
+classes) within fixed bounds; above ``MAX_SKILLS`` names the router does
+not train at all and uses the centroid scorer (measured at 1,000 skills:
+30 steps left the softmax spread over 1,000 classes, so nothing cleared the
+threshold and top-1 fell to 0.04).
 
 **Decision.**  With ``p1 >= p2`` the probabilities of the two best
 *different* skills: routed if ``p1 >= threshold`` and ``p1 - p2 >=
@@ -81,6 +84,10 @@ MIN_STEPS = 30
 STEP_WORK = 1.6e10  # rows x classes x dims x steps: the budget before the step count shrinks
 _LR = 0.5
 _MOMENTUM = 0.9
+#: Above this many skill names the router uses the centroid scorer instead: a full-batch
+#: refit costs rows x classes per step (both grow with the registry), and at 1,000 skills
+#: the step budget left the model untrained (it refused everything on the benchmark)
+MAX_SKILLS = 400
 CLAIMED = 1.0  # a background sentence scoring this (calibrated) for a skill is that skill's
 LEXICAL_DIM = 256
 LEXICAL_SHARE = 0.5  # weight of the hashed words against the unit sentence embedding

@@ -14,7 +14,14 @@ kernel lets send).  The description and each example are embedded once at
 registration into one row each of a matrix; routing costs one embedding of
 the intent (cached for repeated intents) plus one matrix-vector product.
 
-**Scoring.**  A skill's score is *calibrated*
+**Scoring.**  By default a skill's score is a *probability* from a
+classifier trained on the registry (:mod:`~aios.kmod.semantic_ipcd.classifier`):
+softmax regression over the skill names plus a "none" class learnt from
+generic utterances, refit (lazily, at the next route) whenever a skill
+comes or goes.  Scores of different skills then compete: what one gains
+another loses, and what none can claim goes to "none".  The earlier
+scorer (``scorer="centroid"``), still used for broadcasts and for skill
+hygiene, works skill by skill: a skill's score is *calibrated*
 (:mod:`~aios.kmod.semantic_ipcd.calibration`): the cosine with the
 skill's centroid plus a weighted TF-IDF cosine
 (:mod:`~aios.kmod.semantic_ipcd.lexical`), placed on a scale where 0 is
@@ -26,9 +33,11 @@ Many intents can be scored at once (:meth:`SemanticRouter.route_many`): one
 embedding batch and one matrix product for all of them.
 
 **Decision.**  Registrations are grouped by skill *name*: agents that
-register the same name are *equivalent*.  In the default mode the best
-skill wins when its score clears ``threshold`` *and* beats the best
-*different* skill by ``margin`` (equivalent agents never cost margin);
+register the same name are *equivalent* (one class of the classifier).
+In the default mode the best skill wins when its score clears
+``threshold`` *and* beats the best *different* skill by ``margin``
+(equivalent agents never cost margin; with the classifier, a close pair is
+refused only if their probabilities together stay under ``threshold``);
 among its agents the least loaded one (loads come from the kernel, e.g.
 mailbox depth) receives the message, ties going to the higher score, then
 the smaller agent id.  Within the margin, an optional re-ranker
@@ -206,14 +215,24 @@ class SemanticRouter:
         self._restricted = False  # does any skill restrict its senders? (set by _refresh)
 
     @property
-    def threshold(self) -> float:
+    def active_scorer(self) -> Scorer:
+        """The scorer in use: the classifier falls back to the centroid scorer above
+        :data:`classifier.MAX_SKILLS` names (its training cost grows with their square)."""
         if self.scorer is Scorer.CLASSIFIER:
+            self._refresh()
+            if self._model is not None or not self._skills:
+                return Scorer.CLASSIFIER
+        return Scorer.CENTROID
+
+    @property
+    def threshold(self) -> float:
+        if self.active_scorer is Scorer.CLASSIFIER:
             return self.classifier_calibration.threshold
         return self.calibration.threshold
 
     @property
     def margin(self) -> float:
-        if self.scorer is Scorer.CLASSIFIER:
+        if self.active_scorer is Scorer.CLASSIFIER:
             return self.classifier_calibration.margin
         return self.calibration.margin
 
@@ -318,7 +337,8 @@ class SemanticRouter:
         exp = [calibration.expected(self._vecs[k], self._lex.self_scores(k), w)
                for k in self._order]
         self._sd = calibration.scales(self._mu, exp, sd)
-        if self.scorer is Scorer.CLASSIFIER:
+        self._model = None
+        if self.scorer is Scorer.CLASSIFIER and len(self._by_name) <= classifier.MAX_SKILLS:
             claimed = (calibration.calibrate(bg_raw, self._mu, self._sd).max(axis=1)
                        >= classifier.CLAIMED if self._order else
                        np.zeros(len(self._background_texts), dtype=bool))
@@ -361,7 +381,7 @@ class SemanticRouter:
         if not self._order or not texts:
             return list(self._order), np.zeros((len(texts), len(self._order)), dtype=np.float32)
         q = self.embedder.embed(texts) if vecs is None else vecs
-        if (scorer or self.scorer) is Scorer.CLASSIFIER:
+        if (scorer or self.active_scorer) is Scorer.CLASSIFIER:
             return list(self._order), self._probabilities(q, texts)[:, self._cls_of]
         z = calibration.calibrate(self._raw(q, texts), self._mu, self._sd)
         return list(self._order), z
@@ -425,7 +445,7 @@ class SemanticRouter:
             self._check(intent, payload)
         # a broadcast asks every skill on its own whether it matches: the centroid scorer's
         # per-skill calibrated scores, not probabilities that all skills share
-        scorer = Scorer.CENTROID if broadcast else self.scorer
+        scorer = Scorer.CENTROID if broadcast else self.active_scorer
         order, z = self.score_matrix([it[1] for it in items], scorer=scorer)
         vecs = self.embedder.embed([it[1] for it in items]) if self.reranker else None
         return [self._decide(sender, intent, payload, order, z[i] if order else None,
@@ -438,7 +458,8 @@ class SemanticRouter:
         cands: list[Candidate] = []
         threshold = self.calibration.threshold if broadcast else self.threshold
         if z is not None:
-            z = self._rescale_for(sender, order, z, Scorer.CENTROID if broadcast else self.scorer)
+            z = self._rescale_for(sender, order, z,
+                                  Scorer.CENTROID if broadcast else self.active_scorer)
             # Candidates are built for the best few visible registrations only (all of them
             # above the threshold in broadcast mode), plus every equivalent of the best.
             first: str | None = None
@@ -533,7 +554,7 @@ class SemanticRouter:
         # probabilities: two close skills split one belief, so a close call is judged on their
         # pooled share (asking beats refusing when the request is surely for one of them)
         pooled = top.score + (rival.score if close_call and rival is not None and
-                              self.scorer is Scorer.CLASSIFIER else 0.0)
+                              self.active_scorer is Scorer.CLASSIFIER else 0.0)
         if pooled < self.threshold:
             return (), f"best score {top.score:.2f} is below the threshold {self.threshold:.2f}", ()
         why = ""
