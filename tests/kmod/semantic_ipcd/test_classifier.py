@@ -179,3 +179,15 @@ def test_above_the_size_limit_the_router_falls_back_to_the_centroid_scorer(
     assert d.threshold == r.calibration.threshold and d.targets[0].skill == "finance"
     r.unregister("x")
     assert r.active_scorer is Scorer.CLASSIFIER and r.threshold == clf.DEFAULT.threshold
+
+
+def test_the_gate_refuses_what_the_chosen_skill_does_not_resemble_on_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    r = _skills(SemanticRouter(HashingEmbedder()))
+    intent = "transfer money from my account to savings"
+    monkeypatch.setattr(clf, "GATE", 0.0)
+    assert r.route("alice", intent, explain=True).verdict is Verdict.ROUTED
+    monkeypatch.setattr(clf, "GATE", 50.0)  # nothing resembles anything that much
+    d = r.route("alice", intent, explain=True)
+    assert d.verdict is Verdict.REFUSED and "own scale" in d.reason
+    assert r.route("alice", intent, broadcast=True, explain=True).targets  # not for broadcasts

@@ -446,15 +446,21 @@ class SemanticRouter:
         # a broadcast asks every skill on its own whether it matches: the centroid scorer's
         # per-skill calibrated scores, not probabilities that all skills share
         scorer = Scorer.CENTROID if broadcast else self.active_scorer
-        order, z = self.score_matrix([it[1] for it in items], scorer=scorer)
-        vecs = self.embedder.embed([it[1] for it in items]) if self.reranker else None
+        texts = [it[1] for it in items]
+        order, z = self.score_matrix(texts, scorer=scorer)
+        gated = scorer is Scorer.CLASSIFIER and classifier.GATE > 0 and bool(order)
+        vecs = self.embedder.embed(texts) if self.reranker or gated else None
+        # the classifier's choice must also resemble the skill on its own (centroid) scale
+        own = (self._raw(vecs, texts) - self._mu) / self._sd if gated and vecs is not None \
+            else None
         return [self._decide(sender, intent, payload, order, z[i] if order else None,
-                             None if vecs is None else vecs[i], broadcast, explain, loads or {})
+                             None if vecs is None else vecs[i], broadcast, explain, loads or {},
+                             None if own is None else own[i])
                 for i, (sender, intent, payload) in enumerate(items)]
 
     def _decide(self, sender: str, intent: str, payload: Any, order: list[_Key],
                 z: np.ndarray | None, vec: np.ndarray | None, broadcast: bool, explain: bool,
-                loads: Mapping[str, int]) -> RouteDecision:
+                loads: Mapping[str, int], own: np.ndarray | None = None) -> RouteDecision:
         cands: list[Candidate] = []
         threshold = self.calibration.threshold if broadcast else self.threshold
         if z is not None:
@@ -487,7 +493,9 @@ class SemanticRouter:
         if broadcast:
             targets, reason = self._broadcast(cands, threshold)
         else:
-            targets, reason, ambiguous = self._best(intent, vec, cands)
+            own_top = (float(own[order.index((cands[0].agent, cands[0].skill))])
+                       if own is not None and cands else None)
+            targets, reason, ambiguous = self._best(intent, vec, cands, own_top)
         slots = extract_slots(intent)
         error: str | None = None
         if not targets and not ambiguous:
@@ -544,7 +552,8 @@ class SemanticRouter:
         equivalent = [c for c in cands if c.skill == skill]
         return min(equivalent, key=lambda c: (c.load, -c.score, c.agent)), len(equivalent)
 
-    def _best(self, intent: str, vec: np.ndarray | None, cands: list[Candidate]
+    def _best(self, intent: str, vec: np.ndarray | None, cands: list[Candidate],
+              own_top: float | None = None
               ) -> tuple[tuple[Candidate, ...], str, tuple[Candidate, ...]]:
         if not cands:
             return (), "no skills registered", ()
@@ -557,6 +566,9 @@ class SemanticRouter:
                               self.active_scorer is Scorer.CLASSIFIER else 0.0)
         if pooled < self.threshold:
             return (), f"best score {top.score:.2f} is below the threshold {self.threshold:.2f}", ()
+        if own_top is not None and own_top < classifier.GATE:
+            return (), (f"best match {top.skill} {top.score:.2f} scores {own_top:.2f} on its own "
+                        f"scale, under {classifier.GATE:.2f}"), ()
         why = ""
         if close_call:
             close = self._close(cands, top.score)
