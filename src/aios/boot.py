@@ -18,7 +18,8 @@ sequence (section 4.1) step by step:
    **security** services (keys, audit, policy gate, behavior, tokens): the
    ``security`` step, a no-op without a home and without ``policy``.
 5. **Init**: agent 1, made by the kernel at construction (it adopts orphans).
-6. **Service startup**: executors, signed images, memoryd, semantic-ipcd.
+6. **Service startup**: executors, signed images, memoryd, semantic-ipcd,
+   the device bus and the language-model devices on it.
 7. **Agent supervisor registers**: the ``supervision`` step.
 8. **Operational**: ``kernel.booted`` is published (and audited).
 
@@ -57,6 +58,8 @@ class BootConfig:
     accept_broken_log: bool = False  # boot on a damaged audit log: move it aside, audit that
     # -- memory fabric (memoryd, semantic-ipcd); loaded lazily on first use --
     embedder: str | None = None  # an embedder spec (None: $AIOS_EMBEDDER, else the default)
+    # -- devices: "auto" plugs the embedded model as llm0 when llama.cpp is installed --
+    llm: str = "auto"  # "auto" or "off"
 
 
 Step = Callable[[Kernel, BootConfig], None]
@@ -113,6 +116,20 @@ def _supervision(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _devices(k: Kernel, cfg: BootConfig) -> None:
+    """Step 6: the device bus (175-179): classes, drivers, hotplug, health."""
+    from aios.kmod.devices.table import install
+
+    install(k, cfg)
+
+
+def _llm(k: Kernel, cfg: BootConfig) -> None:
+    """Step 6: language models as devices (180-189); the embedded one as llm0."""
+    from aios.kmod.llm.service import install
+
+    install(k, cfg)
+
+
 def _announce(k: Kernel, cfg: BootConfig) -> None:
     """Step 8: operational."""
     k.publish("kernel.booted", 0, syscalls=k.registry.syscalls.count())
@@ -125,6 +142,8 @@ STEPS: list[Step] = [
     _memoryd,
     _semantic_ipcd,
     _supervision,
+    _devices,
+    _llm,
     _announce,
 ]
 
