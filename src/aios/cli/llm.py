@@ -96,14 +96,13 @@ def stats(device: str = DeviceOpt, output: str = OutputOpt) -> None:
         return
     rows = []
     for aid, cl in sorted(s["clients"].items(), key=lambda kv: int(kv[0])):
-        u = cl["usage"]
-        n = max(1, u["completed"] + u["cancelled"])
-        rows.append({"agent": aid, "weight": cl["weight"], "share": f"{cl['share']:.1%}",
-                     "requests": u["requests"], "tokens_in": cl["tokens_in"],
-                     "tokens_out": cl["tokens_out"], "queued": cl["queued"],
-                     "in_flight": cl["in_flight"], "refused": u["refused"],
-                     "wait_ms": f"{u['queue_wait_ns'] / n / 1e6:.0f}"})
+        n = max(1, cl["completed"] + cl["cancelled"])
+        rows.append({"agent": aid, "live": "yes" if cl["live"] else "exited", "weight": cl["weight"],
+                     "share": f"{cl['share']:.1%}", "requests": cl["requests"],
+                     "tokens_in": cl["prompt_tokens"], "tokens_out": cl["tokens_out"],
+                     "queued": cl["queued"], "in_flight": cl["in_flight"], "refused": cl["refused"],
+                     "wait_ms": f"{cl['queue_wait_ns'] / n / 1e6:.0f}"})
     typer.echo(f"{s['device']}: {s['model']}, {s['slots']} slots, {s['health']}; "
                f"{s['requests']} requests, {s['tokens_in']} tokens in, {s['tokens_out']} out")
-    _emit(rows, output, ["agent", "weight", "share", "requests", "tokens_in", "tokens_out",
+    _emit(rows, output, ["agent", "live", "weight", "share", "requests", "tokens_in", "tokens_out",
                          "queued", "in_flight", "refused", "wait_ms"], f"clients of {s['device']}")

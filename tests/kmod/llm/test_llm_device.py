@@ -201,7 +201,9 @@ def kill_mid_call(k: Kernel) -> tuple[Any, ScriptedDriver]:
         drv.release(10)  # a generation still running now produces ten more tokens
         await _until(lambda: drv.closed_early == 1 or drv.tokens_sent == 13,
                      "the stream closed, or ten more tokens")
-        after = (await sc.llm_stats(dev))["clients"]
+        q = svc.devices["llm7"].queue
+        after = (await sc.llm_stats(dev))["clients"][str(child.aid)], (
+            q.stats(child.aid)["tokens_out"] if child.aid in q.clients() else None)
         drv.release(100)  # let a call that was not stopped finish, so the kernel goes idle
         return before, after, child.aid
 
@@ -212,7 +214,9 @@ def test_kill_cancels_the_call_in_flight_and_stops_charging(k: Kernel) -> None:
     (before, after, aid), drv = kill_mid_call(k)
     svc = service(k)
     assert before == 3
-    assert str(aid) not in after  # the dead agent's client is gone from the queue
+    row, queued_tokens = after
+    assert queued_tokens is None  # the dead agent's client is gone from the queue
+    assert not row["live"] and row["cancelled"] == 1 and row["tokens_out"] == 3
     assert drv.closed_early == 1 and drv.tokens_sent == 3  # the generation stopped on the device
     u = svc.usage[aid]
     assert u["cancelled"] == 1 and u["completion_tokens"] == 3
@@ -224,9 +228,10 @@ def test_kill_cancels_the_call_in_flight_and_stops_charging(k: Kernel) -> None:
 def test_mutant_no_exit_hook_keeps_generating_and_charging(k: Kernel) -> None:
     svc = service(k)
     k.registry.exit_hooks.remove(svc.agent_exit)
-    (before, after, aid), drv = kill_mid_call(k)
+    (before, after, _aid), drv = kill_mid_call(k)
     assert before == 3
-    assert after[str(aid)]["tokens_out"] == 13  # charged for tokens nobody will read
+    row, queued_tokens = after
+    assert queued_tokens == 13 and row["tokens_out"] == 13  # charged for tokens nobody reads
     assert drv.tokens_sent > 3
 
 
@@ -258,3 +263,30 @@ def test_hotplug_emits_events_and_stale_capabilities_fail(k: Kernel) -> None:
     assert text == " t1 t2" and health == "removed" and stale == "ENOENT" and "hot0" not in ids
     assert [e for e in events if e[0] != "dev.opened"] == [
         ("dev.added", "hot0"), ("dev.health", "hot0"), ("dev.removed", "hot0")]
+
+
+def test_an_isolated_agent_thinks_through_the_same_syscalls() -> None:
+    """The SDK is traps only: an agent in its own sandboxed process streams a call."""
+    from aios.kernel.clock import MonotonicClock
+
+    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 26, llm="off")
+    try:
+        table(k).register_driver(SPEC)
+        drv = ScriptedDriver()
+        plug(k, drv)
+
+        async def parent(ctx: Any) -> Any:
+            dev = await sc.dev_open(ctx.slots.authority, "llm7")
+            child = await ctx.spawn("aios.demos.thinkers:think", caps=[[dev, ["READ", "WRITE"]]],
+                                    executor="isolated", spec={"question": "hi", "max_tokens": 6})
+            info = next(r for r in await sc.agent_list() if r["aid"] == child.aid)
+            _aid, status = await ctx.wait(child.aid)
+            return info, status
+
+        info, status = run(k, parent)["exit"]
+    finally:
+        k.close()
+    assert info["kind"] == "isolated", info
+    out = status["exit"]
+    assert out["text"] == " t1 t2 t3 t4 t5 t6" and out["pieces"] >= 1
+    assert out["usage"]["completion_tokens"] == 6 and len(drv.requests) == 1

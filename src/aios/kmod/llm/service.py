@@ -87,6 +87,7 @@ log = logging.getLogger("aios.llm")
 
 LLM_CLASS: Final = "llm"
 CALLS_PER_AGENT: Final = 256  # outstanding calls (running, queued or unread) per agent
+MAX_ACCOUNTS: Final = 4096  # usage records kept per table; the oldest of dead agents go first
 TEMPLATE_TOKENS: Final = 8  # chat-template tokens per message (an upper estimate)
 PROMPT_BASE: Final = 32  # tokens a chat template adds once (a default system prompt)
 # a conservative figure for a device that states none: deadlines are admitted against it
@@ -133,6 +134,7 @@ class LlmDevice:
     slots: int
     running: dict[int, Call] = field(default_factory=dict)  # queue request id -> call
     prompt_margin: int = 0  # what the model's prompt counts exceeded our estimates by, at most
+    usage: dict[int, dict[str, int]] = field(default_factory=dict)  # aid -> totals on this device
     requests: int = 0
     completed: int = 0
     cancelled: int = 0
@@ -145,7 +147,7 @@ class LlmDevice:
 def _new_usage() -> dict[str, int]:
     return {"requests": 0, "completed": 0, "cancelled": 0, "refused": 0,
             "prompt_tokens": 0, "completion_tokens": 0, "tokens_charged": 0,
-            "queue_wait_ns": 0, "time_ns": 0}
+            "served_cost": 0, "queue_wait_ns": 0, "time_ns": 0, "weight": 0}
 
 
 class LlmService:
@@ -227,14 +229,16 @@ class LlmService:
         prompt = est + d.prompt_margin
         worst = prompt + request.max_tokens
         chain = self.budgets.chain(cap)
-        u = self.usage.setdefault(a.aid, _new_usage())
+        weight = max(WEIGHT_MIN, min(WEIGHT_MAX, int(getattr(a.sched, "weight", None) or 1024)))
+        accts = [self._account(self.usage, a.aid), self._account(d.usage, a.aid)]
+        accts[1]["weight"] = weight
         try:
             self.budgets.reserve(chain, worst)
         except AIOSError:
-            u["refused"] += 1
+            for u in accts:
+                u["refused"] += 1
             raise
-        weight = getattr(a.sched, "weight", None) or 1024
-        d.queue.set_weight(a.aid, max(WEIGHT_MIN, min(WEIGHT_MAX, int(weight))))
+        d.queue.set_weight(a.aid, weight)
         now = self.k.now()
         call = Call(next(self._handles), a.aid, d, request, prompt, chain, worst, program, now)
         call.prompt_base = est
@@ -243,15 +247,17 @@ class LlmService:
                                        deadline_ns=deadline_ns, program=program, payload=call)
         except AIOSError:
             Budgets.settle(chain, worst, 0)
-            u["refused"] += 1
+            for u in accts:
+                u["refused"] += 1
             raise
         self.calls[call.handle] = call
         self.by_owner.setdefault(a.aid, set()).add(call.handle)
         self.k.external += 1  # the kernel is not idle while a call may still produce
         d.requests += 1
-        u["requests"] += 1
         if program is not None:
-            self.programs.setdefault((a.aid, program), _new_usage())["requests"] += 1
+            accts.append(self._account(self.programs, (a.aid, program)))
+        for u in accts:
+            u["requests"] += 1
         self._pump(d)
         return call.handle
 
@@ -351,14 +357,16 @@ class LlmService:
         d.tokens_out += usage.completion_tokens
         wait = (call.started_ns or call.finished_ns) - call.submitted_ns
         took = call.finished_ns - (call.started_ns or call.finished_ns)
-        totals = [self.usage.setdefault(call.owner, _new_usage())]
+        totals = [self._account(self.usage, call.owner), self._account(d.usage, call.owner)]
         if call.program is not None:
-            totals.append(self.programs.setdefault((call.owner, call.program), _new_usage()))
+            totals.append(self._account(self.programs, (call.owner, call.program)))
+        cost = d.queue.pricing.cost(usage.prompt_tokens, usage.completion_tokens)
         for u in totals:
             u["cancelled" if cancelled else "completed"] += 1
             u["prompt_tokens"] += usage.prompt_tokens
             u["completion_tokens"] += usage.completion_tokens
             u["tokens_charged"] += call.charged
+            u["served_cost"] += cost
             u["queue_wait_ns"] += wait
             u["time_ns"] += took
         self.k.publish("llm.usage", call.owner, agent=call.owner, device=d.id, program=call.program,
@@ -372,6 +380,21 @@ class LlmService:
                 self.table.set_health(d.id, h, detail[:200])
         except AIOSError as e:  # removed meanwhile, or a move the state machine refuses
             log.debug("health of %s: %r", d.id, e)
+
+    def _account(self, table: dict[Any, dict[str, int]], key: Any) -> dict[str, int]:
+        """The usage record of ``key`` (an agent id, or (agent id, program)); a full
+        table first forgets its oldest records of agents that are gone."""
+        u = table.get(key)
+        if u is None:
+            if len(table) >= MAX_ACCOUNTS:
+                def gone(x: Any) -> bool:
+                    ag = self.k.find(x[0] if isinstance(x, tuple) else x)
+                    return ag is None or not ag.alive
+
+                for old in [x for x in table if gone(x)][: MAX_ACCOUNTS // 4 or 1]:
+                    del table[old]
+            u = table[key] = _new_usage()
+        return u
 
     # -- receiving -----------------------------------------------------------------
 
@@ -495,14 +518,28 @@ class LlmService:
                                  if aid == a.aid}}
         d = self.device_of(cap)
         admin = bool(cap.rights & DEV_ADMIN)
-        total = sum(int(d.queue.stats(key)["served_cost"]) for key in d.queue.clients()) or 1
-        clients = {}
-        for key in d.queue.clients():
-            if admin or key == a.aid:
-                s: dict[str, Any] = dict(d.queue.stats(key))
-                s["share"] = round(int(s["served_cost"]) / total, 4)
-                s["usage"] = dict(self.usage.get(key) or _new_usage())
-                clients[str(key)] = s
+        streaming: dict[int, list[int]] = {}  # aid -> [tokens, cost] of its calls still running
+        for c in d.running.values():
+            st = streaming.setdefault(c.owner, [0, 0])
+            st[0] += c.out
+            st[1] += d.queue.pricing.cost(c.prompt_est, c.out)
+        total = sum(u["served_cost"] + streaming.get(key, [0, 0])[1]
+                    for key, u in d.usage.items()) or 1
+        live = set(d.queue.clients())
+        clients: dict[str, Any] = {}
+        for key, u in d.usage.items():
+            if not (admin or key == a.aid):
+                continue
+            tok, cost = streaming.get(key, [0, 0])
+            row: dict[str, Any] = {**u, "streaming_tokens": tok,
+                                   "tokens_out": u["completion_tokens"] + tok,
+                                   "share": round((u["served_cost"] + cost) / total, 4),
+                                   "live": key in live, "queued": 0, "in_flight": 0}
+            if key in live:
+                q = d.queue.stats(key)
+                row.update(queued=q["queued"], in_flight=q["in_flight"], counter=q["counter"],
+                           effective_class=q["effective_class"])
+            clients[str(key)] = row
         return {
             "device": d.id, "model": d.model, "slots": d.slots, "health": self.table.get(d.id).health.value,
             "in_flight": d.queue.in_flight, "queued": d.queue.queued(), "requests": d.requests,
