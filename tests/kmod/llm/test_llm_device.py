@@ -290,3 +290,38 @@ def test_an_isolated_agent_thinks_through_the_same_syscalls() -> None:
     out = status["exit"]
     assert out["text"] == " t1 t2 t3 t4 t5 t6" and out["pieces"] >= 1
     assert out["usage"]["completion_tokens"] == 6 and len(drv.requests) == 1
+
+
+def test_bad_requests_and_unmeetable_deadlines_change_nothing(k: Kernel) -> None:
+    from aios.abi.errors import Busy, InvalidArgument
+
+    drv = ScriptedDriver()
+    plug(k, drv)
+
+    async def agent(ctx: Any) -> Any:
+        dev = await sc.dev_open(ctx.slots.authority, "llm7")
+        small = await sc.llm_budget(dev, 1000)
+        seen = []
+        for messages, opts in (
+            ([], {}),
+            ([{"role": "wizard", "content": "x"}], {}),
+            (HELLO, {"max_tokens": 0}),
+            (HELLO, {"temperature": 9}),
+            (HELLO, {"priority": "urgent"}),
+            (HELLO, {"json_schema": "not a schema"}),
+            (HELLO, {"bogus": 1}),
+            (HELLO, {"max_tokens": 100, "deadline_s": 0.5}),  # 100 tokens cannot take 0.5 s
+        ):
+            try:
+                await sc.llm_chat(small, messages, opts)
+                seen.append("sent")
+            except (InvalidArgument, Busy) as e:
+                seen.append(e.name)
+        ok = await sc.llm_chat(small, HELLO, {"max_tokens": 3, "deadline_s": 60, "priority": "interactive"})
+        r = await sc.llm_recv(ok, None, True)
+        return seen, r["text"], (await sc.llm_stats(small))["budgets"][0]
+
+    seen, text, budget = run(k, agent)["exit"]
+    assert seen == ["EINVAL"] * 7 + ["EBUSY"]
+    assert text == " t1 t2 t3" and len(drv.requests) == 1
+    assert budget["used"] == 13 and budget["reserved"] == 0  # only the call that ran was charged
