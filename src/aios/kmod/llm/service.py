@@ -297,8 +297,14 @@ class LlmService:
             err = e
         except Exception as e:  # a driver's own failure is the device's, not the kernel's
             err = DeviceError(f"{d.id}: {e!r}")
-        if not call.done:
+        if call.done:
+            return
+        try:
             self._finish(call, final, err)
+        except Exception as e:  # e.g. a driver reporting impossible counts: end the call anyway
+            log.error("finishing a call on %s failed: %r", d.id, e)
+            if not call.done:
+                self._stop(call, DeviceError(f"{d.id}: {e!r}"))
 
     def _finish(self, call: Call, final: ChatChunk | None, err: AIOSError | None) -> None:
         d = call.device
