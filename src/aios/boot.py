@@ -18,7 +18,8 @@ sequence (section 4.1) step by step:
    **security** services (keys, audit, policy gate, behavior, tokens): the
    ``security`` step, a no-op without a home and without ``policy``.
 5. **Init**: agent 1, made by the kernel at construction (it adopts orphans).
-6. **Service startup**: executors, signed images, memoryd, semantic-ipcd.
+6. **Service startup**: executors, signed images, memoryd, semantic-ipcd,
+   the device bus and the language-model devices on it.
 7. **Agent supervisor registers**: the ``supervision`` step.
 8. **Operational**: ``kernel.booted`` is published (and audited).
 
@@ -63,6 +64,8 @@ class BootConfig:
     metrics_top: int = 10  # per-agent series for this many agents
     trace: float | None = None  # trace IPC calls and semantic routes, sampling this ratio of requests
     trace_provider: Any = None  # an OpenTelemetry TracerProvider (None: the global one)
+    # -- devices: "auto" plugs the embedded model as llm0 when llama.cpp is installed --
+    llm: str = "auto"  # "auto" or "off"
 
 
 Step = Callable[[Kernel, BootConfig], None]
@@ -119,8 +122,22 @@ def _supervision(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _devices(k: Kernel, cfg: BootConfig) -> None:
+    """Step 6: the device bus (175-179): classes, drivers, hotplug, health."""
+    from aios.kmod.devices.table import install
+
+    install(k, cfg)
+
+
+def _llm(k: Kernel, cfg: BootConfig) -> None:
+    """Step 6: language models as devices (180-189); the embedded one as llm0."""
+    from aios.kmod.llm.service import install
+
+    install(k, cfg)
+
+
 def _observe(k: Kernel, cfg: BootConfig) -> None:
-    """Step 6: metrics and traces, when asked for (nothing is installed otherwise)."""
+    """Step 7: metrics and traces, when asked for (nothing is installed otherwise)."""
     from aios.kmod.observe.service import install
 
     install(k, cfg)
@@ -138,6 +155,8 @@ STEPS: list[Step] = [
     _memoryd,
     _semantic_ipcd,
     _supervision,
+    _devices,
+    _llm,
     _observe,
     _announce,
 ]

@@ -102,3 +102,9 @@ def register(app: typer.Typer) -> None:
         _print_results(results)
         if any(r["fault"] for r in results.values()):
             raise typer.Exit(1)
+        from aios.demos import minds
+
+        results = run(minds.main, rights=minds.MINDS_RIGHTS, name="minds", arena_bytes=1 << 28)
+        _print_results(results)
+        if any(r["fault"] for r in results.values()):
+            raise typer.Exit(1)

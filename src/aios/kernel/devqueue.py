@@ -922,6 +922,10 @@ class DeviceQueue:
     def queued_requests(self) -> list[Request]:
         return list(self._queued.values()) + list(self._edf_live.values())
 
+    def clients(self) -> list[int]:
+        """The keys of every client the queue knows, in order."""
+        return sorted(self._clients)
+
     def counter(self, key: int) -> int:
         return self._known(key).counter
 

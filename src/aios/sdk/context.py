@@ -59,7 +59,7 @@ def entry_for(target: Any) -> Any:
 class Context:
     """The agent's handle on AIOS.  One per agent; cheap."""
 
-    __slots__ = ("aid", "name", "parent", "slots", "spec", "state")
+    __slots__ = ("_llm", "aid", "name", "parent", "slots", "spec", "state")
 
     def __init__(self, info: dict[str, Any]) -> None:
         self.aid: int = info["aid"]
@@ -68,6 +68,16 @@ class Context:
         self.state: dict[str, Any] = info["state"]
         self.spec: dict[str, Any] = info["spec"]
         self.slots = Slots()
+        self._llm: Any = None
+
+    @property
+    def llm(self) -> Any:
+        """The agent's language model (:class:`aios.sdk.llm.LLM`): ``await ctx.llm.chat(...)``."""
+        if self._llm is None:
+            from aios.sdk.llm import LLM
+
+            self._llm = LLM()
+        return self._llm
 
     # -- agents ----------------------------------------------------------------
 

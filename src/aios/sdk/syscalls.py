@@ -565,3 +565,67 @@ async def intent_send(svc_slot: Any, intent: Any, payload: Any = None, opts: Any
 async def semantic_status(opts: Any = None) -> Any:
     """semantic-ipcd's embedder, thresholds and skills; ``{"skill": name}`` explains one."""
     return await _waited(_SEMANTIC_STATUS, opts)
+
+
+# -- the device bus (175-179) and language-model devices (180-189) -------------------
+
+_DEV_LIST = int(Sys.DEV_LIST)
+_DEV_OPEN = int(Sys.DEV_OPEN)
+_DEV_ADD = int(Sys.DEV_ADD)
+_DEV_REMOVE = int(Sys.DEV_REMOVE)
+_DEV_HEALTH = int(Sys.DEV_HEALTH)
+_LLM_CHAT = int(Sys.LLM_CHAT)
+_LLM_RECV = int(Sys.LLM_RECV)
+_LLM_CANCEL = int(Sys.LLM_CANCEL)
+_LLM_STATS = int(Sys.LLM_STATS)
+_LLM_BUDGET = int(Sys.LLM_BUDGET)
+
+
+async def dev_list(auth_slot: Any = SLOT_AUTHORITY, device_class: Any = None) -> Any:
+    """Devices (of one class, or all), drivers and device classes on the bus."""
+    return await trap(_DEV_LIST, auth_slot, device_class)
+
+
+async def dev_open(auth_slot: Any, device_id: Any, rights: Any = None) -> Any:
+    """A capability for a device (the class's right on the authority, or ADMIN); returns its slot."""
+    return await trap(_DEV_OPEN, auth_slot, device_id, rights)
+
+
+async def dev_add(auth_slot: Any, driver: Any, config: Any = None, opts: Any = None) -> Any:
+    """Hotplug a device of ``driver`` (ADMIN; opts: device_id, min_version); returns it."""
+    return await trap(_DEV_ADD, auth_slot, driver, config, opts)
+
+
+async def dev_remove(auth_slot: Any, device_id: Any) -> Any:
+    """Hot-unplug a device (ADMIN); its calls fail, capabilities to it go stale."""
+    return await trap(_DEV_REMOVE, auth_slot, device_id)
+
+
+async def dev_health(auth_slot: Any, device_id: Any, health: Any = None, detail: Any = "") -> Any:
+    """A device's health, or (ADMIN) set it: ok, degraded, failed, removed."""
+    return await trap(_DEV_HEALTH, auth_slot, device_id, health, detail)
+
+
+async def llm_chat(dev_slot: Any, messages: Any, opts: Any = None) -> Any:
+    """Admit a chat on a language-model device (``use``); returns the call's handle."""
+    return await trap(_LLM_CHAT, dev_slot, messages, opts)
+
+
+async def llm_recv(handle: Any, timeout: Any = None, whole: Any = False) -> Any:
+    """What a call streamed since the last receive (``whole``: wait for the end)."""
+    return await trap(_LLM_RECV, handle, timeout, whole)
+
+
+async def llm_cancel(handle: Any) -> Any:
+    """Stop a call; returns the tokens it was charged."""
+    return await trap(_LLM_CANCEL, handle)
+
+
+async def llm_stats(dev_slot: Any = None) -> Any:
+    """A device's queue and clients, or (no slot) the caller's models and usage."""
+    return await trap(_LLM_STATS, dev_slot)
+
+
+async def llm_budget(dev_slot: Any, tokens: Any, rights: Any = None) -> Any:
+    """Derive a device capability with a token budget; returns its slot."""
+    return await trap(_LLM_BUDGET, dev_slot, tokens, rights)
