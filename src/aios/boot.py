@@ -57,6 +57,9 @@ class BootConfig:
     accept_broken_log: bool = False  # boot on a damaged audit log: move it aside, audit that
     # -- memory fabric (memoryd, semantic-ipcd); loaded lazily on first use --
     embedder: str | None = None  # an embedder spec (None: $AIOS_EMBEDDER, else the default)
+    # -- the kernel journal (needs a home): replay and restore at boot, journal every change --
+    journal: bool = False
+    journal_keep_checkpoints: int = 3  # per agent; older ones are pruned as new ones commit
 
 
 Step = Callable[[Kernel, BootConfig], None]
@@ -113,6 +116,14 @@ def _supervision(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _journal(k: Kernel, cfg: BootConfig) -> None:
+    """After a crash, the kernel's state comes back (agents, capabilities, durable mailboxes):
+    the journal replays, restores and from here on records every change (171-179)."""
+    from aios.kmod.journal.syscalls import install
+
+    install(k, cfg)
+
+
 def _announce(k: Kernel, cfg: BootConfig) -> None:
     """Step 8: operational."""
     k.publish("kernel.booted", 0, syscalls=k.registry.syscalls.count())
@@ -125,6 +136,7 @@ STEPS: list[Step] = [
     _memoryd,
     _semantic_ipcd,
     _supervision,
+    _journal,
     _announce,
 ]
 

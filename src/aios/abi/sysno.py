@@ -121,6 +121,11 @@ class Sys(IntEnum):
     AGENT_IDENTITY = 156
     ATTEST_QUOTE = 157
     AUDIT_STATUS = 158
+    # -- the kernel journal (171-179) ---------------------------------------------------
+    IPC_SEND_DURABLE = 171
+    AGENT_CHECKPOINT = 172
+    AGENT_HISTORY = 173
+    JOURNAL_STATUS = 174
     # -- kernel (190-199) --------------------------------------------------------
     KERNEL_STATS = 190
     KERNEL_SHUTDOWN = 191
@@ -132,4 +137,5 @@ BLOCKS: Final[dict[str, tuple[tuple[int, int], ...]]] = {
     "memoryd": ((100, 119),),
     "semantic_ipcd": ((120, 139),),
     "security": ((12, 12), (150, 169)),  # PQC_OPERATION: the kernel imports no crypto
+    "journal": ((171, 179),),
 }

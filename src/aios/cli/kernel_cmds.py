@@ -199,11 +199,19 @@ def register(app: typer.Typer) -> None:
         _emit(st, output, title="kernel")
 
     @app.command("ps")
-    def ps(output: str = OutputOpt) -> None:
-        """Every agent."""
+    def ps(
+        output: str = OutputOpt,
+        all_: bool = typer.Option(False, "-a", "--all", help="also exited agents (exit status, fault)"),
+    ) -> None:
+        """Every agent (with -a, also those that exited, as the kernel journal keeps them)."""
         c = _connect()
-        _emit(_call(c, "AGENT_LIST", 2), output, ["aid", "name", "parent", "state", "kind", "protections"],
-              "agents")
+        rows = _call(c, "AGENT_LIST", 2)
+        cols = ["aid", "name", "parent", "state", "kind", "protections"]
+        if all_:
+            rows = rows + _call(c, "AGENT_HISTORY", 2)
+            rows.sort(key=lambda r: r["aid"])
+            cols = ["aid", "name", "parent", "state", "kind", "exit", "fault"]
+        _emit(rows, output, cols, "agents")
 
     @app.command("spawn")
     def spawn(

@@ -455,6 +455,33 @@ async def audit_status() -> Any:
     return await trap(_AUDIT_STATUS)
 
 
+# -- the kernel journal (171-179) ---------------------------------------------------
+_IPC_SEND_DURABLE = int(Sys.IPC_SEND_DURABLE)
+_AGENT_CHECKPOINT = int(Sys.AGENT_CHECKPOINT)
+_AGENT_HISTORY = int(Sys.AGENT_HISTORY)
+_JOURNAL_STATUS = int(Sys.JOURNAL_STATUS)
+
+
+async def ipc_send_durable(ep: Any, payload: Any) -> Any:
+    """Send a message that survives a kernel crash; answered once it is journaled."""
+    return await trap(_IPC_SEND_DURABLE, ep, payload)
+
+
+async def agent_checkpoint(state: Any) -> Any:
+    """Save ``state`` (a dict of plain data) in the journal; returns the checkpoint number."""
+    return await trap(_AGENT_CHECKPOINT, state)
+
+
+async def agent_history(auth_slot: Any = 2) -> Any:
+    """Exited agents the journal keeps: exit status and fault (``aios ps -a``)."""
+    return await trap(_AGENT_HISTORY, auth_slot)
+
+
+async def journal_status() -> Any:
+    """The kernel journal: acknowledged sequence, pending records, size, commits."""
+    return await trap(_JOURNAL_STATUS)
+
+
 # -- memory fabric: memoryd (100-119) and semantic-ipcd (120-139) --------------------
 # Each of these but SEMANTIC_OPEN is async in the kernel (SQLite and embedding run on the
 # fabric's worker thread); the wrappers wait for the result with GET_ASYNC_RESULT.
