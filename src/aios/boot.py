@@ -60,6 +60,8 @@ class BootConfig:
     # -- the kernel journal (needs a home): replay and restore at boot, journal every change --
     journal: bool = False
     journal_keep_checkpoints: int = 3  # per agent; older ones are pruned as new ones commit
+    # -- initd (PID 1's unit manager): shipped units plus home/units, booted to operational.target --
+    initd: bool = False
 
 
 Step = Callable[[Kernel, BootConfig], None]
@@ -124,6 +126,14 @@ def _journal(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _initd(k: Kernel, cfg: BootConfig) -> None:
+    """Steps 5-8 as initd's targets: units loaded and checked, services started and supervised
+    with systemd's semantics, up to ``operational.target`` (180-189)."""
+    from aios.kmod.initd.service import install
+
+    install(k, cfg)
+
+
 def _announce(k: Kernel, cfg: BootConfig) -> None:
     """Step 8: operational."""
     k.publish("kernel.booted", 0, syscalls=k.registry.syscalls.count())
@@ -137,6 +147,7 @@ STEPS: list[Step] = [
     _semantic_ipcd,
     _supervision,
     _journal,
+    _initd,
     _announce,
 ]
 

@@ -126,6 +126,11 @@ class Sys(IntEnum):
     AGENT_CHECKPOINT = 172
     AGENT_HISTORY = 173
     JOURNAL_STATUS = 174
+    # -- initd (180-189) -----------------------------------------------------------------
+    UNIT_NOTIFY = 180
+    UNIT_LIST = 181
+    UNIT_CTL = 182
+    UNIT_CAT = 183
     # -- kernel (190-199) --------------------------------------------------------
     KERNEL_STATS = 190
     KERNEL_SHUTDOWN = 191
@@ -138,4 +143,5 @@ BLOCKS: Final[dict[str, tuple[tuple[int, int], ...]]] = {
     "semantic_ipcd": ((120, 139),),
     "security": ((12, 12), (150, 169)),  # PQC_OPERATION: the kernel imports no crypto
     "journal": ((171, 179),),
+    "initd": ((180, 189),),
 }

@@ -482,6 +482,33 @@ async def journal_status() -> Any:
     return await trap(_JOURNAL_STATUS)
 
 
+# -- initd (180-189) -------------------------------------------------------------------
+_UNIT_NOTIFY = int(Sys.UNIT_NOTIFY)
+_UNIT_LIST = int(Sys.UNIT_LIST)
+_UNIT_CTL = int(Sys.UNIT_CTL)
+_UNIT_CAT = int(Sys.UNIT_CAT)
+
+
+async def unit_notify(state: Any) -> Any:
+    """sd_notify for a unit's agent: ``"READY=1"``, ``"WATCHDOG=1"`` (one per line)."""
+    return await trap(_UNIT_NOTIFY, state)
+
+
+async def unit_list(name: Any = None) -> Any:
+    """Every unit's status (``name``: one unit's, with its recent log lines)."""
+    return await trap(_UNIT_LIST, name)
+
+
+async def unit_ctl(auth_slot: Any, op: Any, name: Any = None) -> Any:
+    """``start``, ``stop``, ``restart`` or ``reset-failed`` a unit (SUPERVISOR)."""
+    return await trap(_UNIT_CTL, auth_slot, op, name)
+
+
+async def unit_cat(name: Any) -> Any:
+    """A unit's file: its source and text."""
+    return await trap(_UNIT_CAT, name)
+
+
 # -- memory fabric: memoryd (100-119) and semantic-ipcd (120-139) --------------------
 # Each of these but SEMANTIC_OPEN is async in the kernel (SQLite and embedding run on the
 # fabric's worker thread); the wrappers wait for the result with GET_ASYNC_RESULT.
