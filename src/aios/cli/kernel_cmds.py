@@ -218,6 +218,8 @@ def register(app: typer.Typer) -> None:
         image: str = typer.Argument(..., help="an image directory/archive, or module:attribute"),
         name: str = typer.Option("", "--name"),
         executor: str = typer.Option("", "--executor", help="for module:attribute entries"),
+        restart: str = typer.Option("", "--restart",
+                                    help="no, on-failure or always: also brought back after a kernel crash"),
         output: str = OutputOpt,
     ) -> None:
         """Spawn an agent from a signed image (verified by the kernel) or an entry point."""
@@ -228,6 +230,8 @@ def register(app: typer.Typer) -> None:
                                   f"directory or archive, or a 'module:attribute' entry (at most {ENTRY_MAX})")
         entry = image
         opts: dict[str, Any] = {"name": name} if name else {}
+        if restart:
+            opts["restart"] = restart
         if _exists(image):
             entry = "image:" + str(Path(image).resolve())
         elif executor:
