@@ -55,9 +55,12 @@ def crash(k: Kernel) -> None:
     k.close()
 
 
-def test_acknowledged_operations_survive_and_revoked_capabilities_do_not(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compact_every", [1 << 20, 8], ids=["frames", "compacting"])
+def test_acknowledged_operations_survive_and_revoked_capabilities_do_not(tmp_path: Path,
+                                                                         compact_every: int) -> None:
     path = tmp_path / "journal" / "journal.db"
     k = boot(path)
+    k.ext[JOURNAL].compact_every = compact_every  # "compacting": snapshots while it runs
     out: dict[str, Any] = {}
 
     async def driver(ctx: Context) -> None:
@@ -81,6 +84,8 @@ def test_acknowledged_operations_survive_and_revoked_capabilities_do_not(tmp_pat
     run_until(k, lambda: out.get("done", False))
     keeper = k.find(out["keeper"])
     assert keeper is not None
+    if compact_every < 100:
+        assert k.ext[JOURNAL].stats["compactions"] > 1
     before = {c.slot: (c.obj.kind, int(c.rights)) for c in keeper.cspace.caps()}
     assert out["revoked_slot"] not in before and out["kept_slot"] in before
     crash(k)

@@ -32,6 +32,11 @@ commit and at shutdown by looking at the queue), ``MailboxTake`` is journaled.  
 yet journaled at a crash means the message is delivered again after it: durable mailboxes are
 at-least-once, and receivers that care use an idempotency key in the payload.
 
+**Compaction.**  At boot, and whenever a million records were committed since the last
+snapshot, the live state is written as a new snapshot (:meth:`live_records`, fresh capability
+ids) and the frames it covers are deleted, so the journal's size follows the state, not its
+history.
+
 **Shutdown.**  Once the kernel is stopping, only records made inside an agent's syscall are
 journaled: the kills of shutdown itself are not exits, so agents whose restart policy says so
 come back at the next boot exactly as after a crash.
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
 
 HISTORY_MAX: Final = 1000  # exited agents kept for `aios ps -a`
+COMPACT_EVERY: Final = 1 << 20  # records committed since the last snapshot before a new one
 HOLD: Final = "journal"
 SPAWN_OPS: Final = ("spawn", "clone", "split", "specialize")
 
@@ -105,11 +111,14 @@ class JournalService:
         self.waiting: dict[int, int] = {}  # agent held -> the sequence it waits for
         self.recovered: dict[str, Any] = {}
         self.boot = 0
-        self.stats = {"commits": 0, "records": 0, "durable_sends": 0, "holds": 0}
+        self.stats = {"commits": 0, "records": 0, "durable_sends": 0, "holds": 0, "compactions": 0}
         self._due = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
         self.failed: BaseException | None = None
+        self.compact_every = COMPACT_EVERY
+        self.compacted_at = 0  # the sequence the last snapshot covers
+        self._compacting = False
 
     # -- appending ---------------------------------------------------------------------------
     def append(self, rec: R.Record) -> int:
@@ -287,6 +296,13 @@ class JournalService:
         for aid in done:
             del waiting[aid]
             self.k.unthrottle(aid, HOLD)
+        if upto - self.compacted_at > self.compact_every and not self._compacting and self.failed is None:
+            self._compacting = True  # the frames outgrew the snapshot: fold them into a new one
+            try:
+                self.compact()
+            finally:
+                self._compacting = False
+            self._acked(self.j.acknowledged)
 
     def _failed(self, e: BaseException) -> None:
         self.k.publish("kernel.panic", 0, handler="journal", error=repr(e))
@@ -400,7 +416,9 @@ class JournalService:
         image = KernelImage()
         for rec in self.live_records():
             image.apply(rec)
-        return self.j.compact(image)
+        self.compacted_at = self.j.compact(image)
+        self.stats["compactions"] += 1
+        return self.compacted_at
 
     def status(self) -> dict[str, Any]:
         return {
