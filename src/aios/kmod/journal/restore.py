@@ -89,6 +89,15 @@ class Reinstater:
         self.caps: dict[int, Capability] = {}  # journaled cid -> live capability
         self.agents: dict[int, Agent] = {}  # aid -> live agent (init included)
         self.out = Restored()
+        self.entries: dict[str, Any] = {}  # named in-process entries, resolved once
+        # the name directory and the event bus: one object each, init holds a root of both
+        self.singletons: dict[ObjKind, KObject] = {}
+        for slot in (3, 4):
+            try:
+                obj = k.init.cspace.get(slot).obj
+            except AIOSError:
+                continue
+            self.singletons[obj.kind] = obj
         self.by_holder: dict[int, dict[int, CapRow]] = {}
         for c in image.caps.values():
             if not c.ghost:
@@ -128,9 +137,14 @@ class Reinstater:
             if cp is not None and type(cp.state) is dict:
                 state = cp.state
         opts["state"] = state
+        entry: Any = row.entry
         try:
+            if row.executor == "inproc" and not entry.startswith("image:"):
+                entry = self.entries.get(row.entry)
+                if entry is None:  # resolving a named entry imports and checks it: once per name
+                    entry = self.entries[row.entry] = k.resolve_entry(row.entry)
             plan = SpawnPlan(parent, auth, opts)
-            a, ctl, ep = spawn(k, parent, auth, row.entry, plan, aid=row.aid)
+            a, ctl, ep = spawn(k, parent, auth, entry, plan, aid=row.aid, entry_vetted=True)
         except AIOSError as e:
             return f"could not be restarted: {e}"
         self.agents[a.aid] = a
@@ -200,9 +214,7 @@ class Reinstater:
         if o.kind == R.OBJ_AUTHORITY:
             return k.root_authority.obj
         if o.kind in (R.OBJ_DIRECTORY, R.OBJ_TOPIC):
-            want = ObjKind(o.kind)
-            init_caps: list[Capability] = list(k.init.cspace.caps())
-            return next((c.obj for c in init_caps if c.obj.kind is want), None)
+            return self.singletons.get(ObjKind(o.kind))
         if o.kind == R.OBJ_MEMNS and self.namespaces is not None and type(o.ref) is str:
             obj: KObject = self.namespaces.ns_object(o.ref)
             return obj
