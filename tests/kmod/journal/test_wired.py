@@ -205,3 +205,27 @@ def test_checkpoints_are_kept_last_n_and_restored_after_a_crash(tmp_path: Path) 
     finally:
         k2.ext[JOURNAL].close()
         k2.close()
+
+
+def test_a_bad_checkpoint_is_refused_and_journals_nothing(tmp_path: Path) -> None:
+    from aios.abi import limits
+    from aios.abi.errors import InvalidArgument
+
+    k = boot(tmp_path / "j.db")
+    svc = k.ext[JOURNAL]
+    seen: list[str] = []
+
+    async def a(ctx: Context) -> None:
+        for bad in ({"x": object()}, ["not", "a", "dict"], {"big": "x" * limits.SPEC_MAX_BYTES}):
+            try:
+                await ctx.checkpoint(bad)  # type: ignore[arg-type]
+            except InvalidArgument as e:
+                seen.append(e.code)
+
+    from aios.host import spawn_root
+
+    spawn_root(k, a)
+    run_until(k, lambda: len(seen) == 3)
+    assert svc.ckpt == {} and svc.j.checkpoints(2) == []
+    svc.close()
+    k.close()

@@ -19,7 +19,7 @@ from aios.abi.errors import AgentGone, InvalidArgument, QuotaExceeded, WouldBloc
 from aios.abi.message import Message
 from aios.abi.rights import ObjKind, Rights
 from aios.abi.sysno import Sys
-from aios.kernel.args import as_int
+from aios.kernel.args import as_int, copy_plain
 from aios.kernel.ipc import check_payload
 from aios.kernel.sys_ipc import charge_ipc, hand_off
 from aios.kmod.journal import records as R
@@ -72,12 +72,14 @@ def sys_ipc_send_durable(k: Kernel, a: Agent, ep: Any, payload: Any) -> int | No
 
 
 def sys_agent_checkpoint(k: Kernel, a: Agent, state: Any) -> int:
-    """Save ``state`` (a dict of plain data) as the caller's latest checkpoint; answered once
-    journaled.  The journal keeps the last few; after a crash the agent restarts from its
+    """Save ``state`` (a dict of plain data, at most ``SPEC_MAX_BYTES`` encoded) as the caller's
+    latest checkpoint; answered once journaled.  The journal keeps the last few; after a crash the agent restarts from its
     entry with the latest one as its state."""
     svc = k.ext[JOURNAL]
     if type(state) is not dict:
         raise InvalidArgument("a checkpoint is a dict of plain data (the agent's state)")
+    # at most what a spawn accepts as state, so a restart can always use it
+    state = copy_plain(state, "checkpoint", limits.SPEC_MAX_BYTES)
     n = svc.checkpoint(a, state)
     a.state = state
     return n
