@@ -229,3 +229,21 @@ def test_a_bad_checkpoint_is_refused_and_journals_nothing(tmp_path: Path) -> Non
     assert svc.ckpt == {} and svc.j.checkpoints(2) == []
     svc.close()
     k.close()
+
+
+def test_the_agents_of_units_are_left_to_initd(tmp_path: Path) -> None:
+    from aios.host import spawn_root
+
+    path = tmp_path / "j.db"
+    k = boot(path)
+    a = spawn_root(k, KEEPER, name="memoryd.service", restart="always", spec={"unit": "memoryd.service"})
+    b = spawn_root(k, KEEPER, name="plain", restart="always")
+    k.ext[JOURNAL].flush()
+    crash(k)
+    k2 = boot(path)
+    try:
+        lost = {r["aid"]: r["reason"] for r in k2.ext[JOURNAL].recovered["lost_agents"]}
+        assert lost == {a.aid: "initd starts unit memoryd.service itself"}
+        assert k2.find(b.aid) is not None and k2.find(a.aid) is None
+    finally:
+        crash(k2)

@@ -11,8 +11,8 @@ like a new one:
   stands) and whose entry is named (``pkg.mod:fn`` or ``image:...``) is spawned again with
   its id, name and spawn options, as a child of its parent if that came back too, else of
   init; its state is its latest checkpoint, else the state it was spawned with.  Anonymous
-  entries, restart policy ``no`` and operator consoles cannot come back: they are listed as
-  lost.
+  entries, restart policy ``no`` and operator consoles cannot come back, and the agents of
+  initd's units are initd's to start: they are listed as lost, with the reason.
 * **Capabilities** of the restored agents: the well-known slots (0-5), the parent's control
   and endpoint capabilities, are made by the spawn and matched to their rows; every other
   capability is derived again, with its rights, badge, quota and slot, from its nearest
@@ -69,6 +69,8 @@ def why_not(row: AgentRow) -> str:
     """Why the agent cannot be restarted ("" if it can)."""
     if row.executor == "console":
         return "an operator console ends with its connection"
+    if row.unit:
+        return f"initd starts unit {row.unit} itself"
     policy = row.opts.get("restart", "no")
     if policy not in RESTARTABLE:
         return f"restart policy {policy!r}"

@@ -82,6 +82,12 @@ def plain(v: Any, depth: int = 0) -> Any:
     return repr(v)[:256]
 
 
+def _unit_of(a: Agent) -> str:
+    """The initd unit an agent runs (initd puts it in the spawn spec), or ""."""
+    unit = (a.spec or {}).get("unit", "")
+    return unit if type(unit) is str else ""
+
+
 def object_ref(obj: KObject) -> Any:
     """What a kernel object stands for, as the journal names it."""
     kind = obj.kind
@@ -179,7 +185,7 @@ class JournalService:
         conf = a.confinement
         row = R.AgentSpawned(a.aid, a.parent, a.name, str(info.get("entry", "")),
                              getattr(conf, "executor", "inproc") or "inproc", plain(info.get("opts") or {}),
-                             plain(a.state or {}), "", time.time_ns())  # fmt: skip
+                             plain(a.state or {}), _unit_of(a), time.time_ns())  # fmt: skip
         self.rows[a.aid] = row
         self.append(row)
 
