@@ -20,6 +20,9 @@ sequence (section 4.1) step by step:
 5. **Init**: agent 1, made by the kernel at construction (it adopts orphans).
 6. **Service startup**: executors, signed images, memoryd, semantic-ipcd.
 7. **Agent supervisor registers**: the ``supervision`` step.
+   Then the **kernel journal** (with a home and ``journal``): replay, restore what a crash
+   must not take, journal every change; and **initd** (``initd``): the units, booted to
+   ``operational.target`` (steps 5-8 as targets, the services supervised).
 8. **Operational**: ``kernel.booted`` is published (and audited).
 
 Each step is ``step(kernel, config)``; ``BootConfig.extra_steps`` run after
