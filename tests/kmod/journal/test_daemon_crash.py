@@ -200,6 +200,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_sigkill_loses_nothing_acknowledged_100_rounds(tmp_path: Path) -> None:
     ledger = crash_rounds(tmp_path, 100, seed=1515)
     assert ledger.ops > 100 and ledger.revoked and ledger.durable
