@@ -21,6 +21,9 @@ sequence (section 4.1) step by step:
 6. **Service startup**: executors, signed images, memoryd, semantic-ipcd,
    the device bus and the language-model devices on it.
 7. **Agent supervisor registers**: the ``supervision`` step.
+   Then the **kernel journal** (with a home and ``journal``): replay, restore what a crash
+   must not take, journal every change; and **initd** (``initd``): the units, booted to
+   ``operational.target`` (steps 5-8 as targets, the services supervised).
 8. **Operational**: ``kernel.booted`` is published (and audited).
 
 Each step is ``step(kernel, config)``; ``BootConfig.extra_steps`` run after
@@ -66,6 +69,11 @@ class BootConfig:
     trace_provider: Any = None  # an OpenTelemetry TracerProvider (None: the global one)
     # -- devices: "auto" plugs the embedded model as llm0 when llama.cpp is installed --
     llm: str = "auto"  # "auto" or "off"
+    # -- the kernel journal (needs a home): replay and restore at boot, journal every change --
+    journal: bool = False
+    journal_keep_checkpoints: int = 3  # per agent; older ones are pruned as new ones commit
+    # -- initd (PID 1's unit manager): shipped units plus home/units, booted to operational.target --
+    initd: bool = False
 
 
 Step = Callable[[Kernel, BootConfig], None]
@@ -129,6 +137,14 @@ def _devices(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _journal(k: Kernel, cfg: BootConfig) -> None:
+    """After a crash, the kernel's state comes back (agents, capabilities, durable mailboxes):
+    the journal replays, restores and from here on records every change (171-174)."""
+    from aios.kmod.journal.syscalls import install
+
+    install(k, cfg)
+
+
 def _llm(k: Kernel, cfg: BootConfig) -> None:
     """Step 6: language models as devices (180-189); the embedded one as llm0."""
     from aios.kmod.llm.service import install
@@ -139,6 +155,14 @@ def _llm(k: Kernel, cfg: BootConfig) -> None:
 def _observe(k: Kernel, cfg: BootConfig) -> None:
     """Step 7: metrics and traces, when asked for (nothing is installed otherwise)."""
     from aios.kmod.observe.service import install
+
+    install(k, cfg)
+
+
+def _initd(k: Kernel, cfg: BootConfig) -> None:
+    """Steps 5-8 as initd's targets: units loaded and checked, services started and supervised
+    with systemd's semantics, up to ``operational.target`` (200-209)."""
+    from aios.kmod.initd.service import install
 
     install(k, cfg)
 
@@ -158,6 +182,8 @@ STEPS: list[Step] = [
     _devices,
     _llm,
     _observe,
+    _journal,
+    _initd,
     _announce,
 ]
 

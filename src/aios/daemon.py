@@ -128,7 +128,7 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken
         sock.unlink()
     pid_path(home).write_text(f"{os.getpid()}\n")
     try:
-        k = start_kernel(home=home, accept_broken_log=accept_broken_log, **observe)
+        k = start_kernel(home=home, accept_broken_log=accept_broken_log, journal=True, initd=True, **observe)
     except BaseException:  # boot refused (a damaged audit log, a corrupt keystore): leave no trace
         with contextlib.suppress(FileNotFoundError):
             pid_path(home).unlink()

@@ -257,11 +257,21 @@ def register(app: typer.Typer) -> None:
         _emit(st, output, title="kernel")
 
     @app.command("ps")
-    def ps(output: str = OutputOpt) -> None:
-        """Every agent."""
+    def ps(
+        output: str = OutputOpt,
+        all_: bool = typer.Option(False, "-a", "--all", help="also exited agents (exit status, fault)"),
+    ) -> None:
+        """Every agent (with -a, also those that exited, as the kernel journal keeps them)."""
         c = _connect()
-        _emit(_call(c, "AGENT_LIST", 2), output, ["aid", "name", "parent", "state", "kind", "fault", "protections"],
-              "agents", wide=("parent", "protections"))
+        rows = _call(c, "AGENT_LIST", 2)
+        cols = ["aid", "name", "parent", "state", "kind", "fault", "protections"]
+        wide: tuple[str, ...] = ("parent", "protections")
+        if all_:
+            rows = rows + _call(c, "AGENT_HISTORY", 2)
+            rows.sort(key=lambda r: r["aid"])
+            cols = ["aid", "name", "parent", "state", "kind", "exit", "fault"]
+            wide = ("parent",)
+        _emit(rows, output, cols, "agents", wide=wide)
 
     @app.command("spawn")
     def spawn(
@@ -269,6 +279,8 @@ def register(app: typer.Typer) -> None:
                                            "(a module in the current directory is shipped by its path)"),
         name: str = typer.Option("", "--name"),
         executor: str = typer.Option("", "--executor", help="for module:attribute entries"),
+        restart: str = typer.Option("", "--restart",
+                                    help="no, on-failure or always: also brought back after a kernel crash"),
         output: str = OutputOpt,
     ) -> None:
         """Spawn an agent from a signed image (verified by the kernel) or an entry point."""
@@ -279,6 +291,8 @@ def register(app: typer.Typer) -> None:
                                   f"directory or archive, or a 'module:attribute' entry (at most {ENTRY_MAX})")
         entry = image
         opts: dict[str, Any] = {"name": name} if name else {}
+        if restart:
+            opts["restart"] = restart
         if _exists(image):
             entry = "image:" + str(Path(image).resolve())
         else:

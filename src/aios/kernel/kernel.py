@@ -147,6 +147,7 @@ class Kernel:
         # backpressure (the audit log): agents to hold at the end of their current
         # syscall, and how many are held now (their results wait with them)
         self.throttled: set[int] = set()
+        self._holders: dict[int, set[str]] = {}  # throttled agent -> who holds it
         self.holding = 0
         self.current: Agent | None = None
         self.stopping = False
@@ -510,12 +511,20 @@ class Kernel:
 
     # -- backpressure ---------------------------------------------------------
 
-    def throttle(self, aid: int) -> None:
+    def throttle(self, aid: int, by: str = "") -> None:
         """Hold agent ``aid`` at the end of its current (or next) syscall until
-        :meth:`unthrottle`; its syscall's result is delivered then."""
+        :meth:`unthrottle`; its syscall's result is delivered then.  ``by`` names who holds
+        it (the audit log, the journal): the agent goes on when every holder let go."""
         self.throttled.add(aid)
+        self._holders.setdefault(aid, set()).add(by)
 
-    def unthrottle(self, aid: int) -> None:
+    def unthrottle(self, aid: int, by: str = "") -> None:
+        held = self._holders.get(aid)
+        if held is not None:
+            held.discard(by)
+            if held:
+                return
+            del self._holders[aid]
         self.throttled.discard(aid)
         a = self.find(aid)
         if a is None:
@@ -844,6 +853,7 @@ class Kernel:
             return
         a.how = how
         self.throttled.discard(a.aid)
+        self._holders.pop(a.aid, None)
         if a.wait is not None:
             w = a.wait
             self.end_wait(w)

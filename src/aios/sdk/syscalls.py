@@ -455,6 +455,60 @@ async def audit_status() -> Any:
     return await trap(_AUDIT_STATUS)
 
 
+# -- the kernel journal (171-174) ---------------------------------------------------
+_IPC_SEND_DURABLE = int(Sys.IPC_SEND_DURABLE)
+_AGENT_CHECKPOINT = int(Sys.AGENT_CHECKPOINT)
+_AGENT_HISTORY = int(Sys.AGENT_HISTORY)
+_JOURNAL_STATUS = int(Sys.JOURNAL_STATUS)
+
+
+async def ipc_send_durable(ep: Any, payload: Any) -> Any:
+    """Send a message that survives a kernel crash; answered once it is journaled."""
+    return await trap(_IPC_SEND_DURABLE, ep, payload)
+
+
+async def agent_checkpoint(state: Any) -> Any:
+    """Save ``state`` (a dict of plain data) in the journal; returns the checkpoint number."""
+    return await trap(_AGENT_CHECKPOINT, state)
+
+
+async def agent_history(auth_slot: Any = 2) -> Any:
+    """Exited agents the journal keeps: exit status and fault (``aios ps -a``)."""
+    return await trap(_AGENT_HISTORY, auth_slot)
+
+
+async def journal_status() -> Any:
+    """The kernel journal: acknowledged sequence, pending records, size, commits."""
+    return await trap(_JOURNAL_STATUS)
+
+
+# -- initd (200-209) -------------------------------------------------------------------
+_UNIT_NOTIFY = int(Sys.UNIT_NOTIFY)
+_UNIT_LIST = int(Sys.UNIT_LIST)
+_UNIT_CTL = int(Sys.UNIT_CTL)
+_UNIT_CAT = int(Sys.UNIT_CAT)
+
+
+async def unit_notify(state: Any) -> Any:
+    """sd_notify for a unit's agent: ``"READY=1"``, ``"WATCHDOG=1"`` (one per line)."""
+    return await trap(_UNIT_NOTIFY, state)
+
+
+async def unit_list(name: Any = None) -> Any:
+    """Every unit's status (``name``: one unit's, with its recent log lines)."""
+    return await trap(_UNIT_LIST, name)
+
+
+async def unit_ctl(auth_slot: Any, op: Any, name: Any = None) -> Any:
+    """``start``, ``stop``, ``restart`` or ``reset-failed`` a unit (SUPERVISOR)."""
+    return await trap(_UNIT_CTL, auth_slot, op, name)
+
+
+async def unit_cat(name: Any) -> Any:
+    """A unit's file: its source and text."""
+    return await trap(_UNIT_CAT, name)
+
+
 # -- memory fabric: memoryd (100-119) and semantic-ipcd (120-139) --------------------
 # Each of these but SEMANTIC_OPEN is async in the kernel (SQLite and embedding run on the
 # fabric's worker thread); the wrappers wait for the result with GET_ASYNC_RESULT.
