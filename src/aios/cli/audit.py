@@ -13,7 +13,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -41,7 +41,7 @@ def _reader() -> Any:
     return LogReader.open(audit_db_path(_home()))
 
 
-def _fail(msg: str, code: int = 2) -> Any:
+def _fail(msg: str, code: int = 2) -> NoReturn:
     typer.echo(msg, err=True)
     raise typer.Exit(code)
 
