@@ -47,12 +47,20 @@ device removal stop a call: the queue forgets it (its later reports charge no
 fairness counter), the task is cancelled (the driver stops the generation on
 the device: llama.cpp's stop flag, the HTTP stream closed) and the budget is
 charged for the tokens seen until then and no more.
+
+**Observation.**  What an operator scrapes is read from this state when it is
+scraped (:meth:`LlmService.metrics`: tokens per device and top agents, queue
+depth, health, refusals, and the one thing kept only for it, a histogram of
+queue waits).  A probe set with :meth:`LlmService.set_probe` (the tracer of
+:mod:`aios.kmod.observe`) is told when a call is admitted and when it ends;
+without one each call pays one attribute test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import importlib.util
 import itertools
 import logging
@@ -76,6 +84,7 @@ from aios.kernel.waits import WaitQueue
 from aios.kmod.devices.table import DeviceTable
 from aios.kmod.llm.budget import Budget, Budgets
 from aios.lib.devices import Device, Health
+from aios.lib.histogram import Histogram
 from aios.lib.llm.chat import ChatChunk, ChatRequest, Usage, estimate_tokens
 
 if TYPE_CHECKING:
@@ -91,6 +100,8 @@ MAX_ACCOUNTS: Final = 4096  # usage records kept per table; the oldest of dead a
 TEMPLATE_TOKENS: Final = 8  # chat-template tokens per message (an upper estimate)
 PROMPT_BASE: Final = 32  # tokens a chat template adds once (a default system prompt)
 # a conservative figure for a device that states none: deadlines are admitted against it
+# seconds a call waits in its device's queue before it starts: 1 ms to 2 min
+WAIT_BUCKETS: Final = (1e-3, 5e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 DEFAULT_SERVICE: Final = ServiceModel(prefill_tokens_per_s=500.0, decode_tokens_per_s=10.0,
                                       device_tokens_per_s=40.0, deadline_share=0.5)
 
@@ -141,6 +152,8 @@ class LlmDevice:
     errors: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    budget_refusals: int = 0  # calls refused by a token budget before anything was sent
+    queue_wait: Histogram = field(default_factory=lambda: Histogram(WAIT_BUCKETS))  # of started calls
     gone: bool = False
 
 
@@ -164,6 +177,13 @@ class LlmService:
         self.programs: dict[tuple[int, int], dict[str, int]] = {}  # (aid, program) -> totals
         self._handles = itertools.count(1)
         self.closed = False
+        self.probe: Any = None  # told of calls admitted and ended (set_probe)
+        self.names: dict[int, str] = {}  # aid -> name, kept for the usage of agents gone
+
+    def set_probe(self, probe: Any) -> None:
+        """Tell ``probe`` of every call: ``llm_submitted(agent, call)`` once it is admitted,
+        ``llm_ended(call)`` once it has ended (``call.usage``, ``call.error`` set)."""
+        self.probe = probe
 
     # -- devices (the bus's class module) ---------------------------------------
 
@@ -232,9 +252,13 @@ class LlmService:
         weight = max(WEIGHT_MIN, min(WEIGHT_MAX, int(getattr(a.sched, "weight", None) or 1024)))
         accts = [self._account(self.usage, a.aid), self._account(d.usage, a.aid)]
         accts[1]["weight"] = weight
+        if a.aid not in self.names and len(self.names) >= MAX_ACCOUNTS:
+            self.names = {aid: n for aid, n in self.names.items() if aid in self.usage}
+        self.names[a.aid] = a.name
         try:
             self.budgets.reserve(chain, worst)
         except AIOSError:
+            d.budget_refusals += 1
             for u in accts:
                 u["refused"] += 1
             raise
@@ -258,6 +282,8 @@ class LlmService:
             accts.append(self._account(self.programs, (a.aid, program)))
         for u in accts:
             u["requests"] += 1
+        if self.probe is not None:
+            self.probe.llm_submitted(a, call)
         self._pump(d)
         return call.handle
 
@@ -272,6 +298,7 @@ class LlmService:
         for r in disp.start:
             call: Call = r.payload  # type: ignore[assignment]
             call.started_ns = now
+            d.queue_wait.observe((now - call.submitted_ns) / 1e9)
             d.running[r.rid] = call
             call.task = loop.create_task(self._drive(d, call))
 
@@ -328,6 +355,8 @@ class LlmService:
         self._end(call, Usage(prompt, out), cancelled=False)
         call.final = final
         call.error = err
+        if self.probe is not None:
+            self.probe.llm_ended(call)
         self._notify(call)
         self._pump(d)
 
@@ -347,6 +376,8 @@ class LlmService:
         started = call.started_ns != 0
         self._end(call, Usage(call.prompt_est if started else 0, call.out), cancelled=True)
         call.error = err
+        if self.probe is not None:
+            self.probe.llm_ended(call)
         self._notify(call)
         if not d.gone:
             with contextlib.suppress(RuntimeError):
@@ -555,6 +586,36 @@ class LlmService:
             "budgets": [b.view() for b in self.budgets.chain(cap)],
         }
 
+
+    def metrics(self, top: int) -> list[dict[str, Any]]:
+        """Each device's figures for a metrics scrape, as plain data (call on the kernel
+        thread): counters, queue depth, health, the queue-wait histogram, and the
+        ``top`` agents by tokens on it."""
+        out = []
+        for d in self.devices.values():
+            agents = [(aid, u["prompt_tokens"], u["completion_tokens"]) for aid, u in d.usage.items()
+                      if u["prompt_tokens"] or u["completion_tokens"]]
+            best = heapq.nlargest(top, agents, key=lambda r: (r[1] + r[2], -r[0]))
+            try:
+                health = self.table.get(d.id).health.value
+            except AIOSError:
+                health = Health.REMOVED.value
+            out.append({
+                "device": d.id, "model": d.model, "slots": d.slots, "health": health,
+                "in_flight": d.queue.in_flight, "queued": d.queue.queued(),
+                "requests": d.requests, "completed": d.completed, "cancelled": d.cancelled,
+                "errors": d.errors, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
+                "budget_refusals": d.budget_refusals,
+                "refusals": sum(u["refused"] for u in d.usage.values()),
+                "queue_wait": d.queue_wait.snapshot(), "queue_wait_count": d.queue_wait.count,
+                "top": [{"aid": aid, "name": self._agent_name(aid), "prompt_tokens": p,
+                         "completion_tokens": c} for aid, p, c in best],
+            })
+        return out
+
+    def _agent_name(self, aid: int) -> str:
+        ag = self.k.find(aid)
+        return ag.name if ag is not None else self.names.get(aid, "")
 
 
 LLM: Key[LlmService] = Key("llm")

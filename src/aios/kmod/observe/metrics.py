@@ -26,9 +26,15 @@ and only when its store is already open.
 The full list with their labels is in ``docs/observability.md``.
 
 **Bounded cardinality.**  Labels are syscall names, error names, executors,
-exit causes, scheduler classes, sandbox mechanisms and route outcomes: small
-fixed sets.  Per-agent series (syscalls, mailbox depth) are emitted for the
-``top`` agents only (10 by default), ranked by the value itself.
+exit causes, scheduler classes, sandbox mechanisms, route outcomes and
+language-model devices: small fixed sets.  Per-agent series (syscalls,
+mailbox depth, LLM tokens) are emitted for the ``top`` agents only (10 by
+default), ranked by the value itself.
+
+**Language models.**  The LLM module (:mod:`aios.kmod.llm`) keeps per device
+its token counts (the model's own), requests and how they ended, refusals,
+queue depth, health and per-agent usage; :meth:`LlmService.metrics` hands a
+copy to the scrape, which turns it into ``aios_llm_*`` families.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from aios.abi.errors import BY_CODE, PolicyDenied, QuotaExceeded
 from aios.abi.sysno import Sys
 from aios.kernel.registry import ERRNO_SHIFT
 from aios.kmod.observe.tally import Tally
+from aios.lib.devices import Health
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
@@ -125,6 +132,10 @@ def read_kernel(k: Kernel, tally: Tally, top: int) -> dict[str, Any]:
     if fab is not None:
         out["skills"] = sum(len(s) for s in fab.skills.values())
         out["search_seconds"] = fab.search_seconds.snapshot()
+    from aios.kmod.llm.service import LLM
+
+    llm = k.ext.get(LLM)
+    out["llm"] = llm.metrics(top) if llm is not None else None
     return out
 
 
@@ -321,3 +332,52 @@ class MetricsCollector(Collector):
         yield routes
         yield _hist("aios_semantic_route_duration_seconds", "Time from an intent to its routing decision.",
                     t["route_seconds"])
+        if s["llm"] is not None:
+            yield from llm_families(s["llm"])
+
+
+HEALTH_STATES = tuple(h.value for h in Health)
+
+
+def llm_families(devices: list[dict[str, Any]]) -> Iterator[Any]:
+    """The ``aios_llm_*`` families from :meth:`LlmService.metrics` (one row per device)."""
+    tokens = CounterMetricFamily("aios_llm_tokens", "Tokens through a language model (the model's own counts), "
+                                 "by device and kind (prompt or completion).", labels=["device", "kind"])
+    agent_tokens = CounterMetricFamily("aios_llm_agent_tokens", "Tokens of an agent on a device (top agents).",
+                                       labels=["device", "aid", "name", "kind"])
+    requests = CounterMetricFamily("aios_llm_requests", "LLM calls admitted, by device.", labels=["device"])
+    ended = CounterMetricFamily("aios_llm_requests_ended", "LLM calls that ended, by device and how "
+                                "(completed, error, cancelled).", labels=["device", "how"])
+    budget = CounterMetricFamily("aios_llm_budget_refusals", "LLM calls refused by a token budget (nothing "
+                                 "sent), by device.", labels=["device"])
+    refused = CounterMetricFamily("aios_llm_refusals", "LLM calls refused at admission for any reason (budget, "
+                                  "deadline, queue), by device.", labels=["device"])
+    wait = HistogramMetricFamily("aios_llm_queue_wait_seconds", "Time an LLM call waited in its device's queue "
+                                 "before it started.", labels=["device"])
+    queued = GaugeMetricFamily("aios_llm_queue_depth_requests", "LLM calls waiting in a device's queue.",
+                               labels=["device"])
+    flight = GaugeMetricFamily("aios_llm_in_flight_requests", "LLM calls running on a device.", labels=["device"])
+    slots = GaugeMetricFamily("aios_llm_slots", "Calls a device runs at once.", labels=["device", "model"])
+    health = GaugeMetricFamily("aios_llm_device_health", "1 for a device's health state, 0 for the others.",
+                               labels=["device", "state"])
+    for d in devices:
+        dev = d["device"]
+        tokens.add_metric([dev, "prompt"], d["tokens_in"])
+        tokens.add_metric([dev, "completion"], d["tokens_out"])
+        for r in d["top"]:
+            agent_tokens.add_metric([dev, str(r["aid"]), r["name"], "prompt"], r["prompt_tokens"])
+            agent_tokens.add_metric([dev, str(r["aid"]), r["name"], "completion"], r["completion_tokens"])
+        requests.add_metric([dev], d["requests"])
+        ended.add_metric([dev, "completed"], d["completed"])
+        ended.add_metric([dev, "error"], d["errors"])
+        ended.add_metric([dev, "cancelled"], d["cancelled"])
+        budget.add_metric([dev], d["budget_refusals"])
+        refused.add_metric([dev], d["refusals"])
+        buckets, total = d["queue_wait"]
+        wait.add_metric([dev], buckets, total)
+        queued.add_metric([dev], d["queued"])
+        flight.add_metric([dev], d["in_flight"])
+        slots.add_metric([dev, d["model"]], d["slots"])
+        for state in HEALTH_STATES:
+            health.add_metric([dev, state], 1.0 if d["health"] == state else 0.0)
+    yield from (tokens, agent_tokens, requests, ended, budget, refused, wait, queued, flight, slots, health)

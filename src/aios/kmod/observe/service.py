@@ -161,6 +161,12 @@ def install(k: Kernel, cfg: Any) -> Observe | None:
     # one half alone is the probe itself: no forwarding call on the IPC paths
     probe: Any = ObserveProbe(obs.tally, obs.tracer) if obs.tally and obs.tracer else obs.tally or obs.tracer
     k.registry.set_ipc_probe(probe)
+    if obs.tracer is not None:  # LLM calls as GenAI spans, when the LLM module is installed
+        from aios.kmod.llm.service import LLM
+
+        llm = k.ext.get(LLM)
+        if llm is not None:
+            llm.set_probe(obs.tracer)
     k.ext[OBSERVE] = obs
     k.registry.on_shutdown(obs.close, order=900)
     return obs

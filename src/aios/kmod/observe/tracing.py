@@ -26,6 +26,16 @@ number of agents.  A semantic route is a span ``"semantic-ipcd/route"``
 under the sender's context, carrying the outcome; the calls it delivers are
 its children.
 
+A call on a language model (``LLM_CHAT``, :mod:`aios.kmod.llm`) is a
+client span ``"chat {model}"`` from its admission to its end, under the
+caller's context like an IPC call, so the model calls an agent makes while
+serving a request sit in that request's tree.  It follows the GenAI
+semantic conventions: ``gen_ai.operation.name`` ``chat``,
+``gen_ai.request.model``, ``gen_ai.request.max_tokens`` (and temperature,
+top_p, seed when given) at the start, ``gen_ai.usage.input_tokens`` and
+``gen_ai.usage.output_tokens`` (the model's own counts), the finish reason
+and ``error.type`` at the end; plus ``aios.llm.device`` and the queue wait.
+
 Attributes follow OpenTelemetry's RPC semantic conventions
 (``rpc.system`` ``aios``, ``rpc.service`` the receiver's name, ``rpc.method``
 ``call`` or ``route``) plus ``aios.*`` ids and payload sizes.
@@ -89,6 +99,7 @@ class IpcTracer:
         self.random = random.random
         self.calls: dict[int, list[Any]] = {}  # call id -> [client, server, receiver]
         self.serving: dict[int, list[tuple[int, Any]]] = {}  # aid -> (call id, server span) taken
+        self.llm_calls: dict[int, Any] = {}  # LLM call handle -> its open span
 
     # -- context ------------------------------------------------------------------
 
@@ -228,7 +239,59 @@ class IpcTracer:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
 
+    # -- language-model calls (the probe of aios.kmod.llm) --------------------------------
+
+    def llm_submitted(self, a: Agent, call: Any) -> None:
+        inside, parent = self._current(a.aid)
+        req = call.request
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": call.device.model,
+            "gen_ai.request.max_tokens": req.max_tokens, "gen_ai.request.temperature": req.temperature,
+            "aios.llm.device": call.device.id, "aios.llm.call": call.handle,
+            "aios.agent.id": a.aid, "aios.agent.name": a.name,
+        }
+        if req.top_p is not None:
+            attrs["gen_ai.request.top_p"] = req.top_p
+        if req.seed is not None:
+            attrs["gen_ai.request.seed"] = req.seed
+        if call.program is not None:
+            attrs["aios.llm.program"] = call.program
+        span = self._start(f"chat {call.device.model}", parent, inside, SpanKind.CLIENT, attrs)
+        if span is not UNSAMPLED:
+            calls = self.llm_calls
+            if len(calls) >= MAX_OPEN_CALLS:
+                old = calls.pop(next(iter(calls)))
+                old.set_status(Status(StatusCode.ERROR, "call leaked: too many open LLM calls"))
+                old.end()
+            calls[call.handle] = span
+
+    def llm_ended(self, call: Any) -> None:
+        span = self.llm_calls.pop(call.handle, None)
+        if span is None:
+            return
+        u = call.usage
+        span.set_attribute("gen_ai.response.model", call.device.model)
+        span.set_attribute("gen_ai.usage.input_tokens", u.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", u.completion_tokens)
+        span.set_attribute("aios.llm.charged_tokens", call.charged)
+        wait = (call.started_ns or call.finished_ns) - call.submitted_ns
+        span.set_attribute("aios.llm.queue_wait_ms", round(wait / 1e6, 3))
+        err = call.error
+        if err is not None:
+            span.set_attribute("error.type", getattr(err, "name", type(err).__name__))
+            span.set_status(Status(StatusCode.ERROR, str(err)))
+        else:
+            fin = call.final
+            if fin is not None and fin.finish_reason:
+                span.set_attribute("gen_ai.response.finish_reasons", (fin.finish_reason,))
+            span.set_status(Status(StatusCode.OK))
+        span.end()
+
     def close(self) -> None:
         """Kernel shutdown: end what is still open (as errors), so no span is lost."""
         for cid in list(self.calls):
             self._end(cid, "kernel shut down")
+        for span in self.llm_calls.values():
+            span.set_status(Status(StatusCode.ERROR, "kernel shut down"))
+            span.end()
+        self.llm_calls.clear()
