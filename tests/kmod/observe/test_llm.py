@@ -37,9 +37,9 @@ def plugged(**opts: Any) -> tuple[Kernel, ScriptedDriver]:
     return k, drv
 
 
-def run(k: Kernel, fn: Any) -> Any:
+def run(k: Kernel, fn: Any, **opts: Any) -> Any:
     try:
-        (r,) = run_sync(run_async(k, fn, **OPERATOR)).values()
+        (r,) = run_sync(run_async(k, fn, **OPERATOR, **opts)).values()
     finally:
         k.close()
     assert r["fault"] is None, r["fault"]
@@ -158,6 +158,14 @@ class Asker(Agent):
         return r.text.encode()
 
 
+class Middle(Agent):
+    """Answers a call by calling the agent registered as "asker"."""
+
+    async def on_message(self, msg: Any) -> Any:
+        asker = await self.ctx.lookup("asker")
+        return b"mid>" + await self.ctx.call(asker, msg.payload, timeout=60)
+
+
 def traced() -> tuple[Kernel, ScriptedDriver, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -172,13 +180,16 @@ def test_llm_call_is_a_genai_span_under_the_request() -> None:
     async def main(ctx: Any) -> Any:
         dev = await sc.dev_open(ctx.slots.authority, "llm7")
         asker = await ctx.spawn(Asker, name="asker", caps=[dev])
-        answer = await ctx.call(asker.ep, b"why?", timeout=60)
+        await ctx.register("asker", asker.ep)
+        mid = await ctx.spawn(Middle, name="middle")
+        answer = await ctx.call(mid.ep, b"why?", timeout=60)
         direct = await ctx.llm.chat(HELLO, max_tokens=2)  # outside any request: its own trace
+        await ctx.kill(mid.ctl)
         await ctx.kill(asker.ctl)
         return answer, direct.text
 
-    answer, direct = run(k, main)
-    assert answer == b" t1 t2 t3 t4" and direct == " t1 t2"
+    answer, direct = run(k, main, directory=["READ", "WRITE"])
+    assert answer == b"mid> t1 t2 t3 t4" and direct == " t1 t2"
     spans = exporter.get_finished_spans()
     chats = [s for s in spans if s.name == "chat scripted"]
     assert len(chats) == 2
@@ -195,12 +206,18 @@ def test_llm_call_is_a_genai_span_under_the_request() -> None:
     assert inner.attributes["gen_ai.request.temperature"] == 0.5
     assert inner.attributes["gen_ai.request.seed"] == 7
     assert inner.attributes["aios.agent.name"] == "asker"
-    # the asker's model call sits under the server span of the call it was serving
-    server = next(s for s in spans if s.kind is SpanKind.SERVER and s.attributes["rpc.service"] == "asker")
-    client = next(s for s in spans if s.kind is SpanKind.CLIENT and s.name == "asker/call")
-    assert inner.parent is not None and inner.parent.span_id == server.context.span_id
-    assert inner.context.trace_id == client.context.trace_id and client.parent is None
-    assert outer.parent is None and outer.context.trace_id != client.context.trace_id
+    # one tree across three agents: root -> middle -> asker -> the model
+    tree = [s for s in spans if s.context.trace_id == inner.context.trace_id]
+    assert len(tree) == 5
+    (root,) = [s for s in tree if s.parent is None]
+    chain = [root]
+    while len(chain) < 5:
+        (child,) = [s for s in tree if s.parent is not None and s.parent.span_id == chain[-1].context.span_id]
+        chain.append(child)
+    assert [s.name for s in chain] == ["middle/call", "middle/call", "asker/call", "asker/call", "chat scripted"]
+    assert [s.kind for s in chain] == [SpanKind.CLIENT, SpanKind.SERVER, SpanKind.CLIENT, SpanKind.SERVER,
+                                       SpanKind.CLIENT]
+    assert outer.parent is None and outer.context.trace_id != root.context.trace_id
 
 
 def test_refused_and_cancelled_llm_calls() -> None:

@@ -153,6 +153,7 @@ class LlmDevice:
     tokens_in: int = 0
     tokens_out: int = 0
     budget_refusals: int = 0  # calls refused by a token budget before anything was sent
+    refusals: int = 0  # calls refused at admission, for any reason
     queue_wait: Histogram = field(default_factory=lambda: Histogram(WAIT_BUCKETS))  # of started calls
     gone: bool = False
 
@@ -259,6 +260,7 @@ class LlmService:
             self.budgets.reserve(chain, worst)
         except AIOSError:
             d.budget_refusals += 1
+            d.refusals += 1
             for u in accts:
                 u["refused"] += 1
             raise
@@ -271,6 +273,7 @@ class LlmService:
                                        deadline_ns=deadline_ns, program=program, payload=call)
         except AIOSError:
             Budgets.settle(chain, worst, 0)
+            d.refusals += 1
             for u in accts:
                 u["refused"] += 1
             raise
@@ -606,7 +609,7 @@ class LlmService:
                 "requests": d.requests, "completed": d.completed, "cancelled": d.cancelled,
                 "errors": d.errors, "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
                 "budget_refusals": d.budget_refusals,
-                "refusals": sum(u["refused"] for u in d.usage.values()),
+                "refusals": d.refusals,
                 "queue_wait": d.queue_wait.snapshot(), "queue_wait_count": d.queue_wait.count,
                 "top": [{"aid": aid, "name": self._agent_name(aid), "prompt_tokens": p,
                          "completion_tokens": c} for aid, p, c in best],
