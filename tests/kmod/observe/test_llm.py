@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.kmod.llm.fakes import SPEC, ScriptedDriver
 
-from aios.abi.errors import QuotaExceeded
+from aios.abi.errors import Busy, QuotaExceeded
 from aios.host import run_async, run_sync, start_kernel
 from aios.kernel.clock import VirtualClock
 from aios.kernel.kernel import Kernel
@@ -125,7 +125,8 @@ def test_llm_metrics_after_a_known_workload() -> None:
 
 
 def test_llm_gauges_see_a_queue() -> None:
-    """Three calls on a two-slot model that answers only when released: two run, one waits."""
+    """Three calls on a two-slot model that answers only when released: two run, one waits;
+    a fourth with a deadline it cannot meet is refused (a refusal, not a budget one)."""
     k, drv = plugged(metrics="127.0.0.1:0")
     drv.free = 0
     seen: list[Any] = []
@@ -133,6 +134,8 @@ def test_llm_gauges_see_a_queue() -> None:
     async def main(ctx: Any) -> Any:
         dev = await sc.dev_open(ctx.slots.authority, "llm7")
         hs = [await sc.llm_chat(dev, HELLO, {"max_tokens": 1}) for _ in range(3)]
+        with pytest.raises(Busy):
+            await sc.llm_chat(dev, HELLO, {"max_tokens": 100, "deadline_s": 0.5})
         seen.append(scrape(k))
         drv.release(3)
         for h in hs:
@@ -145,6 +148,9 @@ def test_llm_gauges_see_a_queue() -> None:
     assert at(during, "aios_llm_in_flight_requests", device="llm7") == 2
     assert at(during, "aios_llm_queue_depth_requests", device="llm7") == 1
     assert at(during, "aios_llm_queue_wait_seconds_count", device="llm7") == 2  # started ones only
+    assert at(during, "aios_llm_refusals_total", device="llm7") == 1
+    assert at(during, "aios_llm_budget_refusals_total", device="llm7") == 0
+    assert at(during, "aios_llm_requests_total", device="llm7") == 3
     assert at(after, "aios_llm_queue_depth_requests", device="llm7") == 0
     assert at(after, "aios_llm_queue_wait_seconds_count", device="llm7") == 3
     assert at(after, "aios_llm_tokens_total", device="llm7", kind="completion") == 3
