@@ -72,12 +72,12 @@ from aios.abi.slots import (
 )
 from aios.kernel.accounts import Ledger
 from aios.kernel.agents import Agent, AgentState, AgentTable, DeadAgent
+from aios.kernel.arena import Arena, PageTable, Pool, Region
 from aios.kernel.asyncops import AsyncOp, AsyncOps
 from aios.kernel.capabilities import Capability, CapabilityDerivationTree, CapabilitySpace, KObject
 from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.doom import DoomQueue
 from aios.kernel.events import EventBus, Subscription
-from aios.kernel.memory import Arena, PageTable, Pool, Region
 from aios.kernel.quotas import Charge, Quota, Resource
 from aios.kernel.registry import SUPERVISOR, Extensions, Registry
 from aios.kernel.sched.core import Scheduler
@@ -238,7 +238,7 @@ class Kernel:
         return cap if cap.obj.kind is ObjKind.AUTHORITY else None
 
     def new_region(self, auth: Capability, nbytes: int) -> KObject:
-        from aios.kernel.memory import pages_for
+        from aios.kernel.arena import pages_for
 
         if type(nbytes) is not int or nbytes <= 0:
             raise InvalidArgument("size must be a positive int")

@@ -58,11 +58,11 @@ from aios.abi.message import Message
 from aios.abi.rights import ObjKind, Rights, rights_from_names
 from aios.kernel import confinement
 from aios.kernel.agents import Agent, AgentState
+from aios.kernel.arena import PageTable
 from aios.kernel.args import as_bool, as_int, as_opts, as_str, copy_plain
 from aios.kernel.capabilities import Capability
 from aios.kernel.confinement import Confinement
 from aios.kernel.ipc import merge_in_arrival_order
-from aios.kernel.memory import PageTable
 from aios.kernel.quotas import Quota, Resource
 from aios.kernel.registry import IMAGES, SUPERVISOR
 

@@ -9,9 +9,9 @@ from aios.abi.errors import InvalidArgument, PermissionDenied
 from aios.abi.rights import MEM_RIGHTS, ObjKind, Rights, rights_from_names
 from aios.abi.slots import SLOT_AUTHORITY
 from aios.kernel.agents import Agent
+from aios.kernel.arena import PROT_READ, PROT_WRITE, Pool, Region
 from aios.kernel.args import as_int
 from aios.kernel.capabilities import Capability
-from aios.kernel.memory import PROT_READ, PROT_WRITE, Pool, Region
 from aios.kernel.quotas import Resource
 
 if TYPE_CHECKING:

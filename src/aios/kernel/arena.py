@@ -1,4 +1,4 @@
-"""Agent memory: one shared arena, frames, regions, page tables and pools.
+"""The agent memory arena: one shared memfd, frames, regions, page tables and pools.
 
 Physical memory, for AIOS, is one ``memfd`` arena mapped into the kernel
 (``limits.ARENA_BYTES``, sparse: a page costs RAM only once touched).  It is

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aios.abi.errors import InvalidArgument, KernelPanic, OutOfMemory, PermissionDenied
-from aios.kernel.memory import PROT_READ, PROT_WRITE, FrameAllocator, PageTable, Pool, Region
+from aios.kernel.arena import PROT_READ, PROT_WRITE, FrameAllocator, PageTable, Pool, Region
 
 
 def test_frame_allocator_first_fit_and_coalesce() -> None:
