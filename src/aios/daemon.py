@@ -31,12 +31,13 @@ from aios.abi.errors import AlreadyExists
 from aios.abi.home import aios_home
 from aios.abi.rights import ALL_RIGHTS
 from aios.kernel.agents import Agent
+from aios.kernel.events import EVENT_HISTORY, EventHistory
 from aios.kernel.kernel import Kernel
 from aios.kernel.lifecycle import SpawnPlan, spawn
 
 
 def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """``$AIOS_HOME``, else ``./.aios``."""
+    """``$AIOS_HOME``, else the per-user default (:func:`aios.abi.home.default_home`)."""
     return aios_home(home).resolve()
 
 
@@ -106,8 +107,11 @@ class Console:
             self.channel.close()
 
 
-async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken_log: bool = False) -> int:
-    """Run a kernel for ``home`` until ``aios down`` or SIGTERM/SIGINT; returns an exit code."""
+async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken_log: bool = False,
+                **observe: Any) -> int:
+    """Run a kernel for ``home`` until ``aios down`` or SIGTERM/SIGINT; returns an exit code.
+    ``observe``: the observability fields of :class:`~aios.boot.BootConfig` (``metrics``,
+    ``metrics_allow_remote``, ``trace``)."""
     from aios.host import start_kernel
 
     home.mkdir(parents=True, exist_ok=True)
@@ -124,7 +128,7 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken
         sock.unlink()
     pid_path(home).write_text(f"{os.getpid()}\n")
     try:
-        k = start_kernel(home=home, accept_broken_log=accept_broken_log)
+        k = start_kernel(home=home, accept_broken_log=accept_broken_log, journal=True, initd=True, **observe)
     except BaseException:  # boot refused (a damaged audit log, a corrupt keystore): leave no trace
         with contextlib.suppress(FileNotFoundError):
             pid_path(home).unlink()
@@ -132,6 +136,7 @@ async def serve(home: Path, *, ready: asyncio.Event | None = None, accept_broken
         os.close(lock_fd)
         raise
     k.home = home
+    k.ext[EVENT_HISTORY] = EventHistory(k.bus)  # `aios events --since`: what just happened
     loop = asyncio.get_running_loop()
     old_umask = os.umask(0o177)
     try:

@@ -13,23 +13,40 @@ from aios.abi.sysno import BLOCKS, Sys
 from aios.abi.topics import AUDIT_PATTERNS, AUDIT_PREFIXES, AUDITED
 
 
-def test_home_empty_value_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_home_empty_value_means_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     monkeypatch.setenv("AIOS_HOME", "")
-    assert aios_home() == Path(".aios")
+    assert aios_home() == tmp_path / ".local" / "state" / "aios"
     monkeypatch.delenv("AIOS_HOME")
-    assert aios_home() == Path(".aios")
+    assert aios_home() == tmp_path / ".local" / "state" / "aios"
     monkeypatch.setenv("AIOS_HOME", "/srv/node")
     assert aios_home() == Path("/srv/node")
     assert aios_home("/explicit") == Path("/explicit")
 
 
-def test_daemon_and_security_agree_on_home(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_home_follows_xdg_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from aios.abi.home import home_source
+
+    monkeypatch.delenv("AIOS_HOME", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert aios_home() == tmp_path / "state" / "aios" and home_source() == "XDG_STATE_HOME"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # the convention: ignore a relative path
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert aios_home() == tmp_path / ".local" / "state" / "aios" and home_source() == "default"
+    monkeypatch.setenv("AIOS_HOME", str(tmp_path / "node"))
+    assert aios_home() == tmp_path / "node" and home_source() == "AIOS_HOME"
+
+
+def test_daemon_and_security_agree_on_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from aios.daemon import home_dir
     from aios.lib.policy.files import operator_dir
 
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     monkeypatch.setenv("AIOS_HOME", "")
-    assert home_dir() == Path(".aios").resolve()
-    assert operator_dir() == Path(".aios") / "policy"
+    assert home_dir() == (tmp_path / ".local" / "state" / "aios").resolve()
+    assert operator_dir() == tmp_path / ".local" / "state" / "aios" / "policy"
 
 
 def test_audited_topics_are_one_list() -> None:

@@ -53,11 +53,17 @@ def test_log_filters(home: Path) -> None:
         audit_cli.app, ["log", "--agent", "1", "--type", "cap.*", "-o", "json", "--limit", "100"]
     )
     rows = json.loads(res.stdout)
-    assert [r["entry"] for r in rows] == [i for i in range(60) if i % 3 == 1 and i % 2]
+    assert [r["entry"] for r in rows] == [i for i in reversed(range(60)) if i % 3 == 1 and i % 2]  # newest first
     res = runner.invoke(
         audit_cli.app, ["log", "--since", str(10**9 + 10), "--until", str(10**9 + 12), "-o", "json"]
     )
-    assert [r["entry"] for r in json.loads(res.stdout)] == [10, 11]
+    assert [r["entry"] for r in json.loads(res.stdout)] == [11, 10]
+    res = runner.invoke(audit_cli.app, ["log", "-n", "3", "-o", "json"])
+    assert [r["entry"] for r in json.loads(res.stdout)] == [59, 58, 57]
+    res = runner.invoke(audit_cli.app, ["log", "-n", "2", "--oldest-first", "-o", "json"])
+    assert [r["entry"] for r in json.loads(res.stdout)] == [0, 1]
+    res = runner.invoke(audit_cli.app, ["log", "-n", "2", "--from-entry", "30", "-o", "json"])
+    assert [r["entry"] for r in json.loads(res.stdout)] == [30, 31]
     assert runner.invoke(audit_cli.app, ["log"]).exit_code == 0
 
 

@@ -11,16 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from aioscli import aios
 from lines import LineReader
-
-
-def aios(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIOS_HOME": str(home)}
-    r = subprocess.run([sys.executable, "-m", "aios.cli.main", *args], env=env, capture_output=True,
-                       text=True, timeout=120)
-    if check and r.returncode != 0:
-        raise AssertionError(f"aios {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 @pytest.fixture
@@ -66,7 +58,7 @@ def test_daemon_lifecycle_and_clients(daemon: Path) -> None:
     # console and then the new agent are announced
     env = {**os.environ, "AIOS_HOME": str(home)}
     follower = subprocess.Popen([sys.executable, "-m", "aios.cli.main", "events", "agent.lifecycle.spawned",
-                                 "-n", "6", "-o", "json"], env=env, stdout=subprocess.PIPE,
+                                 "-n", "6", "-o", "json", "--all", "--tail", "0"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     assert follower.stderr is not None
     said = LineReader(follower.stderr).next(time.monotonic() + 60, "the follower's subscription")

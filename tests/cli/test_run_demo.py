@@ -32,6 +32,10 @@ def test_demo_shows_each_part() -> None:
     assert "-> summary (agent" in out and "'by': {'weather': 2, 'travel': 1}" in out
     assert "refused: [ENOENT] no skill matches 'Tell me a joke about penguins'" in out
     assert "shared namespace 'team/findings': 3 findings" in out
+    # part 3: agents thinking with the embedded model, shared by weight, budgets enforced
+    assert "Part 3: agents that think" in out
+    assert "long call refused: [EDQUOT] LLM token budget" in out
+    assert "the weights decide who waits" in out and "calls 2/2  done" in out
 
 
 def test_run_file(tmp_path: Path) -> None:
@@ -46,7 +50,7 @@ def test_run_file(tmp_path: Path) -> None:
     )
     r = runner.invoke(app, ["run", str(f)])
     assert r.exit_code == 0, r.output
-    assert "'x'" in r.output
+    assert '"x"' in r.output  # the exit value as JSON
     f.write_text(f.read_text().replace("AGENTS = [ping]", "AGENTS = [ping, crash]"))
     r = runner.invoke(app, ["run", str(f)])
     assert r.exit_code == 1 and "bad agent" in r.output

@@ -57,3 +57,23 @@ def test_bad_ids_and_names() -> None:
         t.create(0, "x" * 500)
     with pytest.raises(IllegalTransition):
         t.forget(t.create(0, "alive"))
+
+
+def test_a_faulted_childs_row_carries_the_file_and_line(run_agents) -> None:  # type: ignore[no-untyped-def]
+    from aios.sdk import Context, syscalls
+
+    async def boom(ctx: Context) -> None:
+        raise RuntimeError("no luck")
+
+    async def parent(ctx: Context) -> list[dict[str, object]]:
+        child = await ctx.spawn(boom, name="boom")
+        while True:  # a zombie until reaped: listed with its fault
+            rows = [r for r in await syscalls.agent_list() if r["aid"] == child.aid]
+            if rows and rows[0]["state"] != "running" and "fault" in rows[0]:
+                return rows
+            await ctx.yield_()
+
+    [result] = run_agents(parent).values()
+    [row] = result["exit"]
+    assert row["fault"].startswith("RuntimeError: no luck at ") and f"{__file__}:" in row["fault"]
+    assert row["fault"].endswith(" in boom")

@@ -389,3 +389,23 @@ def test_weaken_for_tests_is_not_reachable_through_spawn_options() -> None:
     finally:
         k.close()
     assert "AIOS_TEST_DISABLE" not in os.environ
+
+
+@pytest.mark.parametrize("switched_off", [False, True])
+def test_sandboxed_agents_cannot_have_the_kernel_load_a_python_file(tmp_path: Path, switched_off: bool) -> None:
+    marker = tmp_path / "loaded"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\n\nasync def main(ctx):\n    return 1\n")
+    k, _rec = boot()
+    try:
+        _i, _w, iso, _n, _wasm = roots(k)
+        if switched_off:  # the mechanism is this check: without it the file runs in the kernel
+            confinement.weaken_for_tests(k, "confinement")
+            call(k, iso, Sys.AGENT_SPAWN, 2, f"{evil}:main", {"executor": "inproc"})
+            assert marker.exists()
+        else:
+            with pytest.raises(PermissionDenied, match="cannot have the kernel read a path"):
+                call(k, iso, Sys.AGENT_SPAWN, 2, f"{evil}:main", {"executor": "inproc"})
+            assert not marker.exists()
+    finally:
+        k.close()

@@ -217,6 +217,9 @@ def test_bad_arguments() -> None:
             dq.submit(*bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="no service model"):
         dq.submit(1, 1, 1, deadline_ns=SEC)
+    with pytest.raises(InvalidArgument, match="priority"):
+        dq.submit(1, 1, 1, priority=7)
+    assert dq.queued() == 0
     with pytest.raises(InvalidArgument):
         dq.set_weight(1, 0)
     with pytest.raises(InvalidArgument):

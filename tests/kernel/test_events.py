@@ -77,3 +77,33 @@ def test_sequence_numbers_are_monotonic() -> None:
         bus.publish(t)
     seqs = [e.seq for e in s.queue]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
+def test_history_backfills_a_new_subscription_by_pattern_filter_and_age() -> None:
+    from aios.kernel.events import EventHistory
+
+    now = [0]
+    bus = EventBus(lambda: now[0])
+    hist = EventHistory(bus, depth=4)
+    for i in range(6):  # the ring keeps the last 4
+        now[0] = i * 1_000_000_000
+        bus.publish("a.b" if i % 2 else "c.d", {"i": i})
+    assert [e.data["i"] for e in hist.recent(None, None)] == [2, 3, 4, 5]
+    assert [e.data["i"] for e in hist.recent(2.5, None)] == [3, 4, 5]  # now = 5 s: 2.5 s back
+    assert [e.data["i"] for e in hist.recent(None, 1)] == [5]
+    sub = bus.subscribe("a.**", owner=7, filter={"i": 5})
+    assert bus.backfill(sub, hist.recent(None, None)) == 1 and [e.data["i"] for e in sub.queue] == [5]
+    bus.publish("a.b", {"i": 5})  # live events follow the back-filled ones
+    assert [e.seq for e in sub.queue] == [6, 7]
+
+
+def test_subscribing_with_history_on_a_kernel_without_one_changes_nothing(kernel) -> None:  # type: ignore[no-untyped-def]
+    from aios.abi.errors import NoSuchObject
+    from aios.kernel.sys_event import sys_event_subscribe
+
+    before = len(kernel.bus.subscriptions())
+    with pytest.raises(NoSuchObject, match="no event history"):
+        sys_event_subscribe(kernel, kernel.init, 4, "**", {"since_s": 60})
+    with pytest.raises(InvalidArgument):
+        sys_event_subscribe(kernel, kernel.init, 4, "**", {"backlog": -1})
+    assert len(kernel.bus.subscriptions()) == before

@@ -5,18 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nodes import make_node
 
 from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.lib import attest
 from aios.lib.attest import PcrBank, Quote, quote, verify_quote
-from aios.lib.crypto import pqc
-from aios.lib.identity import NodeIdentity
-
-
-def make_node() -> NodeIdentity:
-    _pk, seed = pqc.sig_keygen("mldsa65")
-    key = pqc.sig_private_key("mldsa65", seed)
-    return NodeIdentity("n", key.public_key().public_bytes_raw(), key)
 
 
 def booted() -> PcrBank:
@@ -38,7 +31,7 @@ def test_extend_is_order_sensitive() -> None:
 
 
 def test_replay_reproduces_the_quote(tmp_path: Path) -> None:
-    node, bank = make_node(), booted()
+    node, bank = make_node("n"), booted()
     q = quote(bank, b"nonce-1", node)
     bank.save_log(tmp_path / "ev.json")
     log = attest.load_event_log(tmp_path / "ev.json")
@@ -48,12 +41,12 @@ def test_replay_reproduces_the_quote(tmp_path: Path) -> None:
 
 
 def test_stale_nonce_wrong_key_and_edited_log_fail() -> None:
-    node, bank = make_node(), booted()
+    node, bank = make_node("n"), booted()
     q = quote(bank, b"nonce-1", node)
     with pytest.raises(IntegrityError, match="nonce"):
         verify_quote(q, bank.log, node.public_key, b"nonce-2")
     with pytest.raises(IntegrityError):
-        verify_quote(q, bank.log, make_node().public_key, b"nonce-1")
+        verify_quote(q, bank.log, make_node("n").public_key, b"nonce-1")
     swapped = [bank.log[1], bank.log[0], *bank.log[2:]]  # different PCRs: still replays the same
     verify_quote(q, swapped, node.public_key, b"nonce-1")
     reordered = [*bank.log[:2], bank.log[3], bank.log[2]]
@@ -72,7 +65,7 @@ def test_stale_nonce_wrong_key_and_edited_log_fail() -> None:
 
 
 def test_same_pcr_order_matters() -> None:
-    node = make_node()
+    node = make_node("n")
     bank = PcrBank()
     bank.measure(3, b"svc a", "a")
     bank.measure(3, b"svc b", "b")
@@ -82,7 +75,7 @@ def test_same_pcr_order_matters() -> None:
 
 
 def test_bad_input() -> None:
-    bank, node = PcrBank(), make_node()
+    bank, node = PcrBank(), make_node("n")
     with pytest.raises(InvalidArgument):
         bank.extend(24, bytes(32), "x")
     with pytest.raises(InvalidArgument):

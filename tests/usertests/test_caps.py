@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi.errors import InvalidArgument, InvalidCapability, PermissionDenied
 from aios.sdk import Context
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 async def holder(ctx: Context):

@@ -20,41 +20,22 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aioscli import aios
+from runs import only, run_real
+from signedimages import signed_greeter
 
 from aios.abi.errors import AIOSError, IntegrityError, PermissionDenied
-from aios.host import run_async, run_sync, start_kernel
+from aios.host import start_kernel
 from aios.kernel.clock import MonotonicClock
-from aios.kmod.images import signed as img
 from aios.sdk import Context
 
 pytestmark = pytest.mark.isolation
 H = "aios.demos.hostile:"
 SECRET = "hunter2-not-for-agents"
-
-
-def run_real(*targets: Any, home: Path | None = None, **opts: Any) -> Any:
-    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 24, home=home)
-    try:
-        res = run_sync(run_async(k, *targets, **opts))
-    finally:
-        k.close()
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
-
-
-def traversable(p: Path) -> None:
-    """Agents run under their own uids: they must reach the kernel's image store."""
-    for d in [p, *p.parents]:
-        if d == Path(p.anchor) or str(d) == "/tmp":
-            break
-        d.chmod(d.stat().st_mode | 0o011)
 
 
 # -- 1. lifecycle operations ---------------------------------------------------------
@@ -71,7 +52,7 @@ def test_lifecycle_operations_of_an_isolated_agent_stay_isolated() -> None:
             out[how] = (await ctx.wait(h.aid, timeout=60))[1]
         return out
 
-    res = run_real(main)
+    res = only(run_real(main))
     for how in ("clone", "specialize", "split", "spawn"):
         st = res[how]
         assert st["fault"] is None, (how, st)
@@ -98,7 +79,7 @@ def test_isolated_agent_cannot_upgrade_an_in_process_agent() -> None:
         _, vst = await ctx.wait(v.aid, timeout=60)
         return st["exit"], vst["exit"]
 
-    attack, victim_result = run_real(main)
+    attack, victim_result = only(run_real(main))
     assert attack == {"ok": False, "op": "upgrade", "errno": PermissionDenied.code, "error": "EPERM"}
     assert victim_result == "victim's own code"
 
@@ -117,7 +98,7 @@ def test_sandboxes_do_not_inherit_the_daemons_secrets(monkeypatch: pytest.Monkey
             out[ex] = (await ctx.wait(h.aid, timeout=60))[1]["exit"]
         return out
 
-    res = run_real(main)
+    res = only(run_real(main))
     for ex, seen in res.items():
         assert seen["secret_seen"] is False, ex
         assert "AIOS_KEY_PASSPHRASE" not in seen["names"] and "OPENAI_API_KEY" not in seen["names"], ex
@@ -132,23 +113,9 @@ def test_sandboxes_do_not_inherit_the_daemons_secrets(monkeypatch: pytest.Monkey
 
 @pytest.fixture
 def signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    from aios.cli.keys import trust_dir
-
-    traversable(tmp_path)
     home = tmp_path / "home"
     monkeypatch.setenv("AIOS_HOME", str(home))
-    key, pub = img.create_key(tmp_path / "keys", "acme")
-    trusted = trust_dir()  # the store `aios keys trust` writes
-    trusted.mkdir(parents=True, mode=0o700)
-    (trusted / "acme.toml").write_text(
-        img.trust_entry("acme", pub.read_bytes(), capabilities=[], executors=["isolated", "inproc"]))
-    image = tmp_path / "greeter"
-    image.mkdir()
-    (image / "agent.toml").write_text(
-        'name = "greeter"\nversion = "1.0"\nentry = "greeter_agent:main"\nexecutor = "isolated"\n')
-    (image / "greeter_agent.py").write_text(
-        "async def main(ctx):\n    return 'hello from ' + ctx.spec['image']['name']\n")
-    img.sign(image, key, "acme")
+    image, key = signed_greeter(tmp_path, home)
     unsigned = tmp_path / "unsigned"
     unsigned.mkdir()
     (unsigned / "agent.toml").write_text((image / "agent.toml").read_text())
@@ -174,7 +141,7 @@ def test_sandboxed_agent_cannot_make_the_kernel_read_a_path(signed: dict[str, Pa
             out[what] = (await ctx.wait(h.aid, timeout=60))[1]["exit"]
         return out
 
-    res = run_real(main, home=signed["home"])
+    res = only(run_real(main, home=signed["home"]))
     first = res["missing"]
     assert first["ok"] is False and first["errno"] == PermissionDenied.code
     for what, got in res.items():
@@ -200,7 +167,7 @@ def test_agents_run_images_from_the_verified_store_by_digest_or_name(signed: dic
             out.append(got)
         return out
 
-    res = run_real(main, home=home)
+    res = only(run_real(main, home=home))
     assert res[0] == "hello from greeter"
     for got in res[1:]:
         assert got["ok"] is True, got  # the spawn from the store was accepted
@@ -225,7 +192,7 @@ def test_operator_install_verifies_before_anything_is_written(signed: dict[str, 
             out.append(e.name)
         return out
 
-    assert run_real(main, home=home) == ["EBADMSG", "ok", "EBADMSG"]
+    assert only(run_real(main, home=home)) == ["EBADMSG", "ok", "EBADMSG"]
     entries = store_entries(home)
     assert len(entries) == 1 and not any(e.startswith(".") for e in entries)  # only the verified one
     for p in (home / "images" / entries[0]).rglob("*"):
@@ -235,15 +202,6 @@ def test_operator_install_verifies_before_anything_is_written(signed: dict[str, 
 # -- 4. one trust store, read by the running kernel ---------------------------------------------
 
 
-def aios_cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIOS_HOME": str(home)}
-    r = subprocess.run([sys.executable, "-m", "aios.cli.main", *args], env=env, capture_output=True,
-                       text=True, timeout=120)
-    if check and r.returncode != 0:
-        raise AssertionError(f"aios {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
-    return r
-
-
 def test_trusting_a_publisher_reaches_the_running_kernel(tmp_path: Path) -> None:
     home = tmp_path / "home"
     image = tmp_path / "hello"
@@ -251,21 +209,21 @@ def test_trusting_a_publisher_reaches_the_running_kernel(tmp_path: Path) -> None
     (image / "agent.toml").write_text('name = "hello"\nversion = "1"\nentry = "hello_agent:main"\n'
                                       'executor = "inproc"\n')
     (image / "hello_agent.py").write_text("async def main(ctx):\n    return 'hi'\n")
-    aios_cli(home, "up", "-d")
+    aios(home, "up", "-d")
     try:
-        aios_cli(home, "keys", "create", "acme")
-        aios_cli(home, "image", "sign", str(image), "--key", "acme")
-        before = aios_cli(home, "spawn", str(image), check=False)
+        aios(home, "keys", "create", "acme")
+        aios(home, "image", "sign", str(image), "--key", "acme")
+        before = aios(home, "spawn", str(image), check=False)
         assert before.returncode == 1 and "not in the trust store" in before.stderr
-        aios_cli(home, "keys", "trust", "acme")  # the kernel is running all along
-        assert json.loads(aios_cli(home, "image", "verify", str(image), "-o", "json").stdout)["verified"]
-        after = aios_cli(home, "spawn", str(image), "-o", "json")
+        aios(home, "keys", "trust", "acme")  # the kernel is running all along
+        assert json.loads(aios(home, "image", "verify", str(image), "-o", "json").stdout)["verified"]
+        after = aios(home, "spawn", str(image), "-o", "json")
         assert json.loads(after.stdout)["aid"] > 0
         trusted = home / "keys" / "trusted"
         assert stat.S_IMODE(trusted.stat().st_mode) == 0o700
         assert stat.S_IMODE((trusted / "acme.toml").stat().st_mode) == 0o600
     finally:
-        aios_cli(home, "down", check=False)
+        aios(home, "down", check=False)
 
 
 # -- 5. network attempts reach the behavior monitor ---------------------------------------------
@@ -287,8 +245,8 @@ def test_network_attempts_draw_revoke_access_net_from_the_real_kernel(tmp_path: 
         _, st = await ctx.wait(h.aid, timeout=60)
         return st["exit"], responses
 
-    got, responses = run_real(main, home=tmp_path / "home",
-                              rights=["SPAWN_AGENT", "KILL_AGENT", "ACCESS_NET"])
+    got, responses = only(run_real(main, home=tmp_path / "home",
+                              rights=["SPAWN_AGENT", "KILL_AGENT", "ACCESS_NET"]))
     assert all(t == {"ok": False, "op": "socket", "errno": 1, "error": "PermissionError"} for t in got["tries"])
     assert "ACCESS_NET" in got["before"] and "ACCESS_NET" not in got["after"]
     revoke = next(r for r in responses if r["response"] == "revoke")
@@ -304,7 +262,7 @@ def test_home_is_private_and_checked_at_boot(tmp_path: Path) -> None:
     async def noop(ctx: Context) -> str:
         return "ok"
 
-    assert run_real(noop, home=home) == "ok"
+    assert only(run_real(noop, home=home)) == "ok"
     audit = home / "audit"
     assert stat.S_IMODE(audit.stat().st_mode) == 0o700
     for name in ("audit.db", "audit.db-wal", "audit.db-shm"):

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runs import run_real
 
 from aios.abi.errors import AgentGone, TimedOut
-from aios.host import run_async, run_sync, start_kernel
-from aios.kernel.clock import MonotonicClock
 from aios.sdk import Context
 
 ECHO = '''
@@ -26,14 +25,6 @@ async def main(ctx):
         if msg.call:
             await ctx.reply(msg, b"echo:" + msg.payload)
 '''
-
-
-def run_real(*targets: Any) -> dict[int, dict[str, Any]]:
-    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 24)
-    try:
-        return run_sync(run_async(k, *targets))  # type: ignore[no-any-return]
-    finally:
-        k.close()
 
 
 async def call_outcome(ctx: Context, ep: int) -> str:

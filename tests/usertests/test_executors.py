@@ -6,31 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from runs import only, run_real
+from signedimages import signed_greeter
 
 import aios.sandbox as sandbox_pkg
 from aios.abi.errors import IntegrityError, InvalidArgument, PermissionDenied
-from aios.host import run_async, run_sync, start_kernel
-from aios.kernel.clock import MonotonicClock
 from aios.kmod.images import signed as img
-from aios.lib.paths import private_dir, trust_dir
 from aios.sdk import Context
 
 EXAMPLES = Path(sandbox_pkg.__file__).parent / "examples"
 pytestmark = pytest.mark.isolation
-
-
-def run_real(*targets, home: Path | None = None, **opts):
-    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 24, home=home)
-    try:
-        return run_sync(run_async(k, *targets, **opts))
-    finally:
-        k.close()
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 def test_isolated_agent_calls_and_is_confined() -> None:
@@ -97,22 +82,8 @@ def test_wasm_agent_and_out_of_fuel() -> None:
 def signed_home(tmp_path: Path) -> dict[str, Path]:
     # isolated agents run under their own uids: they must be able to traverse to the
     # kernel's image cache (the daemon makes $AIOS_HOME 0711 for the same reason)
-    for p in [tmp_path, *tmp_path.parents]:
-        if p == Path(tmp_path.anchor) or str(p) == "/tmp":
-            break
-        p.chmod(p.stat().st_mode | 0o011)
     home = tmp_path / "home"
-    trusted = private_dir(trust_dir(home))  # the one trust store, as `aios keys trust` writes it
-    key, pub = img.create_key(tmp_path / "keys", "acme")
-    (trusted / "acme.toml").write_text(
-        img.trust_entry("acme", pub.read_bytes(), capabilities=[], executors=["isolated", "inproc"]))
-    image = tmp_path / "greeter"
-    image.mkdir()
-    (image / "agent.toml").write_text(
-        'name = "greeter"\nversion = "1.0"\nentry = "greeter_agent:main"\nexecutor = "isolated"\n')
-    (image / "greeter_agent.py").write_text(
-        "async def main(ctx):\n    return 'hello from ' + ctx.spec['image']['name']\n")
-    img.sign(image, key, "acme")
+    image, key = signed_greeter(tmp_path, home)
     return {"home": home, "image": image, "key": key}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi.errors import (
     AgentFault,
@@ -12,12 +13,6 @@ from aios.abi.errors import (
     Vetoed,
 )
 from aios.sdk import Agent, Context
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 class Counter(Agent):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi.errors import (
     AlreadyExists,
@@ -14,12 +15,6 @@ from aios.abi.errors import (
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
 from aios.sdk.fabric import Memory
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 async def peer(ctx: Context):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi import limits
 from aios.abi.errors import (
@@ -14,12 +15,6 @@ from aios.abi.errors import (
 )
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 def test_alloc_write_read_free(run_agents) -> None:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi.errors import InvalidArgument, NoSuchAgent, PermissionDenied
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 def test_yield_lets_others_run(run_agents) -> None:

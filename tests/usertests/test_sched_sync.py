@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi.errors import Deadlock, InvalidArgument, PermissionDenied, TimedOut, WouldBlock
 from aios.sdk import Context
 from aios.sdk import syscalls as sc
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 async def idle(ctx: Context):

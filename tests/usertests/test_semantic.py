@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi.errors import InvalidArgument, NoSuchObject, PermissionDenied
 from aios.sdk import Context
 from aios.sdk.semantic import Request, Skill, SkillAgent, ask, explain, open_service, status
 
 SEND = ["SPAWN_AGENT", "ALLOC_MEMORY", "KILL_AGENT", "SEMANTIC_SEND"]
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 class Ready(SkillAgent):

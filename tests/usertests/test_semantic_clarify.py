@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from runs import only
 
 from aios.abi.errors import InvalidArgument, NoSuchObject
 from aios.sdk import Context
@@ -13,12 +14,6 @@ SEND = ["SPAWN_AGENT", "ALLOC_MEMORY", "KILL_AGENT", "SEMANTIC_SEND"]
 EXAMPLES = ("book a table for two tonight", "reserve dinner for four on friday",
             "get us a table at the italian place", "I want a restaurant booking at 8pm",
             "find a table for lunch tomorrow")
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 class Tables(SkillAgent):

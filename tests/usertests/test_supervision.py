@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
+from runs import only
+
 from aios.abi.errors import WouldBlock
 from aios.sdk import Context
-
-
-def only(res: dict):
-    (r,) = res.values()
-    assert r["fault"] is None, r["fault"]
-    return r["exit"]
 
 
 async def crashes_until_third(ctx: Context):

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioscli import aios
+from runs import run_real
 
 from aios.abi.errors import TimedOut
 from aios.abi.sysno import Sys
@@ -38,14 +40,6 @@ EXPECTED = {
     "mutex_lock": "ETIMEDOUT",
     "wait_child": "ETIMEDOUT",
 }
-
-
-def run_real(*targets: Any) -> dict[int, dict[str, Any]]:
-    k = start_kernel(clock=MonotonicClock(), arena_bytes=1 << 24)
-    try:
-        return run_sync(run_async(k, *targets))  # type: ignore[no-any-return]
-    finally:
-        k.close()
 
 
 @pytest.mark.parametrize("executor", ["inproc", pytest.param("isolated", marks=pytest.mark.isolation), "worker"])
@@ -121,17 +115,9 @@ def test_wasm_blocking_calls_answer_at_once(tmp_path: Path) -> None:
     assert r["exit"]["fault"] is None, r  # a wrong answer traps (unreachable): a fault
 
 
-def _aios(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIOS_HOME": str(home)}
-    r = subprocess.run([sys.executable, "-m", "aios.cli.main", *args], env=env, capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return r
-
-
 def test_console_blocking_calls_time_out_on_an_idle_daemon(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    _aios(home, "up", "-d")
+    aios(home, "up", "-d")
     try:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(str(home / "kernel.sock"))

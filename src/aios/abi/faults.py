@@ -8,6 +8,8 @@ per agent and a :class:`SecurityEvent` for each attempt it denied, to the
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -104,3 +106,24 @@ class Sink:
 
 # sandbox mechanisms a security test may switch off (kernel/confinement.weaken_for_tests)
 SANDBOX_SWITCHES: Final = ("landlock", "seccomp", "namespaces", "rlimits", "cgroup", "uid", "env")
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # .../aios/
+
+
+def fault_site(err: BaseException) -> str:
+    """Where ``err`` was raised in the agent's own code: ``file:line in function`` of the
+    innermost frame outside the aios package (the innermost frame if all are inside it)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return ""
+    own = [f for f in frames if not os.path.abspath(f.filename).startswith(_PACKAGE)]
+    f = (own or frames)[-1]
+    return f"{f.filename}:{f.lineno} in {f.name}"
+
+
+def fault_text(err: BaseException, text: str | None = None) -> str:
+    """An agent's fault for people: ``Type: message at file:line in function``."""
+    site = fault_site(err)
+    head = text if text is not None else f"{type(err).__name__}: {err}"
+    return f"{head} at {site}" if site else head

@@ -49,6 +49,7 @@ EVENT_QUEUE_MAX: Final = 65536  # per subscriber, upper bound an agent may ask f
 EVENT_TOPIC_MAX: Final = 256  # characters
 EVENT_MAX_PAYLOAD: Final = 16 * 1024  # bytes of encoded event data published by an agent
 EVENT_SUBSCRIPTIONS_MAX: Final = 64  # per agent
+EVENT_HISTORY_DEPTH: Final = 4096  # recent events a daemon keeps for `aios events --since`
 
 # -- scheduling --------------------------------------------------------------
 SLICE_NS: Final = 750_000  # base time slice (Linux's sysctl_sched_base_slice)

@@ -83,3 +83,10 @@ class ObjKind(IntEnum):
 
 
 MEM_RIGHTS = Rights.READ | Rights.WRITE | Rights.GRANT
+
+
+# A device capability (kind DEVICE: a language model, an accelerator) carries these.
+DEV_USE = Rights.WRITE  # "use": submit work to the device (LLM_CHAT)
+DEV_READ = Rights.READ  # see the device and one's own usage of it
+DEV_ADMIN = Rights.ADMIN  # "admin": every client's usage, cancel anyone's request
+DEV_RIGHTS = Rights.READ | Rights.WRITE | Rights.GRANT | Rights.ADMIN

@@ -121,9 +121,31 @@ class Sys(IntEnum):
     AGENT_IDENTITY = 156
     ATTEST_QUOTE = 157
     AUDIT_STATUS = 158
+    # -- the kernel journal (171-174) ---------------------------------------------------
+    IPC_SEND_DURABLE = 171
+    AGENT_CHECKPOINT = 172
+    AGENT_HISTORY = 173
+    JOURNAL_STATUS = 174
+    # -- device bus: devices (175-179) -------------------------------------------
+    DEV_LIST = 175
+    DEV_OPEN = 176
+    DEV_ADD = 177
+    DEV_REMOVE = 178
+    DEV_HEALTH = 179
+    # -- language-model devices: llm (180-189) ------------------------------------
+    LLM_CHAT = 180
+    LLM_RECV = 181
+    LLM_CANCEL = 182
+    LLM_STATS = 183
+    LLM_BUDGET = 184
     # -- kernel (190-199) --------------------------------------------------------
     KERNEL_STATS = 190
     KERNEL_SHUTDOWN = 191
+    # -- initd (200-209) -----------------------------------------------------------------
+    UNIT_NOTIFY = 200
+    UNIT_LIST = 201
+    UNIT_CTL = 202
+    UNIT_CAT = 203
 
 
 # owner -> inclusive number ranges it may register
@@ -132,4 +154,8 @@ BLOCKS: Final[dict[str, tuple[tuple[int, int], ...]]] = {
     "memoryd": ((100, 119),),
     "semantic_ipcd": ((120, 139),),
     "security": ((12, 12), (150, 169)),  # PQC_OPERATION: the kernel imports no crypto
+    "devices": ((175, 179),),
+    "llm": ((180, 189),),
+    "journal": ((171, 174),),
+    "initd": ((200, 209),),
 }

@@ -15,6 +15,7 @@ from typing import Final
 
 KERNEL_TOPIC_PREFIXES: Final = (
     "agent.", "security.", "ipc.", "kernel.", "cap.", "perf.", "mem.", "policy.", "sched.", "semantic.",
+    "dev.", "llm.",
 )
 
 AUDITED: Final = (
@@ -35,6 +36,7 @@ AUDITED: Final = (
     "sched.changed",
     "semantic.",
     "mem.namespace.",
+    "dev.",
 )
 
 AUDIT_PREFIXES: Final = AUDITED

@@ -18,15 +18,16 @@ BenchFn = Callable[[list[str]], dict[str, Any]]
 
 
 def names() -> list[str]:
-    """Every benchmark module in this package, sorted."""
+    """Every benchmark module in this package, sorted (``llm_embedded`` is ``llm-embedded``)."""
     return sorted(
-        m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
+        m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
     )
 
 
 def load(name: str) -> BenchFn:
+    name = name.replace("_", "-")
     if name not in names():
         raise KeyError(name)
-    mod = importlib.import_module(f"{__name__}.{name}")
+    mod = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
     fn: BenchFn = mod.run
     return fn

@@ -205,7 +205,7 @@ def run_one(
     clock = VirtualClock()
     timed = _Timed(make_policy(policy_name, clock))
     arrivals, programs, clients = workload(scale, horizon_ns, seed)
-    sim = Simulation(timed, SimEngine(ENGINE), clients=clients, set_clock=clock.jump_to)  # type: ignore[arg-type]
+    sim = Simulation(timed, SimEngine(ENGINE), clients=clients, set_clock=clock.jump_to)
     m = sim.run(arrivals, programs, horizon_ns, drain_ns=horizon_ns)
     m.decision_ns = timed.ns
     return m, timed

@@ -4,9 +4,11 @@ Data: the routing benchmark under ``tests/data/routing`` (see
 :mod:`aios.bench.routing_data`): 156 skills in 13 domains, 10 examples each,
 separate validation and test utterances, and out-of-scope utterances.
 
-1. **Fit on validation only.**  The 156 skills are registered; the
-   calibration (threshold, margin, lexical weight) is fit on the validation
-   utterances and the validation out-of-scope set
+1. **Fit on validation only.**  The 156 skills are registered (the
+   default scorer, the classifier, trains on their descriptions and
+   examples only); the decision settings (threshold, margin, and the
+   classifier's blend or the centroid scorer's lexical weight) are fit on
+   the validation utterances and the validation out-of-scope set
    (:func:`aios.kmod.semantic_ipcd.calibration.fit`), and the
    re-rankers (nearest example, contrastive words; two boldness settings
    each) are tried on validation and one is switched on only if it raises
@@ -23,7 +25,12 @@ separate validation and test utterances, and out-of-scope utterances.
    the 141 skills not registered (requests no registered skill offers).
 4. **1,000 skills**: all skills plus generated distractor skills
    (:func:`~aios.bench.routing_data.distractor_skills`); same calibration.
-5. **Baseline** in the same run: the previous router (score = mean of best
+5. **The previous default** in the same run (unless ``--no-compare``): the
+   calibrated centroid scorer, fit and scored the same way:
+   ``centroid_top1_150``, ``centroid_oos_refused_15`` etc. and
+   ``top1_gain_vs_centroid_150``.  ``--scorer centroid`` makes it the
+   scorer under test.
+   **Baseline** in the same run: the previous router (score = mean of best
    row and mean row, threshold 0.21, margin 0.01) on the same test data:
    ``baseline_top1_150`` etc.
 6. **Speed at 150 skills on cache misses** (the embedder's cache cleared
@@ -51,13 +58,18 @@ import numpy as np
 from aios.bench import routing_data
 
 _BATCH = 32
+#: what an in-scope clarification is worth in the classifier's fit, as a fraction of a right
+#: route (see :func:`aios.kmod.semantic_ipcd.calibration.fit`)
+CLARIFY_VALUE = 0.1
 
 
 def _build(emb: Any, skills: Sequence[routing_data.SkillSpec], cal: Any = None,
-           reranker: Any = None) -> Any:
+           reranker: Any = None, scorer: str = "classifier") -> Any:
     from aios.kmod.semantic_ipcd.core import SemanticRouter
 
-    r = SemanticRouter(emb, calibration_=cal, reranker=reranker)
+    r = SemanticRouter(emb, reranker=reranker, scorer=scorer)
+    if cal is not None:
+        r.set_calibration(cal)
     for s in skills:
         r.register(s.agent, s.skill, s.description, s.examples)
     return r
@@ -119,24 +131,33 @@ def _legacy(router: Any, labelled: list[tuple[str, str]], oos: Sequence[str]) ->
 
 
 def _fit(router: Any, bench: routing_data.RoutingBenchmark) -> tuple[Any, Any]:
+    """Fit the decision settings of the router's scorer on the validation split."""
     from aios.kmod.semantic_ipcd import calibration as cal_mod
+    from aios.kmod.semantic_ipcd import classifier as clf_mod
+    from aios.kmod.semantic_ipcd.core import Scorer
 
     val = bench.labelled("validation")
     texts = [u for u, _ in val]
-    weights = (0.0, 0.25, 0.5, 0.75, 1.0)
+    trained = router.scorer is Scorer.CLASSIFIER
+    # the classifier's blend of the raw centroid score, or the centroid scorer's lexical weight
+    weights = (0.0, 2.5, 5.0, 10.0) if trained else (0.0, 0.25, 0.5, 0.75, 1.0)
     in_z, oos_z, gold = [], [], None
     for w in weights:
-        router.set_calibration(cal_mod.Calibration(cal_mod.DEFAULT.threshold,
-                                                   cal_mod.DEFAULT.margin, w))
+        router.set_calibration(
+            clf_mod.ClassifierCalibration(0.5, 0.1, w) if trained else
+            cal_mod.Calibration(cal_mod.DEFAULT.threshold, cal_mod.DEFAULT.margin, w))
         order, z = router.score_matrix(texts)
         names = [k[1] for k in order]
         gold = np.asarray([names.index(s) for _, s in val])
         in_z.append(z)
         oos_z.append(router.score_matrix(list(bench.oos_validation))[1])
     assert gold is not None
-    cal, out = cal_mod.fit(in_z, gold, oos_z, weights)
-    router.set_calibration(cal)
-    return cal, out
+    cal, out = cal_mod.fit(in_z, gold, oos_z, weights, pooled=trained,
+                           clarify_value=CLARIFY_VALUE if trained else 0.0)
+    fitted: Any = (clf_mod.ClassifierCalibration(cal.threshold, cal.margin, cal.lexical_weight)
+                   if trained else cal)
+    router.set_calibration(fitted)
+    return fitted, out
 
 
 def _speed(router: Any, texts: list[str], n_seq: int) -> dict[str, float]:
@@ -165,41 +186,15 @@ def _speed(router: Any, texts: list[str], n_seq: int) -> dict[str, float]:
             "p99_us": lat[int(0.99 * (len(lat) - 1))] * 1e6}
 
 
-def run(argv: list[str]) -> dict[str, Any]:
+def _evaluate(emb: Any, bench: routing_data.RoutingBenchmark, router: Any,
+              large: int) -> dict[str, Any]:
+    """Fit on validation, then score the test split once at 150, 15 and ``large`` skills."""
     from aios.kmod.semantic_ipcd.rerank import (
         ContrastiveLexicalReranker,
         NearestExampleReranker,
     )
-    from aios.lib.vectors import threads
-    from aios.lib.vectors.embedding import default_embedder, make_embedder
 
-    p = argparse.ArgumentParser(prog="aios bench semantic")
-    p.add_argument("--embedder", default=None, help="embedder spec (default: the default)")
-    p.add_argument("--data", type=Path, default=None, help="routing benchmark directory")
-    p.add_argument("--large", type=int, default=1000, help="size of the large registry (0: skip)")
-    p.add_argument("--routes", type=int, default=400, help="sequential routes timed")
-    p.add_argument("--quick", action="store_true", help="no large registry, few timed routes")
-    p.add_argument("--speed-only", action="store_true",
-                   help="only the speed figures (default calibration, no fitting or scoring)")
-    a = p.parse_args(argv)
-    if a.quick:
-        a.large, a.routes = 0, min(a.routes, 60)
-    blas_before = threads.set_blas_threads(1)
-    bench = routing_data.load(a.data)
-    if a.embedder:
-        emb = make_embedder(a.embedder, batch_size=64)
-        emb_name = emb.name
-    else:
-        emb, choice = default_embedder()
-        emb_name = choice.name
-    emb.batch_size = max(emb.batch_size, 64)
-    emb._capacity = max(emb._capacity, 20_000)
-
-    t0 = time.perf_counter()
-    router = _build(emb, bench.skills)
-    register_s = time.perf_counter() - t0
-    if a.speed_only:
-        return _speed_report(router, bench, emb_name, a, blas_before)
+    scorer = router.scorer.value
     cal, val = _fit(router, bench)
     test = bench.labelled("test")
     # the re-ranker (and how boldly it may override a close call: its scale) is fit on
@@ -217,27 +212,89 @@ def run(argv: list[str]) -> dict[str, Any]:
             rr, val_rr = router.reranker, v
     router.reranker = rr
     r150 = _score(router, test, bench.oos_test)
-    base150 = _legacy(router, test, bench.oos_test)
 
     small = [bench.skill(n) for n in routing_data.SMALL_REGISTRY]
-    r15_router = _build(emb, small, cal, rr)
+    r15_router = _build(emb, small, cal, rr, scorer)
     names15 = {s.skill for s in small}
     r15 = _score(r15_router, bench.labelled("test", names15), bench.oos_test)
     others = [u for u, s in test if s not in names15]
     others_refused = sum(1 for d in _decisions(r15_router, others) if not d.targets)
-    base15 = _legacy(r15_router, bench.labelled("test", names15), bench.oos_test)
+    out: dict[str, Any] = {"cal": cal, "val": val, "val_plain": val_plain, "val_rr": val_rr,
+                           "tried": tried, "rr": rr, "r150": r150, "r15": r15,
+                           "r15_router": r15_router, "others_refused": others_refused,
+                           "others": len(others)}
+    if large:
+        extra = routing_data.distractor_skills(max(0, large - len(bench.skills)))
+        t0 = time.perf_counter()
+        big = _build(emb, list(bench.skills) + extra, cal, rr, scorer)
+        big.score_matrix(["warm up"])  # the refit after registering, timed apart
+        out["fit_large_s"] = time.perf_counter() - t0
+        out["large_skills"] = len(big.skills())
+        out["r1000"] = _score(big, test, bench.oos_test)
+    return out
 
+
+def run(argv: list[str]) -> dict[str, Any]:
+    from aios.lib.vectors import threads
+    from aios.lib.vectors.embedding import default_embedder, make_embedder
+
+    p = argparse.ArgumentParser(prog="aios bench semantic")
+    p.add_argument("--embedder", default=None, help="embedder spec (default: the default)")
+    p.add_argument("--data", type=Path, default=None, help="routing benchmark directory")
+    p.add_argument("--large", type=int, default=1000, help="size of the large registry (0: skip)")
+    p.add_argument("--routes", type=int, default=400, help="sequential routes timed")
+    p.add_argument("--quick", action="store_true", help="no large registry, few timed routes")
+    p.add_argument("--scorer", choices=("classifier", "centroid"), default="classifier",
+                   help="the router's first stage (default: the kernel's default)")
+    p.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="skip the same-run comparison with the centroid scorer")
+    p.add_argument("--speed-only", action="store_true",
+                   help="only the speed figures (default calibration, no fitting or scoring)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.large, a.routes = 0, min(a.routes, 60)
+    blas_before = threads.set_blas_threads(1)
+    bench = routing_data.load(a.data)
+    if a.embedder:
+        emb = make_embedder(a.embedder, batch_size=64)
+        emb_name = emb.name
+    else:
+        emb, choice = default_embedder()
+        emb_name = choice.name
+    emb.batch_size = max(emb.batch_size, 64)
+    emb._capacity = max(emb._capacity, 20_000)
+
+    t0 = time.perf_counter()
+    router = _build(emb, bench.skills, scorer=a.scorer)
+    register_s = time.perf_counter() - t0
+    if a.speed_only:
+        return _speed_report(router, bench, emb_name, a, blas_before)
+    ev = _evaluate(emb, bench, router, a.large)
+    cal, val, rr, tried = ev["cal"], ev["val"], ev["rr"], ev["tried"]
+    val_plain, val_rr, r150, r15 = ev["val_plain"], ev["val_rr"], ev["r150"], ev["r15"]
+    test = bench.labelled("test")
+    names15 = set(routing_data.SMALL_REGISTRY)
+    base150 = _legacy(router, test, bench.oos_test)
+    base15 = _legacy(ev["r15_router"], bench.labelled("test", names15), bench.oos_test)
+    others_refused, n_others = ev["others_refused"], ev["others"]
     out: dict[str, Any] = {}
-    if a.large:
-        extra = routing_data.distractor_skills(max(0, a.large - len(bench.skills)))
-        big = _build(emb, list(bench.skills) + extra, cal, rr)
-        r1000 = _score(big, test, bench.oos_test)
-        out.update({"skills_large": len(big.skills()),
+    if "r1000" in ev:
+        r1000 = ev["r1000"]
+        out.update({"skills_large": ev["large_skills"],
                     "top1_1000": round(r1000["top1"], 4),
                     "oos_refused_1000": round(r1000["oos_refused"], 4),
                     "misrouted_1000": round(r1000["misrouted"], 4),
-                    "ambiguous_1000": round(r1000["ambiguous"], 4)})
-
+                    "ambiguous_1000": round(r1000["ambiguous"], 4),
+                    "register_and_fit_1000_s": round(ev["fit_large_s"], 1)})
+    if a.compare and a.scorer != "centroid":
+        # the previous default (the calibrated centroid scorer), fit and scored the same way
+        other = _evaluate(emb, bench, _build(emb, bench.skills, scorer="centroid"), 0)
+        for k in ("top1", "oos_refused", "misrouted", "ambiguous"):
+            out[f"centroid_{k}_150"] = round(other["r150"][k], 4)
+        for k in ("top1", "oos_refused", "misrouted"):
+            out[f"centroid_{k}_15"] = round(other["r15"][k], 4)
+        out["centroid_val_top1_150"] = round(other["val"].top1, 4)
+        out["top1_gain_vs_centroid_150"] = round(r150["top1"] - other["r150"]["top1"], 4)
     sp_out = _speed_report(router, bench, emb_name, a, blas_before)
     out = {
         "top1_150": round(r150["top1"], 4),
@@ -253,7 +310,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "oos_ambiguous_150": round(r150["oos_ambiguous"], 4),
         "misrouted_15": round(r15["misrouted"], 4),
         "ambiguous_15": round(r15["ambiguous"], 4),
-        "others_refused_15": round(others_refused / max(len(others), 1), 4),
+        "others_refused_15": round(others_refused / max(n_others, 1), 4),
         "baseline_top1_150": round(base150["top1"], 4),
         "baseline_oos_refused_150": round(base150["oos_refused"], 4),
         "baseline_misrouted_150": round(base150["misrouted"], 4),
@@ -261,8 +318,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "baseline_oos_refused_15": round(base15["oos_refused"], 4),
         "misrouted_ratio_vs_baseline_150": round(
             r150["misrouted"] / base150["misrouted"], 3) if base150["misrouted"] else None,
-        "fit_threshold": cal.threshold, "fit_margin": cal.margin,
-        "fit_lexical_weight": cal.lexical_weight,
+        "scorer": a.scorer, "fit": cal.as_dict(),
         "reranker": f"{rr.name} (scale {rr.scale})" if rr is not None else None,
         "val_rerank_tried": {k: {"top1": round(v["top1"], 4),
                                       "misrouted": round(v["misrouted"], 4)}

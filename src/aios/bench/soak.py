@@ -169,9 +169,9 @@ async def cell(ctx: Context) -> int:
             aid, _ = await ctx.wait(timeout=30)
         except (TimedOut, NoSuchAgent):
             break
-        ctl = live.pop(aid, None)
-        if ctl is not None:
-            await ctx.delete(ctl)
+        gone = live.pop(aid, None)
+        if gone is not None:
+            await ctx.delete(gone)
     return spawned
 
 

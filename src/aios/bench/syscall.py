@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aios.host import run_async, run_sync, start_kernel
@@ -37,23 +38,30 @@ def _baseline(batches: int) -> float:
     return statistics.median(samples)
 
 
-def _inproc(batches: int) -> float:
+def _inproc(batches: int, kw: dict[str, Any] | None = None) -> float:
+    return statistics.median(_inproc_samples(batches, kw))
+
+
+def _inproc_samples(batches: int, kw: dict[str, Any] | None = None,
+                    clock: Callable[[], int] = time.perf_counter_ns) -> list[float]:
+    """Nanoseconds per null syscall, one sample per batch of 1,000 (``clock``: wall time,
+    or ``time.thread_time_ns`` for the kernel thread's CPU time)."""
     samples: list[float] = []
 
     async def agent(ctx: Any) -> None:
         null = sc.agent_self
         for _ in range(batches):
-            t0 = time.perf_counter_ns()
+            t0 = clock()
             for _ in range(BATCH):
                 await null()
-            samples.append((time.perf_counter_ns() - t0) / BATCH)
+            samples.append((clock() - t0) / BATCH)
 
-    k = start_kernel(arena_bytes=1 << 24)
+    k = start_kernel(arena_bytes=1 << 24, **(kw or {}))
     try:
         run_sync(run_async(k, agent))
     finally:
         k.close()
-    return statistics.median(samples)
+    return samples
 
 
 def _kernel_xproc() -> dict[str, float]:
@@ -79,6 +87,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="aios bench syscall")
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--no-xproc", action="store_true", help="skip the cross-process figures")
+    ap.add_argument("--no-observe", action="store_true",
+                    help="skip the metrics/tracing overhead ratios (aios bench observe has the detail)")
     args = ap.parse_args(argv)
     base = _baseline(args.batches)
     inproc = _inproc(args.batches)
@@ -87,6 +97,11 @@ def run(argv: list[str]) -> dict[str, Any]:
         "baseline_call_p50_ns": round(base, 1),
         "inproc_ratio": round(inproc / base, 2),
     }
+    if not args.no_observe:  # the null syscall with metrics / tracing (1 %) on vs off
+        from aios.bench.observe import overhead_ratios
+
+        out.update(overhead_ratios(lambda kw: _inproc_samples(max(10, args.batches // 10), kw, time.thread_time_ns),
+                                   rounds=10))
     if not args.no_xproc:
         try:
             from aios.bench import xproc

@@ -11,11 +11,12 @@ app = typer.Typer(help="Operator actions on one agent.", no_args_is_help=True)
 
 
 @app.command("resume")
-def resume(aid: int, output: str = typer.Option("table", "-o", "--output")) -> None:
-    """Undo the behavior monitor's responses (unthrottle, resume, regrant) on agent AID."""
-    from aios.cli.kernel_cmds import _call, _connect, _emit
+def resume(agent: str = typer.Argument(..., metavar="ID|NAME"), output: str = typer.Option("table", "-o", "--output")) -> None:
+    """Undo the behavior monitor's responses (unthrottle, resume, regrant) on an agent (by id or name)."""
+    from aios.cli.kernel_cmds import _call, _connect, _emit, agent_id
 
     c = _connect()
+    aid = agent_id(c, agent)
     ctl, _ep = _call(c, "AGENT_CONTROL", 2, aid)
     undone = _call(c, "AGENT_RELEASE", ctl)
     if output == "json":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -27,7 +27,7 @@ def _home() -> Path:
     return aios_home()
 
 
-def _fail(msg: str, code: int = 2) -> Any:
+def _fail(msg: str, code: int = 2) -> NoReturn:
     typer.echo(msg, err=True)
     raise typer.Exit(code)
 
@@ -64,7 +64,8 @@ def measure_cmd() -> None:
 
 @app.command("quote")
 def quote_cmd(
-    nonce: str = typer.Option(..., "--nonce", help="verifier's fresh nonce (hex or text)"),
+    nonce_arg: str | None = typer.Argument(None, metavar="NONCE", help="verifier's fresh nonce (hex or text)"),
+    nonce_opt: str | None = typer.Option(None, "--nonce", help="the same, as an option"),
     out: Annotated[Path | None, typer.Option("--out", help="write the quote JSON here")] = None,
     passphrase_env: str = typer.Option(
         "AIOS_KEY_PASSPHRASE", help="env var holding the keystore passphrase"
@@ -76,6 +77,9 @@ def quote_cmd(
     from aios.lib.identity import Keystore
     from aios.lib.paths import event_log_path
 
+    nonce = nonce_arg if nonce_arg is not None else nonce_opt
+    if nonce is None:
+        _fail("give the verifier's nonce: aios attest quote NONCE")
     home = _home()
     pw = os.environ.get(passphrase_env)
     try:

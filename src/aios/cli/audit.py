@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -40,31 +41,15 @@ def _reader() -> Any:
     return LogReader.open(audit_db_path(_home()))
 
 
-def _fail(msg: str, code: int = 2) -> Any:
+def _fail(msg: str, code: int = 2) -> NoReturn:
     typer.echo(msg, err=True)
     raise typer.Exit(code)
 
 
 def _emit(obj: dict[str, Any] | list[dict[str, Any]], output: str, title: str = "") -> None:
-    if output == "json":
-        typer.echo(json.dumps(obj))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    from aios.cli.output import emit
 
-    rows = obj if isinstance(obj, list) else [obj]
-    table = Table(title=title or None)
-    if isinstance(obj, dict):
-        table.add_column("field")
-        table.add_column("value", overflow="fold")
-        for k, v in obj.items():
-            table.add_row(k, v if isinstance(v, str) else json.dumps(v))
-    elif rows:
-        for k in rows[0]:
-            table.add_column(k, overflow="fold")
-        for r in rows:
-            table.add_row(*(v if isinstance(v, str) else json.dumps(v) for v in r.values()))
-    Console().print(table)
+    emit(obj, output, title=title, wide=("cap", "decision"))
 
 
 def _time_ns(value: str | None) -> int | None:
@@ -106,35 +91,58 @@ def log_cmd(
     ),
     since: str | None = typer.Option(None, "--since", help="ISO time or ns since the epoch"),
     until: str | None = typer.Option(None, "--until", help="ISO time or ns since the epoch"),
-    start: int = typer.Option(0, "--from-entry", help="first entry index"),
-    limit: int = typer.Option(50, "--limit"),
+    start: int | None = typer.Option(None, "--from-entry", help="first entry index (implies oldest first)"),
+    limit: int = typer.Option(50, "-n", "--limit", help="at most this many entries"),
+    oldest_first: bool = typer.Option(False, "--oldest-first", help="log order instead of newest first"),
+    follow: bool = typer.Option(False, "-f", "--follow",
+                                help="print the latest entries oldest first, then new ones as they are appended"),
     output: str = OutOpt,
 ) -> None:
-    """List audit records, filtered by agent, type and time."""
+    """List audit records, newest first, filtered by agent, type and time (--follow: keep watching)."""
+    reader = _reader()
+    flt = (agent, kind, _time_ns(since), _time_ns(until))
+    if follow:
+        _follow(reader, flt, limit, start, output)
+        return
+    newest = start is None and not oldest_first
+    rows = [_row(e) for e in reader.entries(*flt, limit, start or 0, newest_first=newest)]
+    _emit(rows, output, f"audit log ({len(rows)} entries, {'newest' if newest else 'oldest'} first)")
+
+
+def _row(e: Any) -> dict[str, Any]:
     from aios.abi.errors import AIOSError
     from aios.lib.audit.recorder import AuditRecord
 
-    reader = _reader()
-    rows: list[dict[str, Any]] = []
-    for e in reader.entries(agent, kind, _time_ns(since), _time_ns(until), limit, start):
-        try:
-            r = AuditRecord.decode(e.record)
-            when = datetime.fromtimestamp(r.ts_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
-            rows.append(
-                {"entry": e.index, "time": when, "agent": r.agent, "type": r.kind, "cap": r.capability,
-                 "decision": r.decision, "result": r.result, "detail": dict(r.detail)}
-            )  # fmt: skip
-        except AIOSError:
-            rows.append(
-                {
-                    "entry": e.index,
-                    "time": "",
-                    "agent": e.agent,
-                    "type": e.kind,
-                    "raw": e.record.hex(),
-                }
-            )
-    _emit(rows, output, f"audit log ({len(rows)} entries)")
+    try:
+        r = AuditRecord.decode(e.record)
+    except AIOSError:
+        return {"entry": e.index, "time": "", "agent": e.agent, "type": e.kind, "raw": e.record.hex()}
+    when = datetime.fromtimestamp(r.ts_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
+    return {"entry": e.index, "time": when, "agent": r.agent, "type": r.kind, "cap": r.capability,
+            "decision": r.decision, "result": r.result, "detail": dict(r.detail)}
+
+
+def _follow(reader: Any, flt: tuple[Any, ...], limit: int, start: int | None, output: str) -> None:
+    """``tail -f`` for the log: the latest ``limit`` entries in order, then each new one (Ctrl-C stops)."""
+    import time
+
+    latest = list(reader.entries(*flt, limit, start or 0, newest_first=start is None))
+    if start is None:
+        latest.reverse()
+    nxt = start or 0
+    typer.echo("following the audit log (Ctrl-C stops)", err=True)
+    while True:
+        for e in latest:
+            row = _row(e)
+            if output == "json":
+                typer.echo(json.dumps(row), nl=True)
+            else:
+                typer.echo(f"{row['entry']:>7} {row['time']} agent={row['agent']} {row['type']} "
+                           f"{json.dumps(row.get('detail', row.get('raw')))}")
+            nxt = e.index + 1
+        sys.stdout.flush()
+        time.sleep(0.25)  # the daemon writes the log; a reader polls it (WAL: no lock taken)
+        latest = list(reader.entries(*flt, 1000, nxt))
 
 
 @app.command("verify")
@@ -161,14 +169,18 @@ def verify_cmd(
 
 @app.command("prove")
 def prove_cmd(
-    entry: int = typer.Option(..., "--entry", help="entry index"),
+    index: int | None = typer.Argument(None, metavar="ENTRY", help="entry index"),
+    entry_opt: int | None = typer.Option(None, "--entry", help="the same, as an option"),
     size: int | None = typer.Option(None, "--size", help="tree size (default: latest checkpoint)"),
     output: str = OutOpt,
 ) -> None:
-    """Inclusion proof of an entry, checked against the signed checkpoint."""
+    """Inclusion proof of entry ENTRY, checked against the signed checkpoint."""
     from aios.abi.errors import AIOSError
     from aios.lib.audit import merkle
 
+    entry = index if index is not None else entry_opt
+    if entry is None:
+        _fail("give the entry index: aios audit prove ENTRY")
     reader = _reader()
     cp = _latest(reader)
     if size is None:

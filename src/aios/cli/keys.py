@@ -121,5 +121,5 @@ def list_keys(output: str = typer.Option("table", "-o", "--output", help="table 
             str(r["name"]),
             str(r["fingerprint"]),
             ", ".join(r.get("capabilities", [])),
-        )  # type: ignore[arg-type]
+        )
     Console().print(table)

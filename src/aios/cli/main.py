@@ -31,9 +31,30 @@ app = typer.Typer(
     name="aios",
     help="AIOS: an operating system for AI agents.  --debug (anywhere) shows tracebacks.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("aios")
+        except PackageNotFoundError:
+            from aios import __version__ as v
+        typer.echo(f"aios {v} (Python {sys.version.split()[0]})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """AIOS: an operating system for AI agents.  --debug (anywhere) shows tracebacks."""
 
 
 def _mount_groups() -> None:
@@ -94,7 +115,7 @@ def main() -> None:
     except ImportError:
         pass
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="aios")
     except click.exceptions.Exit as e:  # typer.Exit: the command chose its exit code
         rc = e.exit_code
     except click.exceptions.Abort:

@@ -215,9 +215,10 @@ def inspect(
         for col in ("#", "rights", "expiry", "audience", "rate", "revocation id"):
             table.add_column(col)
         for b in blocks:
+            rights = b["rights"]
             table.add_row(
                 str(b["index"]),
-                ",".join(b["rights"]) if b["rights"] is not None else "-",
+                ",".join(rights) if isinstance(rights, list) else "-",
                 str(b["expiry"] or "-"),
                 str(b["audience"] or "-"),
                 str(b["rate"] or "-"),

@@ -33,7 +33,8 @@ class Librarian(Agent):
             self.state["books"][k.decode()] = v.decode()
             return b"ok"
         if cmd == b"get":
-            return self.state["books"].get(arg.decode(), "?").encode()
+            book: str = self.state["books"].get(arg.decode(), "?")
+            return book.encode()
         return b"v1 served %d" % self.state["served"]
 
 

@@ -198,13 +198,22 @@ class AgentTable:
         """The id the next agent will get (ids are never reused)."""
         return self._next
 
-    def create(self, parent: int, name: str) -> Agent:
+    def resume_above(self, aid: int) -> None:
+        """Ids up to ``aid`` were used by an earlier boot (the journal): never reuse them."""
+        self._next = max(self._next, aid + 1)
+
+    def create(self, parent: int, name: str, aid: int | None = None) -> Agent:
+        """A new agent; ``aid``: the id it had before a crash (the journal restores it),
+        which must be free and below :attr:`next_id`."""
         if not isinstance(name, str) or len(name) > limits.AGENT_NAME_MAX:
             raise InvalidArgument(f"agent name must be a str of at most {limits.AGENT_NAME_MAX}")
         if self.live >= limits.MAX_AGENTS:
             raise QuotaExceeded("agent table is full")
-        aid = self._next
-        self._next += 1
+        if aid is None:
+            aid = self._next
+            self._next += 1
+        elif type(aid) is not int or aid <= 0 or aid >= self._next or aid in self._agents:
+            raise InvalidArgument(f"agent id {aid!r} cannot be restored")
         a = Agent(aid, parent, name or f"agent-{aid}")
         self._agents[aid] = a
         self.live += 1

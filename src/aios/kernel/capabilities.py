@@ -33,7 +33,7 @@ once it constrains nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from aios.abi import limits
 from aios.abi.errors import (
@@ -69,6 +69,18 @@ class KObject:
         self.destroyed = False
 
 
+class CapObserver(Protocol):
+    """Sees every change to the derivation tree as it is decided (the kernel journal):
+    ``installed`` after a capability took its slot, ``revoked`` and ``deleted`` before
+    their consequences (invalidated descendants, released objects, killed agents) run."""
+
+    def installed(self, cap: Capability) -> None: ...
+
+    def revoked(self, cap: Capability) -> None: ...
+
+    def deleted(self, cap: Capability) -> None: ...
+
+
 class Capability:
     """One slot's contents: an object, rights, a badge, and its place in the CDT."""
 
@@ -78,6 +90,7 @@ class Capability:
         "bucket_t",
         "charges",
         "children",
+        "cid",
         "ghost",
         "holder",
         "limits",
@@ -99,6 +112,7 @@ class Capability:
         self.slot = -1
         self.valid = True
         self.ghost = False  # an authority whose holder is gone, kept for its subtree's quota
+        self.cid = 0  # the journal's id for it (0: not journaled)
         # authority capabilities only:
         self.limits: list[int | None] | None = None
         self.used: list[int] | None = None
@@ -158,6 +172,7 @@ class CapabilityDerivationTree:
         self.epitaph: tuple[str, dict[str, Any], tuple[KObject, ...]] | None = None
         self._quiet = 0  # > 0 while a subtree is being invalidated
         self._dirty: list[Capability] = []  # ghosts to tidy once it is done
+        self.observer: CapObserver | None = None  # the kernel journal, when one is installed
 
     # -- objects and spaces ------------------------------------------------
 
@@ -175,6 +190,10 @@ class CapabilityDerivationTree:
 
     def space(self, holder: int) -> CapabilitySpace:
         return self._spaces[holder]
+
+    def spaces(self) -> Iterator[CapabilitySpace]:
+        """Every capability space (the kernel's own, holder 0, included)."""
+        return iter(list(self._spaces.values()))
 
     def drop_space(self, holder: int) -> None:
         cs = self._spaces.get(holder)
@@ -194,6 +213,8 @@ class CapabilityDerivationTree:
         if obj.kind is ObjKind.AUTHORITY:
             quotas.open_envelope(cap, quotas.root_limits(quota), self._clock())
         space.install(cap)
+        if self.observer is not None:
+            self.observer.installed(cap)
         return cap
 
     def derive(
@@ -220,6 +241,8 @@ class CapabilityDerivationTree:
             quotas.open_envelope(cap, quotas.derived_limits(src.limits, quota), self._clock())
         dest.install(cap, slot)
         src.children.append(cap)
+        if self.observer is not None:
+            self.observer.installed(cap)
         return cap
 
     def revoke(self, cap: Capability) -> int:
@@ -230,6 +253,8 @@ class CapabilityDerivationTree:
         """
         if not cap.valid:
             raise InvalidCapability("capability was revoked")
+        if self.observer is not None and cap.children:
+            self.observer.revoked(cap)
         children, cap.children = cap.children, []
         return self._invalidate_subtree(*children)
 
@@ -285,6 +310,8 @@ class CapabilityDerivationTree:
         object destroys it."""
         if not cap.valid or cap.ghost:
             return
+        if self.observer is not None:
+            self.observer.deleted(cap)
         sp = self._spaces.get(cap.holder)
         if sp is not None:
             sp.remove(cap)

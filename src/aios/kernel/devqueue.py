@@ -446,7 +446,7 @@ class DeviceQueue:
         prompt_tokens: int,
         max_tokens: int,
         *,
-        priority: Priority | None = None,
+        priority: int | None = None,
         deadline_ns: int | None = None,
         program: int | None = None,
         payload: object = None,
@@ -459,6 +459,8 @@ class DeviceQueue:
         for name, v in (("prompt_tokens", prompt_tokens), ("max_tokens", max_tokens)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise InvalidArgument(f"{name} must be an int >= 0", **{name: v})
+        if priority is not None and priority not in tuple(Priority):
+            raise InvalidArgument("priority must be a Priority class", priority=priority)
         if prompt_tokens + max_tokens < 1:
             raise InvalidArgument("a request must process at least one token")
         now = self._clock.now_ns()
@@ -919,6 +921,10 @@ class DeviceQueue:
 
     def queued_requests(self) -> list[Request]:
         return list(self._queued.values()) + list(self._edf_live.values())
+
+    def clients(self) -> list[int]:
+        """The keys of every client the queue knows, in order."""
+        return sorted(self._clients)
 
     def counter(self, key: int) -> int:
         return self._known(key).counter

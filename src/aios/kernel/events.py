@@ -22,6 +22,15 @@ subscriptions: a durable subscriber will persist its cursor (the last
 sequence it acknowledged) in the kernel journal and be replayed from there;
 nothing in the in-memory path needs to change for it.
 
+A kernel may also keep a bounded *history* of recent events
+(:class:`EventHistory`, installed by the daemon under :data:`EVENT_HISTORY`):
+an in-kernel subscriber of every topic, at the lowest priority, whose ring a
+new agent subscription can ask to be back-filled from (``backlog``,
+``since_s``), so an operator who starts watching sees what just happened.
+The back-fill goes through the same queue, depth and quota as live events and
+happens in the subscribe call itself, so history and live delivery neither
+overlap nor leave a gap.
+
 Matching is cached per topic: the first publish on a topic computes its
 subscriber list, later ones reuse it, and :meth:`EventBus.wants` lets hot
 paths (IPC) skip building an event nobody listens to.  Subscriptions to an
@@ -40,6 +49,7 @@ from typing import Any
 
 from aios.abi import limits
 from aios.abi.errors import InvalidArgument
+from aios.kernel.registry import Key
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,3 +325,44 @@ class EventBus:
             "subscriptions": len(self._subs),
             "dropped": sum(s.dropped for s in self._subs.values()),
         }
+
+    def backfill(self, s: Subscription, events: list[Event]) -> int:
+        """Queue past ``events`` on a new agent subscription, as publish would have
+        (its filter, depth and quota apply); returns how many were queued."""
+        queued = 0
+        for ev in events[-s.depth:]:
+            if not matches(s.pattern, ev.topic) or not s.accepts(ev):
+                continue
+            if s.account is not None and not s.account.take(ev.size):
+                s.dropped += 1
+                continue
+            s.queue.append(ev)
+            s.delivered += 1
+            queued += 1
+        if queued and self.on_queue is not None:
+            self.on_queue(s)
+        return queued
+
+
+class EventHistory:
+    """The most recent events of a kernel (every topic), oldest first."""
+
+    __slots__ = ("_now", "ring", "sub")
+
+    def __init__(self, bus: EventBus, depth: int = limits.EVENT_HISTORY_DEPTH) -> None:
+        self.ring: deque[Event] = deque(maxlen=depth)
+        self._now = bus._clock
+        self.sub = bus.subscribe("**", priority=-1000, callback=self.ring.append)
+
+    def recent(self, since_s: float | None, backlog: int | None) -> list[Event]:
+        """Events of the last ``since_s`` seconds (None: all kept), at most the last ``backlog``."""
+        evs = list(self.ring)
+        if since_s is not None:
+            cutoff = self._now() - int(since_s * 1e9)
+            evs = [e for e in evs if e.time_ns >= cutoff]
+        if backlog is not None:
+            evs = evs[len(evs) - backlog:] if backlog < len(evs) else evs
+        return evs
+
+
+EVENT_HISTORY: Key[EventHistory] = Key("event_history")

@@ -35,6 +35,7 @@ from aios.abi.faults import ProcessQuota, Sink
 from aios.abi.message import to_wire
 from aios.abi.rights import Rights
 from aios.kernel.agents import Agent, AgentState
+from aios.kernel.registry import ERRNO_SHIFT
 from aios.kernel.waits import BLOCK
 
 if TYPE_CHECKING:
@@ -156,6 +157,13 @@ class RemoteAgents:
         return True
 
     def _observe(self, a: Agent, sysno: int, errno: int) -> None:
+        reg = self.k.registry
+        counts = reg.syscall_counts
+        if counts is not None:
+            counts[sysno] += 1
+            if errno and reg.syscall_errors is not None:
+                key = errno << ERRNO_SHIFT | sysno
+                reg.syscall_errors[key] = reg.syscall_errors.get(key, 0) + 1
         obs = self.k.observer
         if obs is not None:
             obs(a, sysno, errno)

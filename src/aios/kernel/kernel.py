@@ -61,6 +61,7 @@ from aios.abi.errors import (
     NoSuchSyscall,
     TimedOut,
 )
+from aios.abi.faults import fault_text
 from aios.abi.rights import ObjKind, Rights
 from aios.abi.slots import (
     SLOT_AUTHORITY,
@@ -79,7 +80,7 @@ from aios.kernel.clock import Clock, MonotonicClock
 from aios.kernel.doom import DoomQueue
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.quotas import Charge, Quota, Resource
-from aios.kernel.registry import SUPERVISOR, Extensions, Registry
+from aios.kernel.registry import ERRNO_SHIFT, SUPERVISOR, Extensions, Registry
 from aios.kernel.sched.core import Scheduler
 from aios.kernel.sync import SyncTable
 from aios.kernel.timers import Timers
@@ -147,6 +148,7 @@ class Kernel:
         # backpressure (the audit log): agents to hold at the end of their current
         # syscall, and how many are held now (their results wait with them)
         self.throttled: set[int] = set()
+        self._holders: dict[int, set[str]] = {}  # throttled agent -> who holds it
         self.holding = 0
         self.doomed = DoomQueue()  # agents a revoke sentenced, killed DOOM_BATCH per step
         self.current: Agent | None = None
@@ -299,6 +301,9 @@ class Kernel:
         entry = self.calls.pop(cid, None)
         if entry is not None and entry[1]:
             self._unserve(cid, entry[1])
+        probe = self.registry.ipc_probe
+        if probe is not None:
+            probe.ended(cid)
         return entry
 
     def _unserve(self, cid: int, receiver: int) -> None:
@@ -508,12 +513,20 @@ class Kernel:
 
     # -- backpressure ---------------------------------------------------------
 
-    def throttle(self, aid: int) -> None:
+    def throttle(self, aid: int, by: str = "") -> None:
         """Hold agent ``aid`` at the end of its current (or next) syscall until
-        :meth:`unthrottle`; its syscall's result is delivered then."""
+        :meth:`unthrottle`; its syscall's result is delivered then.  ``by`` names who holds
+        it (the audit log, the journal): the agent goes on when every holder let go."""
         self.throttled.add(aid)
+        self._holders.setdefault(aid, set()).add(by)
 
-    def unthrottle(self, aid: int) -> None:
+    def unthrottle(self, aid: int, by: str = "") -> None:
+        held = self._holders.get(aid)
+        if held is not None:
+            held.discard(by)
+            if held:
+                return
+            del self._holders[aid]
         self.throttled.discard(aid)
         a = self.find(aid)
         if a is None:
@@ -600,6 +613,7 @@ class Kernel:
         ent = a.sched
         charge = self.sched.charge
         observer = self.observer
+        counts = self.registry.syscall_counts
         throttled = self.throttled
         val = a.pending
         exc = a.pending_exc
@@ -641,6 +655,10 @@ class Kernel:
                             except Exception as e:
                                 exc = self.handler_failure(h, a, args, e)
                                 val = None
+                        if counts is not None:
+                            counts[sysno] += 1
+                            if exc is not None:
+                                count_error(self.registry, sysno, exc)
                     else:
                         exc = (
                             NoSuchSyscall(f"no syscall {sysno!r}")
@@ -798,6 +816,12 @@ class Kernel:
             self._loop = None
             self._thread_id = None
 
+    @property
+    def serving_thread(self) -> int | None:
+        """The ident of the thread inside :meth:`run` while the kernel serves, else None
+        (observers on other threads post their reads to it instead of racing it)."""
+        return self._thread_id
+
     def stop(self) -> None:
         self.stopping = True
         self.kick()
@@ -839,7 +863,7 @@ class Kernel:
         self.terminate(a, "exited")
 
     def fault(self, a: Agent, err: BaseException) -> None:
-        a.fault = f"{type(err).__name__}: {err}"
+        a.fault = fault_text(err)  # with the file and line of the agent's code
         a.trace = "".join(traceback.format_exception(err))[-limits.TRACE_MAX:]
         self.stats["faults"] += 1
         self.publish("agent.fault", a.aid, agent=a.aid, name=a.name, error=a.fault,
@@ -864,6 +888,7 @@ class Kernel:
         self.throttled.discard(a.aid)
         if self.doomed:
             self.doomed.discard(a.aid)
+        self._holders.pop(a.aid, None)
         if a.wait is not None:
             w = a.wait
             self.end_wait(w)
@@ -1099,6 +1124,14 @@ def _bury(coro: Any) -> None:
         _UNDEAD.append(coro)
     except BaseException:
         pass
+
+
+def count_error(reg: Registry, sysno: int, exc: BaseException) -> None:
+    """Count one failed syscall by number and errno (metrics are on)."""
+    errors = reg.syscall_errors
+    if errors is not None:
+        key = getattr(exc, "code", KernelPanic.code) << ERRNO_SHIFT | sysno
+        errors[key] = errors.get(key, 0) + 1
 
 
 def _plain(v: Any) -> Any:

@@ -170,6 +170,7 @@ def spawn(
     source: Confinement | None = None,
     entry_vetted: bool = False,
     done: Callable[[AIOSError | None], None] | None = None,
+    aid: int | None = None,
 ) -> tuple[Agent, int, int]:
     """Create, wire and start an agent; returns ``(agent, control slot, endpoint slot)``
     in the parent's capability space.  Nothing is left behind if any step fails.
@@ -182,12 +183,16 @@ def spawn(
 
     For the out-of-process executors the record is made here and the process
     (or Wasm store) is started asynchronously and ``done`` learns the outcome
-    (it is not called for in-process agents, which are running on return)."""
+    (it is not called for in-process agents, which are running on return).  ``aid``: the
+    id the agent had before a crash (the kernel journal restores agents with their ids)."""
     original_entry = entry
     sup = k.ext[SUPERVISOR] if plan.restart != "no" else None  # NoSuchObject before anything is made
     if type(entry) is str and entry.startswith("image:"):
         entry, original_entry = load_image(k, parent, entry[len("image:"):], plan)
         entry_vetted = True  # a verified image's own entry
+    if (type(entry) is str and not entry_vetted and _names_a_file(entry)
+            and not confinement.may_name_paths(k, parent)):
+        raise PermissionDenied(_NO_PATHS)  # a '/path/file.py:attr' entry is a file the kernel would load
     conf = _confine(k, op, parent, auth, plan, source)
     remote = plan.executor != "inproc"
     if remote:
@@ -203,7 +208,7 @@ def spawn(
     chg = k.cdt.charge(auth, Resource.AGENTS, 1)
     a: Agent | None = None
     try:
-        a = k.agents.create(parent.aid, plan.name)
+        a = k.agents.create(parent.aid, plan.name, aid)
         a.entry = start
         a.confinement = conf
         a.state = plan.state
@@ -241,7 +246,9 @@ def spawn(
         sup.register(a, parent, auth, original_entry, plan.opts, plan.restart, plan.domain)
     k.publish(f"agent.lifecycle.{_PAST[op]}", a.aid, agent=a.aid, parent=parent.aid, name=a.name,
               entry=_entry_name(entry), executor=conf.executor)
-    run_hooks(k, "post", op, parent=parent.aid, agent=a.aid)
+    run_hooks(k, "post", op, parent=parent.aid, agent=a.aid,
+              entry=original_entry if type(original_entry) is str else "",
+              opts={**plan.opts, "restart": plan.restart, "domain": plan.domain})
     if remote and plan.executor != confinement.CONSOLE:
         k.executors.start(a, done or _ignore)  # asynchronous: ``done`` is called later
     return a, ctl.slot, ep.slot
@@ -249,6 +256,12 @@ def spawn(
 
 _NO_PATHS = ("a sandboxed agent cannot have the kernel read a path for it: name the code by "
              "'image:sha256:<digest>' or 'image:name:<name>' in the verified image store")
+
+
+def _names_a_file(entry: str) -> bool:
+    """``'/path/file.py:attribute'`` (the SDK loader's file form)."""
+    path = entry.rpartition(":")[0]
+    return path.startswith("/") and path.endswith(".py")
 
 
 def _ignore(_err: AIOSError | None) -> None:

@@ -23,6 +23,12 @@ root ``aios.boot``, write it.  What can be registered:
   agent that ends, after ``agent.lifecycle.exited`` was published, in
   registration order (``before_event=True``: just before it; supervision
   decides a restart there).
+* **Syscall counting** ``count_syscalls()``: the dispatcher counts by number
+  and failures by errno into two tables (metrics); not asked for, nothing is
+  counted.
+* **An IPC probe** ``set_ipc_probe(probe)`` (:class:`IpcProbe`): told of
+  messages, calls, replies and semantic routes (metrics, traces); absent, the
+  IPC paths pay one attribute test.
 * **Typed extension state**: a module declares ``MEMORYD: Key[MemoryFabric]
   = Key("memoryd")`` and keeps its per-kernel state in ``k.ext[MEMORYD]``;
   a missing key is ``NoSuchObject`` naming the module.  There are no
@@ -51,6 +57,7 @@ log = logging.getLogger("aios.kernel.registry")
 T = TypeVar("T")
 Handler = Callable[..., Any]
 TABLE_SIZE = max(hi for ranges in BLOCKS.values() for _lo, hi in ranges) + 1
+ERRNO_SHIFT = 12  # syscall_errors keys: errno << 12 | syscall number (numbers are below 4096)
 
 
 class Key(Generic[T]):
@@ -213,6 +220,33 @@ class ImagePort(Protocol):
     def resolve(self, ref: str, home: Any) -> tuple[Any, Any]: ...
 
 
+class IpcProbe(Protocol):
+    """What observes binary IPC and semantic routes (the observe kernel module: metrics
+    and traces).  The kernel calls it only when one is registered, so an unobserved
+    kernel pays one attribute test per message.
+
+    ``sent`` counts plain messages; ``call`` is a call leaving ``a`` for the mailbox of
+    ``receiver`` (``parent``: a route token from :meth:`route`, else the caller's own
+    context); ``received`` the moment its receiver takes it; ``replied`` its answer;
+    ``ended`` any end of a call (after ``replied``, or a timeout, a dead party).
+    ``route`` opens a semantic route for ``a`` and returns a token; ``routed`` closes it
+    with its outcome."""
+
+    def sent(self, a: Agent, n: int, nbytes: int) -> None: ...
+
+    def call(self, a: Agent, cid: int, receiver: int, nbytes: int, parent: Any = None) -> None: ...
+
+    def received(self, cid: int, receiver: Agent) -> None: ...
+
+    def replied(self, a: Agent, cid: int, nbytes: int) -> None: ...
+
+    def ended(self, cid: int) -> None: ...
+
+    def route(self, a: Agent, intent: str) -> Any: ...
+
+    def routed(self, token: Any, outcome: str, targets: int) -> None: ...
+
+
 SUPERVISOR: Key[SupervisorPort] = Key("supervision")
 IMAGES: Key[ImagePort] = Key("images")
 
@@ -226,6 +260,24 @@ class Registry:
         self._shutdown: list[tuple[int, int, Callable[[], None]]] = []
         self.exit_hooks: list[Callable[[Agent], None]] = []
         self.early_exit_hooks: list[Callable[[Agent], None]] = []
+        self.ipc_probe: IpcProbe | None = None
+        self.syscall_counts: list[int] | None = None  # by number, every completed syscall
+        self.syscall_errors: dict[int, int] | None = None  # errno << 12 | number -> count
+
+    def count_syscalls(self) -> tuple[list[int], dict[int, int]]:
+        """Have the dispatcher count syscalls by number (and failures by number and
+        errno) from the next dispatch on; returns the two tables it fills.  Off (the
+        default) it tests one local per syscall and counts nothing."""
+        if self.syscall_counts is None or self.syscall_errors is None:
+            self.syscall_counts = [0] * TABLE_SIZE
+            self.syscall_errors = {}
+        return self.syscall_counts, self.syscall_errors
+
+    def set_ipc_probe(self, probe: IpcProbe) -> None:
+        """Observe IPC calls and semantic routes (one probe per kernel)."""
+        if self.ipc_probe is not None:
+            raise AlreadyExists("an IPC probe is already registered")
+        self.ipc_probe = probe
 
     def on_shutdown(self, fn: Callable[[], None], order: int = 0) -> None:
         """Run ``fn()`` at kernel shutdown, after the agents were killed (low ``order`` first)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aios.abi import limits
 from aios.abi.errors import (
     AgentGone,
+    AIOSError,
     AlreadyExists,
     InvalidArgument,
     NoSuchAgent,
@@ -140,6 +141,19 @@ def sys_agent_info(k: Kernel, a: Agent, slot: Any = 0) -> dict[str, Any]:
     }
 
 
+def _memory_used(t: Agent) -> int:
+    """Bytes of memory charged to the agent's authority (its regions, buffers, and its
+    children's, which are charged up the chain); 0 when it holds none."""
+    if t.cspace is None:
+        return 0
+    try:
+        auth = t.cspace.get(SLOT_AUTHORITY)
+    except AIOSError:
+        return 0
+    used = auth.used if auth.obj.kind is ObjKind.AUTHORITY else None
+    return int(used[Resource.MEMORY]) if used is not None else 0
+
+
 def sys_agent_list(k: Kernel, a: Agent, auth_slot: Any = SLOT_AUTHORITY) -> list[dict[str, Any]]:
     """Children of the caller; everyone with ADMIN on the authority."""
     auth = _authority(a, auth_slot, Rights.NONE)
@@ -147,7 +161,11 @@ def sys_agent_list(k: Kernel, a: Agent, auth_slot: Any = SLOT_AUTHORITY) -> list
     rows = []
     for t in k.agents:
         if everyone or t.parent == a.aid:
-            row = {"aid": t.aid, "name": t.name, "parent": t.parent, "state": t.status.value, "kind": t.kind}
+            row = {"aid": t.aid, "name": t.name, "parent": t.parent, "state": t.status.value, "kind": t.kind,
+                   "mailbox": len(t.mailbox) if t.mailbox is not None else 0, "syscalls": t.syscalls,
+                   "memory": _memory_used(t)}
+            if t.fault:
+                row["fault"] = t.fault  # why it stopped, with the file and line of its code
             prot = k.executors.protections(t.aid) if t.executor is not None else None
             if prot is not None:
                 row["protections"] = prot.summary()

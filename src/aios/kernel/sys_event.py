@@ -7,18 +7,24 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from aios.abi import limits
-from aios.abi.errors import NoSuchObject, PermissionDenied, QuotaExceeded, WouldBlock
+from aios.abi.errors import (
+    InvalidArgument,
+    NoSuchObject,
+    PermissionDenied,
+    QuotaExceeded,
+    WouldBlock,
+)
 from aios.abi.rights import ObjKind, Rights
 from aios.kernel.accounts import EventAccount
 from aios.kernel.agents import Agent
 from aios.kernel.args import as_dict, as_int, as_opts, as_plain
-from aios.kernel.events import check_topic
+from aios.kernel.events import EVENT_HISTORY, check_topic
 from aios.kernel.waits import WaitQueue
 
 if TYPE_CHECKING:
     from aios.kernel.kernel import Kernel
 
-SUB_OPTS = frozenset({"priority", "depth", "overflow", "filter"})
+SUB_OPTS = frozenset({"priority", "depth", "overflow", "filter", "backlog", "since_s"})
 
 
 def sys_event_publish(k: Kernel, a: Agent, slot: Any, topic: Any, data: Any = None) -> int:
@@ -47,6 +53,7 @@ def sys_event_subscribe(k: Kernel, a: Agent, slot: Any, pattern: Any, opts: Any 
     o = as_opts(opts, SUB_OPTS)
     if len(k.bus.subscriptions(a.aid)) >= limits.EVENT_SUBSCRIPTIONS_MAX:
         raise QuotaExceeded("too many subscriptions")
+    past = _history_request(k, o)  # checked before anything is made
     sub = k.bus.subscribe(
         pattern,
         owner=a.aid,
@@ -57,7 +64,24 @@ def sys_event_subscribe(k: Kernel, a: Agent, slot: Any, pattern: Any, opts: Any 
     )
     sub.waiters = WaitQueue()
     sub.account = EventAccount(k.ledger, a.aid)  # queued events count against its quota
+    if past:
+        k.bus.backfill(sub, past)
     return sub.sid
+
+
+def _history_request(k: Kernel, o: dict[str, Any]) -> list[Any]:
+    """The recent events a subscriber asked for (``backlog``: a count, ``since_s``: seconds back)."""
+    backlog, since_s = o.get("backlog"), o.get("since_s")
+    if backlog is None and since_s is None:
+        return []
+    if backlog is not None:
+        backlog = as_int(backlog, "backlog", 0, limits.EVENT_HISTORY_DEPTH)
+    if since_s is not None and (type(since_s) not in (int, float) or not 0 <= since_s <= 10 * 365 * 86400):
+        raise InvalidArgument("since_s must be a number of seconds, 0 to ten years")
+    hist = k.ext.get(EVENT_HISTORY)
+    if hist is None:
+        raise NoSuchObject("this kernel keeps no event history (the daemon, `aios up`, does)")
+    return hist.recent(since_s, backlog)
 
 
 def _own_sub(k: Kernel, a: Agent, sid: Any) -> Any:

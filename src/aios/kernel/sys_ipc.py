@@ -91,6 +91,9 @@ def _taken(k: Kernel, msgs: list[Message]) -> None:
 
 def _note_receiver(k: Kernel, msg: Message, receiver: Agent) -> None:
     k.call_received(msg.call, receiver.aid)
+    probe = k.registry.ipc_probe
+    if probe is not None:
+        probe.received(msg.call, receiver)
 
 
 def _refill(k: Kernel, mb: Mailbox) -> None:
@@ -123,6 +126,9 @@ def sys_ipc_send(k: Kernel, a: Agent, ep: Any, payload: Any) -> Any:
         payload = check_payload(payload)
     charge_ipc(k, a, 1)
     msg = Message(next(k.msg_seq), a.aid, cap.badge, payload)
+    probe = k.registry.ipc_probe
+    if probe is not None:
+        probe.sent(a, 1, len(payload))
     if hand_off(k, mb, msg):
         return None
     return k.park(a, mb.send_waiters, None, data=msg)
@@ -135,6 +141,9 @@ def sys_ipc_send_nowait(k: Kernel, a: Agent, ep: Any, payload: Any) -> None:
         raise WouldBlock(f"mailbox of agent {mb.owner} is full")
     charge_ipc(k, a, 1)
     hand_off(k, mb, Message(next(k.msg_seq), a.aid, cap.badge, payload))
+    probe = k.registry.ipc_probe
+    if probe is not None:
+        probe.sent(a, 1, len(payload))
 
 
 def sys_ipc_recv(k: Kernel, a: Agent, ep: Any = 1, timeout: Any = None) -> Any:
@@ -172,10 +181,13 @@ def sys_ipc_call(k: Kernel, a: Agent, ep: Any, payload: Any, timeout: Any = None
     charge_ipc(k, a, 1)
     cid = next(k.call_seq)
     msg = Message(next(k.msg_seq), a.aid, cap.badge, payload, cid)
+    if not mb.recv_waiters and not mb.full():  # it will be queued: refuse now if that cannot be charged
+        k.ledger.check(a.aid, len(payload) + MSG_COST)
+    probe = k.registry.ipc_probe
+    if probe is not None:
+        probe.call(a, cid, mb.owner, len(payload))
     if mb.full() and not mb.recv_waiters:
         return k.park(a, mb.send_waiters, timeout, data=("callmsg", msg, cid))
-    if not mb.recv_waiters:  # it will be queued: refuse now if that cannot be charged
-        k.ledger.check(a.aid, len(payload) + MSG_COST)
     k.park(a, None, timeout, data=("call", cid))
     w: Wait = a.wait
     k.calls[cid] = (w, 0)
@@ -189,6 +201,9 @@ def sys_ipc_reply(k: Kernel, a: Agent, call_id: Any, payload: Any) -> None:
     entry = k.calls.get(cid)
     if entry is None or entry[1] != a.aid:
         raise NoSuchObject(f"no call {cid} awaiting a reply from agent {a.aid}")
+    probe = k.registry.ipc_probe
+    if probe is not None:
+        probe.replied(a, cid, len(payload))
     k.end_call(cid)
     k.wake(entry[0], payload)
 
@@ -229,10 +244,16 @@ def sys_ipc_send_batch(k: Kernel, a: Agent, ep: Any, payloads: Any) -> Any:
             k.ledger.take(a.aid, cost)
         except QuotaExceeded:
             if sent:
+                probe = k.registry.ipc_probe
+                if probe is not None:
+                    probe.sent(a, sent, sum(map(len, payloads[:sent])))
                 return sent  # what the receivers took; the rest did not fit the quota
             raise
         mb.q.extend(chunk)
         sent += len(chunk)
+    probe = k.registry.ipc_probe
+    if probe is not None and sent:
+        probe.sent(a, sent, sum(map(len, payloads[:sent])))
     if sent:
         return sent
     return k.park(a, mb.send_waiters, None, data=("batch", msgs))

@@ -171,6 +171,9 @@ class DeviceBus:
                 spec = obj() if callable(obj) and not isinstance(obj, DriverSpec) else obj
                 if not isinstance(spec, DriverSpec):
                     raise TypeError(f"{ep.value} is not a DriverSpec")
+                if self._drivers.get(spec.name, {}).get(spec.version) == spec:
+                    found.append(spec)  # registered directly before discovery ran
+                    continue
                 self.register_driver(spec)
                 found.append(spec)
             except Exception as e:  # a broken plug-in must not break the bus
@@ -232,6 +235,14 @@ class DeviceBus:
         d = replace(d, health=health)
         self._devices[device_id] = d
         self._emit("health", d, f"{health}" + (f": {detail}" if detail else ""))
+        return d
+
+    def describe(self, device_id: str, capabilities: Mapping[str, Any]) -> Device:
+        """Merge what the device's class module learnt of it (slots, model) into its
+        capabilities (no event: the device is the same)."""
+        d = self.get(device_id)
+        d = replace(d, capabilities={**d.capabilities, **capabilities})
+        self._devices[device_id] = d
         return d
 
     def get(self, device_id: str) -> Device:

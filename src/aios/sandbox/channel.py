@@ -40,6 +40,7 @@ from aios.abi.errors import (
     ProtocolError,
     from_code,
 )
+from aios.abi.faults import fault_text
 from aios.abi.wire import FrameDecoder, Kind
 
 TrapHandler = Callable[[int, int, tuple[Any, ...]], None]
@@ -235,7 +236,7 @@ class TrapClient:
             n = self.sock.recv_into(self._buf)
             if not n:
                 raise Cancelled("kernel closed the trap channel")
-            self._pending.extend(self._dec.feed(self._view[:n]))  # type: ignore[arg-type]
+            self._pending.extend(self._dec.feed(self._view[:n]))
         return self._pending.pop(0)
 
     def call(self, sysno: int, args: Sequence[Any]) -> Any:
@@ -291,9 +292,9 @@ def drive(coro: Coroutine[Any, Any, Any], client: TrapClient) -> Outcome:
         except StopIteration as stop:
             return Outcome(0, "ok", "", stop.value)
         except AIOSError as exc:
-            return Outcome(1, "error", f"{exc.name}: {exc.message}")
+            return Outcome(1, "error", fault_text(exc, f"{exc.name}: {exc.message}"))
         except Exception as exc:
-            return Outcome(1, "exception", f"{type(exc).__name__}: {exc}")
+            return Outcome(1, "exception", fault_text(exc))
         value, error = None, None
         if type(trap) is not tuple or len(trap) != 2 or type(trap[0]) is not int:
             error = InvalidArgument(
@@ -329,7 +330,7 @@ def run_entry(
     try:
         coro = fn(*args)
     except Exception as exc:
-        return Outcome(1, "exception", f"{type(exc).__name__}: {exc}")
+        return Outcome(1, "exception", fault_text(exc))
     if not hasattr(coro, "send"):
         return Outcome(1, "exception", f"entry returned {type(coro).__name__}, not a coroutine")
     try:

@@ -42,7 +42,7 @@ from typing import Any
 
 from aios.abi import wire
 from aios.abi.errors import AIOSError, NoSuchAgent, ProtocolError, from_code
-from aios.abi.faults import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink
+from aios.abi.faults import ExecutorKind, ExitRecord, FaultCause, SecurityEvent, Sink, fault_text
 from aios.abi.wire import FrameDecoder, Kind
 from aios.sandbox.channel import MuxChannel
 from aios.sandbox.process import AgentSpec, Protections
@@ -128,10 +128,10 @@ class _WorkerLoop:
                 self.emit_exit(aid, 0, "ok", "")
                 return
             except AIOSError as exc:
-                self.emit_exit(aid, 1, "error", f"{exc.name}: {exc.message}")
+                self.emit_exit(aid, 1, "error", fault_text(exc, f"{exc.name}: {exc.message}"))
                 return
             except Exception as exc:
-                self.emit_exit(aid, 1, "exception", f"{type(exc).__name__}: {exc}")
+                self.emit_exit(aid, 1, "exception", fault_text(exc))
                 return
             if type(trap) is not tuple or len(trap) != 2 or type(trap[0]) is not int:
                 from aios.abi.errors import InvalidArgument

@@ -86,13 +86,45 @@ def start_function(target: Any) -> StartFn:
     raise InvalidArgument(f"{target!r} is neither an async function nor an Agent subclass")
 
 
-def load_entry(name: str) -> StartFn:
-    """Resolve ``'package.module:attribute'`` to a start function (the kernel's loader)."""
-    if not isinstance(name, str) or ":" not in name:
-        raise InvalidArgument("entry must look like 'package.module:attribute'")
-    mod_name, _, attr = name.partition(":")
+def is_file_entry(name: str) -> bool:
+    """``'/abs/path/file.py:attribute'``: code named by its file, not by a module on the path."""
+    path = name.rpartition(":")[0]
+    return path.startswith("/") and path.endswith(".py")
+
+
+def _load_file(path: str) -> Any:
+    """Import the Python file at ``path`` as a module of its own (once per file and content)."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    with open(path, "rb") as f:
+        source = f.read()
+    mod_name = "aios_user_" + hashlib.sha256(path.encode() + b"\0" + source).hexdigest()[:16]
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise InvalidArgument(f"cannot load {path} as Python")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod  # dataclasses and pickling look their module up here
     try:
-        mod = importlib.import_module(mod_name)
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
+    return mod
+
+
+def load_entry(name: str) -> StartFn:
+    """Resolve ``'package.module:attribute'`` or ``'/path/file.py:attribute'`` to a start
+    function (the kernel's loader)."""
+    if not isinstance(name, str) or ":" not in name:
+        raise InvalidArgument("entry must look like 'package.module:attribute' or '/path/file.py:attribute'")
+    file_entry = is_file_entry(name)
+    mod_name, _, attr = name.rpartition(":") if file_entry else name.partition(":")
+    try:
+        mod = _load_file(mod_name) if file_entry else importlib.import_module(mod_name)
         target = getattr(mod, attr)
     except ModuleNotFoundError as e:
         raise InvalidArgument(
@@ -108,6 +140,9 @@ def load_entry(name: str) -> StartFn:
             "path readable to it, or package the code as a signed image (`aios image build`)") from None
     except (ImportError, AttributeError) as e:
         raise InvalidArgument(f"cannot load entry point {name!r}: {e}") from None
+    except SyntaxError as e:  # the user's file, reported without the loader's own frames
+        raise InvalidArgument(f"cannot load entry point {name!r}: {e.msg} at {e.filename}:{e.lineno}"
+                              + (f": {e.text.strip()}" if e.text else "")) from None
     return start_function(target)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aios.abi.errors import WouldBlock
 from aios.abi.slots import SLOT_AUTHORITY
 from aios.sdk import syscalls as sc
 
@@ -59,7 +60,7 @@ def entry_for(target: Any) -> Any:
 class Context:
     """The agent's handle on AIOS.  One per agent; cheap."""
 
-    __slots__ = ("aid", "name", "parent", "slots", "spec", "state")
+    __slots__ = ("_llm", "aid", "name", "parent", "slots", "spec", "state")
 
     def __init__(self, info: dict[str, Any]) -> None:
         self.aid: int = info["aid"]
@@ -68,6 +69,16 @@ class Context:
         self.state: dict[str, Any] = info["state"]
         self.spec: dict[str, Any] = info["spec"]
         self.slots = Slots()
+        self._llm: Any = None
+
+    @property
+    def llm(self) -> Any:
+        """The agent's language model (:class:`aios.sdk.llm.LLM`): ``await ctx.llm.chat(...)``."""
+        if self._llm is None:
+            from aios.sdk.llm import LLM
+
+            self._llm = LLM()
+        return self._llm
 
     # -- agents ----------------------------------------------------------------
 
@@ -132,17 +143,34 @@ class Context:
 
     # -- IPC -----------------------------------------------------------------
 
-    async def send(self, ep: int, payload: bytes) -> None:
-        await sc.ipc_send(ep, payload)
+    async def send(self, ep: int, payload: bytes, durable: bool = False) -> None:
+        """Send ``payload``; ``durable``: it survives a kernel crash, and the call returns once
+        the kernel journal has it on disk."""
+        if durable:
+            await sc.ipc_send_durable(ep, payload)
+        else:
+            await sc.ipc_send(ep, payload)
+
+    async def checkpoint(self, state: dict[str, Any] | None = None) -> int:
+        """Save ``state`` (default ``ctx.state``) in the kernel journal; after a crash the agent
+        restarts from its entry with the latest checkpoint as its state."""
+        return int(await sc.agent_checkpoint(self.state if state is None else state))
 
     async def send_nowait(self, ep: int, payload: bytes) -> None:
         await sc.ipc_send_nowait(ep, payload)
 
-    async def send_many(self, ep: int, payloads: list[bytes]) -> None:
-        """Send all ``payloads`` in batches, waiting for room as needed."""
+    async def send_many(self, ep: int, payloads: list[bytes], durable: bool = False) -> None:
+        """Send all ``payloads`` in batches, waiting for room as needed (``durable``: each
+        batch is answered once journaled; a full mailbox is retried after a yield)."""
         i = 0
         while i < len(payloads):
-            i += await sc.ipc_send_batch(ep, payloads[i : i + 4096])
+            if not durable:
+                i += await sc.ipc_send_batch(ep, payloads[i : i + 4096])
+                continue
+            try:
+                i += await sc.ipc_send_durable(ep, payloads[i : i + 4096])
+            except WouldBlock:
+                await sc.yield_()
 
     async def recv(self, timeout: float | None = None, ep: int = 1) -> Any:
         return await sc.ipc_recv(ep, timeout)

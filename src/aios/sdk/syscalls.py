@@ -455,6 +455,60 @@ async def audit_status() -> Any:
     return await trap(_AUDIT_STATUS)
 
 
+# -- the kernel journal (171-174) ---------------------------------------------------
+_IPC_SEND_DURABLE = int(Sys.IPC_SEND_DURABLE)
+_AGENT_CHECKPOINT = int(Sys.AGENT_CHECKPOINT)
+_AGENT_HISTORY = int(Sys.AGENT_HISTORY)
+_JOURNAL_STATUS = int(Sys.JOURNAL_STATUS)
+
+
+async def ipc_send_durable(ep: Any, payload: Any) -> Any:
+    """Send a message that survives a kernel crash; answered once it is journaled."""
+    return await trap(_IPC_SEND_DURABLE, ep, payload)
+
+
+async def agent_checkpoint(state: Any) -> Any:
+    """Save ``state`` (a dict of plain data) in the journal; returns the checkpoint number."""
+    return await trap(_AGENT_CHECKPOINT, state)
+
+
+async def agent_history(auth_slot: Any = 2) -> Any:
+    """Exited agents the journal keeps: exit status and fault (``aios ps -a``)."""
+    return await trap(_AGENT_HISTORY, auth_slot)
+
+
+async def journal_status() -> Any:
+    """The kernel journal: acknowledged sequence, pending records, size, commits."""
+    return await trap(_JOURNAL_STATUS)
+
+
+# -- initd (200-209) -------------------------------------------------------------------
+_UNIT_NOTIFY = int(Sys.UNIT_NOTIFY)
+_UNIT_LIST = int(Sys.UNIT_LIST)
+_UNIT_CTL = int(Sys.UNIT_CTL)
+_UNIT_CAT = int(Sys.UNIT_CAT)
+
+
+async def unit_notify(state: Any) -> Any:
+    """sd_notify for a unit's agent: ``"READY=1"``, ``"WATCHDOG=1"`` (one per line)."""
+    return await trap(_UNIT_NOTIFY, state)
+
+
+async def unit_list(name: Any = None) -> Any:
+    """Every unit's status (``name``: one unit's, with its recent log lines)."""
+    return await trap(_UNIT_LIST, name)
+
+
+async def unit_ctl(auth_slot: Any, op: Any, name: Any = None) -> Any:
+    """``start``, ``stop``, ``restart`` or ``reset-failed`` a unit (SUPERVISOR)."""
+    return await trap(_UNIT_CTL, auth_slot, op, name)
+
+
+async def unit_cat(name: Any) -> Any:
+    """A unit's file: its source and text."""
+    return await trap(_UNIT_CAT, name)
+
+
 # -- memory fabric: memoryd (100-119) and semantic-ipcd (120-139) --------------------
 # Each of these but SEMANTIC_OPEN is async in the kernel (SQLite and embedding run on the
 # fabric's worker thread); the wrappers wait for the result with GET_ASYNC_RESULT.
@@ -565,3 +619,67 @@ async def intent_send(svc_slot: Any, intent: Any, payload: Any = None, opts: Any
 async def semantic_status(opts: Any = None) -> Any:
     """semantic-ipcd's embedder, thresholds and skills; ``{"skill": name}`` explains one."""
     return await _waited(_SEMANTIC_STATUS, opts)
+
+
+# -- the device bus (175-179) and language-model devices (180-189) -------------------
+
+_DEV_LIST = int(Sys.DEV_LIST)
+_DEV_OPEN = int(Sys.DEV_OPEN)
+_DEV_ADD = int(Sys.DEV_ADD)
+_DEV_REMOVE = int(Sys.DEV_REMOVE)
+_DEV_HEALTH = int(Sys.DEV_HEALTH)
+_LLM_CHAT = int(Sys.LLM_CHAT)
+_LLM_RECV = int(Sys.LLM_RECV)
+_LLM_CANCEL = int(Sys.LLM_CANCEL)
+_LLM_STATS = int(Sys.LLM_STATS)
+_LLM_BUDGET = int(Sys.LLM_BUDGET)
+
+
+async def dev_list(auth_slot: Any = SLOT_AUTHORITY, device_class: Any = None) -> Any:
+    """Devices (of one class, or all), drivers and device classes on the bus."""
+    return await trap(_DEV_LIST, auth_slot, device_class)
+
+
+async def dev_open(auth_slot: Any, device_id: Any, rights: Any = None) -> Any:
+    """A capability for a device (the class's right on the authority, or ADMIN); returns its slot."""
+    return await trap(_DEV_OPEN, auth_slot, device_id, rights)
+
+
+async def dev_add(auth_slot: Any, driver: Any, config: Any = None, opts: Any = None) -> Any:
+    """Hotplug a device of ``driver`` (ADMIN; opts: device_id, min_version); returns it."""
+    return await trap(_DEV_ADD, auth_slot, driver, config, opts)
+
+
+async def dev_remove(auth_slot: Any, device_id: Any) -> Any:
+    """Hot-unplug a device (ADMIN); its calls fail, capabilities to it go stale."""
+    return await trap(_DEV_REMOVE, auth_slot, device_id)
+
+
+async def dev_health(auth_slot: Any, device_id: Any, health: Any = None, detail: Any = "") -> Any:
+    """A device's health, or (ADMIN) set it: ok, degraded, failed, removed."""
+    return await trap(_DEV_HEALTH, auth_slot, device_id, health, detail)
+
+
+async def llm_chat(dev_slot: Any, messages: Any, opts: Any = None) -> Any:
+    """Admit a chat on a language-model device (``use``); returns the call's handle."""
+    return await trap(_LLM_CHAT, dev_slot, messages, opts)
+
+
+async def llm_recv(handle: Any, timeout: Any = None, whole: Any = False) -> Any:
+    """What a call streamed since the last receive (``whole``: wait for the end)."""
+    return await trap(_LLM_RECV, handle, timeout, whole)
+
+
+async def llm_cancel(handle: Any) -> Any:
+    """Stop a call; returns the tokens it was charged."""
+    return await trap(_LLM_CANCEL, handle)
+
+
+async def llm_stats(dev_slot: Any = None) -> Any:
+    """A device's queue and clients, or (no slot) the caller's models and usage."""
+    return await trap(_LLM_STATS, dev_slot)
+
+
+async def llm_budget(dev_slot: Any, tokens: Any, rights: Any = None) -> Any:
+    """Derive a device capability with a token budget; returns its slot."""
+    return await trap(_LLM_BUDGET, dev_slot, tokens, rights)

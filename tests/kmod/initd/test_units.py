@@ -164,7 +164,7 @@ def test_local_units_override_shipped_ones() -> None:
     local = parse_text("memoryd.service", '[Service]\nEntry = "my.memoryd:main"\n', "local.toml")
     merged = {u.name: u for u in merge_units(shipped_units(), [local])}
     assert merged["memoryd.service"].entry == "my.memoryd:main"
-    assert merged["identityd.service"].entry == "aios.kmod.identityd:main"
+    assert merged["identityd.service"].entry == "aios.kmod.initd.agents:identityd"
 
 
 def test_disabled_units_are_not_pulled_in_by_their_targets() -> None:

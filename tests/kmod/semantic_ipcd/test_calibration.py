@@ -70,7 +70,7 @@ def test_decide_and_fit() -> None:
 
 @pytest.fixture
 def router() -> SemanticRouter:
-    r = SemanticRouter(HashingEmbedder(), threshold=0.3, margin=0.05)
+    r = SemanticRouter(HashingEmbedder(), scorer="centroid", threshold=0.3, margin=0.05)
     r.register("wx", "weather", "weather forecast rain temperature",
                ["will it rain tomorrow", "temperature in paris", "is it sunny in rome"])
     r.register("bank", "finance", "bank account balance transfer money",
@@ -86,7 +86,7 @@ def test_route_many_matches_route(router: SemanticRouter) -> None:
 
 
 def test_choose_learns_only_when_allowed() -> None:
-    r = SemanticRouter(HashingEmbedder(), threshold=0.3, margin=0.05)
+    r = SemanticRouter(HashingEmbedder(), scorer="centroid", threshold=0.3, margin=0.05)
     r.register("a", "tables", "restaurant table booking", ["book a table", "reserve dinner"],
                learn=True)
     r.register("b", "tables", "restaurant table booking", ["book a table", "reserve dinner"])
@@ -105,7 +105,7 @@ def test_choose_learns_only_when_allowed() -> None:
 
 
 def test_collision_is_named_and_report_lists_confusions() -> None:
-    r = SemanticRouter(HashingEmbedder(), threshold=0.1, margin=0.2)
+    r = SemanticRouter(HashingEmbedder(), scorer="centroid", threshold=0.1, margin=0.2)
     ex = ["book a table for two", "reserve a dinner table", "table for four tonight"]
     r.register("1", "dining", "restaurant tables", ex)
     r.register("2", "weather", "weather forecast", ["will it rain", "sunny tomorrow?",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from nodes import make_node
 
 from aios.abi.errors import IntegrityError, InvalidArgument
 from aios.lib.audit.checkpoint import (
@@ -16,16 +17,8 @@ from aios.lib.audit.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from aios.lib.crypto import pqc
-from aios.lib.identity import NodeIdentity
 
 ORIGIN = "aios.local/n1/audit"
-
-
-def make_node(name: str) -> NodeIdentity:
-    _pk, seed = pqc.sig_keygen("mldsa65")
-    key = pqc.sig_private_key("mldsa65", seed)
-    return NodeIdentity(name, key.public_key().public_bytes_raw(), key)
 
 
 def test_text_layout() -> None:

@@ -6,21 +6,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from nodes import make_node
 
 from aios.abi.errors import IntegrityError, InvalidArgument, StorageError
 from aios.lib.audit import merkle
 from aios.lib.audit.checkpoint import CheckpointPolicy, TrustedKey, parse, verify_checkpoint
 from aios.lib.audit.log import STRIDE, AuditLog, LogReader, leaf_data
-from aios.lib.crypto import pqc
 from aios.lib.identity import NodeIdentity
 
 ORIGIN = "aios.local/test/audit"
-
-
-def make_node(name: str = "aios-node-test") -> NodeIdentity:
-    _pk, seed = pqc.sig_keygen("mldsa65")
-    key = pqc.sig_private_key("mldsa65", seed)
-    return NodeIdentity(name, key.public_key().public_bytes_raw(), key)
 
 
 class FakeClock:

@@ -371,6 +371,7 @@ class Booted(Record):
     boot: int
     time_ns: int
     recovered_seq: int
+    high_aid: int = 0  # the highest agent id ever given: ids are never reused, across boots too
 
 
 RECORD_TYPES: Final[tuple[type[Record], ...]] = (

@@ -41,13 +41,17 @@ under the directory the caller passes (the kernel passes
 Writes go to SQLite first, then to the vector index; on open, a namespace's
 index is reconciled against the records (stray vectors dropped, missing ones
 re-embedded), so a crash between the two writes heals itself.
+
+**Modules.**  This file holds the rules (rights, tiers, retention, quotas,
+search); :mod:`~aios.kmod.memoryd.db` the SQLite schema and row codecs;
+:mod:`~aios.kmod.memoryd.archive` the per-namespace vector indexes and their
+reconciliation; :mod:`~aios.kmod.memoryd.records` the values it returns.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -61,6 +65,17 @@ from aios.abi.errors import (
     NoSuchObject,
     PermissionDenied,
     QuotaExceeded,
+)
+from aios.kmod.memoryd.archive import ArchiveIndexes, index_meta, unit_vector
+from aios.kmod.memoryd.db import (
+    RECORD_COLS,
+    delete_rows,
+    fts_delete,
+    fts_query,
+    namespace_from_row,
+    open_db,
+    record_from_row,
+    retention_json,
 )
 from aios.kmod.memoryd.records import (
     CompactionReport,
@@ -77,7 +92,6 @@ from aios.kmod.memoryd.records import (
     require,
 )
 from aios.lib.vectors.embedding import Embedder
-from aios.lib.vectors.index import VectorIndex
 
 __all__ = [
     "CompactionReport", "CoreBlock", "Hit", "MemRight", "MemoryCore", "Namespace", "Record",
@@ -92,24 +106,6 @@ MAX_K = 1000
 DEFAULT_QUOTA_ITEMS = 100_000
 DEFAULT_QUOTA_BYTES = 256 << 20
 
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS namespaces (
-  name TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL,
-  quota_items INTEGER NOT NULL, quota_bytes INTEGER NOT NULL, retention TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-  id INTEGER PRIMARY KEY, ns TEXT NOT NULL, tier TEXT NOT NULL, role TEXT,
-  text TEXT NOT NULL, meta TEXT NOT NULL, created REAL NOT NULL, expires REAL,
-  bytes INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS records_ns_tier ON records (ns, tier, created);
-CREATE VIRTUAL TABLE IF NOT EXISTS recall_fts USING fts5(text, content='', tokenize='porter');
-CREATE TABLE IF NOT EXISTS core_blocks (
-  ns TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL, lim INTEGER NOT NULL,
-  version INTEGER NOT NULL, updated REAL NOT NULL, PRIMARY KEY (ns, label));
-CREATE TABLE IF NOT EXISTS core_history (
-  ns TEXT NOT NULL, label TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,
-  updated REAL NOT NULL, PRIMARY KEY (ns, label, version));
-"""
 
 
 def _text(text: object, what: str = "text") -> str:
@@ -132,13 +128,6 @@ def _meta(meta: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
     return dict(meta), enc
 
 
-def _fts_query(text: str) -> str:
-    words = re.findall(r"\w+", text.lower())
-    if not words:
-        raise InvalidArgument("text query has no words")
-    return " OR ".join(f'"{w}"' for w in words[:32])
-
-
 class MemoryCore:
     """The memory fabric's state and rules; see the module essay."""
 
@@ -149,25 +138,14 @@ class MemoryCore:
         self.clock = clock
         self.exact_threshold = exact_threshold
         self._dir = Path(directory) if directory is not None else None
-        if self._dir is not None:
-            from aios.lib.paths import private_dir, private_file
-
-            private_dir(self._dir)  # memory is private: 0700, files 0600 (sidecars too)
-            db_path = private_file(self._dir / "memory.sqlite")
-            self._db = sqlite3.connect(str(db_path), isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            private_file(db_path)
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        else:
-            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(self._dir)
+        self._archive = ArchiveIndexes(self._dir, embedder, self._db,
+                                       exact_threshold=exact_threshold)
+        self.recoveries = self._archive.recoveries  # what opening had to repair, one line each
         self._ns: dict[str, Namespace] = {}
-        self._index: dict[str, VectorIndex] = {}
-        self.recoveries: list[str] = []
         for row in self._db.execute("SELECT name, owner, created, quota_items, quota_bytes, "
                                     "retention FROM namespaces"):
-            self._ns[row[0]] = self._ns_from_row(row)
+            self._ns[row[0]] = namespace_from_row(row)
 
     # -- namespaces ------------------------------------------------------------
 
@@ -191,7 +169,7 @@ class MemoryCore:
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO namespaces VALUES (?, ?, ?, ?, ?, ?)",
                              (name, owner, ns.created, quota_items, quota_bytes,
-                              self._ret_json(ret)))
+                              retention_json(ret)))
         self._ns[name] = ns
         return ns
 
@@ -200,6 +178,15 @@ class MemoryCore:
         if ns is None:
             raise NoSuchObject(f"no memory namespace {name!r}")
         return ns
+
+    def totals(self) -> tuple[int, int]:
+        """Live items and their bytes over every namespace (records and core blocks)."""
+        n, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM records WHERE expires IS NULL OR expires > ?",
+            (self.clock(),)).fetchone()
+        bn, bsize = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(value AS BLOB))), 0) FROM core_blocks").fetchone()
+        return int(n) + int(bn), int(size) + int(bsize)
 
     def namespaces(self, owner: str | None = None) -> list[Namespace]:
         return sorted((n for n in self._ns.values() if owner is None or n.owner == owner),
@@ -213,18 +200,11 @@ class MemoryCore:
             self._db.execute("BEGIN")
             for (rid,) in self._db.execute(
                     "SELECT id FROM records WHERE ns = ? AND tier = 'recall'", (name,)).fetchall():
-                self._fts_delete(rid)
+                fts_delete(self._db, rid)
             for table in ("records", "core_blocks", "core_history"):
                 self._db.execute(f"DELETE FROM {table} WHERE ns = ?", (name,))
             self._db.execute("DELETE FROM namespaces WHERE name = ?", (name,))
-        idx = self._index.pop(name, None)
-        if idx is not None:
-            idx.close()
-        vdir = self._vector_dir(name)
-        if vdir is not None and vdir.exists():
-            for p in sorted(vdir.iterdir()):
-                p.unlink()
-            vdir.rmdir()
+        self._archive.drop(name)
         del self._ns[name]
 
     def set_retention(self, name: str, rights: Rights, tier: Tier, retention: Retention) -> None:
@@ -359,9 +339,9 @@ class MemoryCore:
         if ttl_s is not None and ttl_s <= 0:
             raise InvalidArgument("ttl_s must be > 0")
         vec: np.ndarray | None = None
-        idx = self._vectors(name)  # opened (and reconciled) before the new row exists
+        idx = self._archive.get(name)  # opened (and reconciled) before the new row exists
         if tier is Tier.ARCHIVAL:
-            vec = self._query_vector(vector) if vector is not None else self.embedder.embed([body])[0]
+            vec = unit_vector(vector, self.embedder.dim) if vector is not None else self.embedder.embed([body])[0]
         elif vector is not None:
             raise InvalidArgument("only archival records carry vectors")
         size = len(body.encode()) + len(meta_enc) + (vec.nbytes if vec is not None else 0)
@@ -375,7 +355,7 @@ class MemoryCore:
         with self._db:
             self._db.execute("BEGIN")
             if evict:
-                self._delete_rows(name, tier, [i for i, _ in evict])
+                delete_rows(self._db, name, tier, [i for i, _ in evict])
             cur = self._db.execute(
                 "INSERT INTO records (ns, tier, role, text, meta, created, expires, bytes) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -386,8 +366,7 @@ class MemoryCore:
         if evict and tier is Tier.ARCHIVAL:
             idx.delete(i for i, _ in evict)
         if vec is not None:
-            idx.add([rid], vec.reshape(1, -1),
-                                   [self._index_meta(meta_d, now, expires)])
+            idx.add([rid], vec.reshape(1, -1), [index_meta(meta_d, now, expires)])
         return Record(rid, name, tier, body, meta_d, now, expires, role)
 
     def recall_append(self, name: str, rights: Rights, role: str, text: str,
@@ -400,12 +379,12 @@ class MemoryCore:
         self.namespace(name)
         require(rights, MemRight.READ, name, "reading")
         row = self._db.execute(
-            "SELECT id, ns, tier, text, meta, created, expires, role FROM records "
+            f"SELECT {RECORD_COLS} FROM records "
             "WHERE id = ? AND ns = ? AND (expires IS NULL OR expires > ?)",
             (int(record_id), name, self.clock())).fetchone()
         if row is None:
             raise NoSuchObject(f"no record {record_id} in {name!r}")
-        return self._record(row)
+        return record_from_row(row)
 
     def delete(self, name: str, rights: Rights, record_id: int) -> None:
         self.namespace(name)
@@ -416,15 +395,15 @@ class MemoryCore:
             raise NoSuchObject(f"no record {record_id} in {name!r}")
         with self._db:
             self._db.execute("BEGIN")
-            self._delete_rows(name, Tier(row[0]), [int(record_id)])
+            delete_rows(self._db, name, Tier(row[0]), [int(record_id)])
         if row[0] == Tier.ARCHIVAL.value:
-            self._vectors(name).delete([int(record_id)])
+            self._archive.get(name).delete([int(record_id)])
 
     def records(self, name: str, rights: Rights, tier: Tier | None = None, *,
              limit: int = 100, offset: int = 0) -> list[Record]:
         self.namespace(name)
         require(rights, MemRight.READ, name, "listing")
-        q = ("SELECT id, ns, tier, text, meta, created, expires, role FROM records WHERE ns = ? "
+        q = (f"SELECT {RECORD_COLS} FROM records WHERE ns = ? "
              "AND (expires IS NULL OR expires > ?)")
         args: list[Any] = [name, self.clock()]
         if tier is not None:
@@ -432,7 +411,7 @@ class MemoryCore:
             args.append(Tier(tier).value)
         q += " ORDER BY created, id LIMIT ? OFFSET ?"
         args += [max(0, min(limit, MAX_K)), max(0, offset)]
-        return [self._record(r) for r in self._db.execute(q, args)]
+        return [record_from_row(r) for r in self._db.execute(q, args)]
 
     # -- search ----------------------------------------------------------------
 
@@ -449,11 +428,11 @@ class MemoryCore:
         if isinstance(query, str):
             qv = self.embedder.embed([_text(query, "query")])[0]
         else:
-            qv = self._query_vector(query)
+            qv = unit_vector(query, self.embedder.dim)
         now = self.clock()
         hits: list[tuple[float, int, str]] = []
         for name in scopes:
-            idx = self._vectors(name)
+            idx = self._archive.get(name)
             want = k
             while True:
                 found = idx.search(qv, want, filters=filters)
@@ -467,10 +446,10 @@ class MemoryCore:
         out = []
         for score, rid, name in hits[:k]:
             row = self._db.execute(
-                "SELECT id, ns, tier, text, meta, created, expires, role FROM records "
+                f"SELECT {RECORD_COLS} FROM records "
                 "WHERE id = ? AND ns = ?", (rid, name)).fetchone()
             if row is not None:
-                out.append(Hit(self._record(row), score))
+                out.append(Hit(record_from_row(row), score))
         return out
 
     def recall_search(self, name: str, rights: Rights, text: str | None = None, *,
@@ -497,12 +476,12 @@ class MemoryCore:
             sql = (f"SELECT {cols} FROM recall_fts f JOIN records r ON r.id = f.rowid "
                    f"WHERE recall_fts MATCH ? AND {' AND '.join(cond)} "
                    "ORDER BY bm25(recall_fts), r.created DESC LIMIT ?")
-            rows = self._db.execute(sql, [_fts_query(text), *args, k])
+            rows = self._db.execute(sql, [fts_query(text), *args, k])
         else:
             sql = (f"SELECT {cols} FROM records r WHERE {' AND '.join(cond)} "
                    "ORDER BY r.created DESC, r.id DESC LIMIT ?")
             rows = self._db.execute(sql, [*args, k])
-        return [self._record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
     # -- retention ---------------------------------------------------------------
 
@@ -518,7 +497,7 @@ class MemoryCore:
                     ids = [r[0] for r in self._db.execute(
                         "SELECT id FROM records WHERE ns = ? AND tier = ? AND expires IS NOT NULL "
                         "AND expires <= ?", (name, tier.value, now))]
-                    self._delete_rows(name, tier, ids)
+                    delete_rows(self._db, name, tier, ids)
                     expired += len(ids)
                     extra: list[int] = []
                     cap = ns.retention.get(tier, Retention()).max_items
@@ -527,11 +506,11 @@ class MemoryCore:
                             "SELECT id FROM records WHERE ns = ? AND tier = ? "
                             "ORDER BY created DESC, id DESC LIMIT -1 OFFSET ?",
                             (name, tier.value, cap))]
-                        self._delete_rows(name, tier, extra)
+                        delete_rows(self._db, name, tier, extra)
                         evicted += len(extra)
                     if tier is Tier.ARCHIVAL:
                         gone_vec = ids + extra
-            idx = self._vectors(name)
+            idx = self._archive.get(name)
             idx.delete(gone_vec)
             s = idx.stats()
             if s.dead:
@@ -541,63 +520,10 @@ class MemoryCore:
         return CompactionReport(expired, evicted, rebuilt)
 
     def close(self) -> None:
-        for idx in self._index.values():
-            idx.close()
-        self._index.clear()
+        self._archive.close()
         self._db.close()
 
     # -- internals ---------------------------------------------------------------
-
-    def _vector_dir(self, name: str) -> Path | None:
-        if self._dir is None:
-            return None
-        safe = name.encode().hex()
-        return self._dir / "vectors" / safe
-
-    def _vectors(self, name: str) -> VectorIndex:
-        idx = self._index.get(name)
-        if idx is None:
-            idx = VectorIndex(self.embedder.dim, self._vector_dir(name),
-                              exact_threshold=self.exact_threshold)
-            if idx.recovery:
-                self.recoveries.append(idx.recovery)
-            self._reconcile(name, idx)
-            self._index[name] = idx
-        return idx
-
-    def _reconcile(self, name: str, idx: VectorIndex) -> None:
-        rows = {r[0]: r for r in self._db.execute(
-            "SELECT id, text, meta, created, expires FROM records WHERE ns = ? AND tier = ?",
-            (name, Tier.ARCHIVAL.value))}
-        stray = [i for i in idx.ids() if i not in rows]
-        if stray:
-            idx.delete(stray)
-        missing = [r for i, r in rows.items() if i not in idx]
-        if missing:
-            vecs = self.embedder.embed([r[1] for r in missing])
-            idx.add([r[0] for r in missing], vecs,
-                    [self._index_meta(json.loads(r[2]), r[3], r[4]) for r in missing])
-            self.recoveries.append(f"memory namespace {name!r}: re-embedded {len(missing)} "
-                                   "archival records missing from the vector index")
-
-    @staticmethod
-    def _index_meta(meta: dict[str, Any], created: float,
-                    expires: float | None = None) -> dict[str, Any]:
-        out = dict(meta)
-        out["_created"] = created
-        if expires is not None:
-            out["_expires"] = expires
-        return out
-
-    def _query_vector(self, vector: np.ndarray) -> np.ndarray:
-        v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if v.shape[0] != self.embedder.dim or not np.isfinite(v).all():
-            raise InvalidArgument(f"vector must be {self.embedder.dim} finite numbers")
-        n = float(np.linalg.norm(v))
-        if n == 0.0:
-            raise InvalidArgument("vector must not be zero")
-        out: np.ndarray = v / n
-        return out
 
     def _check_quota(self, name: str, items: int, size: int) -> None:
         u = self.usage(name)
@@ -618,28 +544,10 @@ class MemoryCore:
         over = len(live) + 1 - ret.max_items
         return [(int(i), int(b)) for i, b in live[:over]] if over > 0 else []
 
-    def _delete_rows(self, name: str, tier: Tier, ids: list[int]) -> None:
-        if tier is Tier.RECALL:
-            for rid in ids:
-                self._fts_delete(rid)
-        self._db.executemany("DELETE FROM records WHERE id = ? AND ns = ?",
-                             [(i, name) for i in ids])
-
-    def _fts_delete(self, rid: int) -> None:
-        row = self._db.execute("SELECT text FROM records WHERE id = ?", (rid,)).fetchone()
-        if row is not None:
-            self._db.execute("INSERT INTO recall_fts (recall_fts, rowid, text) "
-                             "VALUES ('delete', ?, ?)", (rid, row[0]))
-
     def _core_row(self, name: str, label: str) -> CoreBlock | None:
         row = self._db.execute("SELECT value, lim, version, updated FROM core_blocks "
                                "WHERE ns = ? AND label = ?", (name, label)).fetchone()
         return CoreBlock(name, label, *row) if row else None
-
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> Record:
-        rid, ns, tier, text, meta, created, expires, role = row
-        return Record(int(rid), ns, Tier(tier), text, json.loads(meta), created, expires, role)
 
     @staticmethod
     def _check_retention(ret: Mapping[Tier, Retention]) -> dict[Tier, Retention]:
@@ -657,16 +565,6 @@ class MemoryCore:
             out[t] = r
         return out
 
-    @staticmethod
-    def _ret_json(ret: Mapping[Tier, Retention]) -> str:
-        return json.dumps({t.value: [r.ttl_s, r.max_items] for t, r in ret.items()})
-
-    @staticmethod
-    def _ns_from_row(row: tuple[Any, ...]) -> Namespace:
-        name, owner, created, qi, qb, ret = row
-        retention = {Tier(t): Retention(v[0], v[1]) for t, v in json.loads(ret).items()}
-        return Namespace(name, owner, created, qi, qb, retention)
-
     def _replace_ns(self, ns: Namespace, **changes: Any) -> None:
         fields = {"name": ns.name, "owner": ns.owner, "created": ns.created,
                   "quota_items": ns.quota_items, "quota_bytes": ns.quota_bytes,
@@ -676,6 +574,6 @@ class MemoryCore:
             self._db.execute("BEGIN")
             self._db.execute("UPDATE namespaces SET quota_items = ?, quota_bytes = ?, "
                              "retention = ? WHERE name = ?",
-                             (new.quota_items, new.quota_bytes, self._ret_json(new.retention),
+                             (new.quota_items, new.quota_bytes, retention_json(new.retention),
                               new.name))
         self._ns[ns.name] = new

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from aios.abi.errors import AIOSError, Busy, Cancelled, KernelPanic
 from aios.kernel.accounts import payload_bytes
 from aios.kernel.registry import Key
+from aios.lib.histogram import Histogram
 
 if TYPE_CHECKING:
     from aios.kernel.agents import Agent
@@ -116,6 +117,7 @@ class MemoryFabric:
         self.service_obj: KObject | None = None  # semantic-ipcd's SERVICE object
         self.jobs = 0
         self.closed = False
+        self.search_seconds = Histogram()  # archival search latency (observed on the worker)
 
     # -- worker side (only ever called on the worker thread) -------------------
 
@@ -223,6 +225,22 @@ class MemoryFabric:
         op = self.k.new_async(a)
         self.k.complete_async(op, value)
         return op.handle
+
+    def totals(self, timeout: float) -> tuple[int, int, int] | None:
+        """``(namespaces, items, bytes)`` of the whole store, read on the worker within
+        ``timeout`` seconds; None when the store was never opened (nothing is loaded for
+        the asking) or the worker is busy longer than that (metrics scrapes)."""
+        if self._core is None or self.closed:
+            return None
+
+        def job() -> tuple[int, int, int]:
+            core = self.core()
+            return len(core.namespaces()), *core.totals()
+
+        try:
+            return self._pool.submit(self._job, job, ()).result(timeout)  # type: ignore[no-any-return]
+        except Exception:
+            return None
 
     def detach(self, fn: Callable[..., Any], *args: Any) -> None:
         """Fire and forget on the worker (no loop needed): e.g. forgetting a dead agent's skills."""

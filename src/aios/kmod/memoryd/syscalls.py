@@ -14,6 +14,7 @@ delivery).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -223,7 +224,10 @@ def sys_memd_search(k: Kernel, a: Agent, ns_slots: Any, query: Any, opts: Any = 
         flt = copy_plain(filters, "filters", MAX_META_BYTES) if filters else None
 
         def job() -> list[dict[str, Any]]:
-            return [svc.hit_view(h) for h in fab.core().search(scopes, query, kk, filters=flt)]
+            t0 = time.perf_counter()
+            hits = fab.core().search(scopes, query, kk, filters=flt)
+            fab.search_seconds.observe(time.perf_counter() - t0)
+            return [svc.hit_view(h) for h in hits]
     else:
         if query is not None and type(query) is not str:
             raise InvalidArgument("query must be a str or None")

@@ -161,22 +161,35 @@ class Outcome:
     oos_ambiguous: float
 
 
+def _answered(c1: np.ndarray, c2: np.ndarray, cal: Calibration, pooled: bool) -> np.ndarray:
+    """Not refused: the best clears the threshold (or, pooled, a close pair does together)."""
+    ok: np.ndarray = c1 >= cal.threshold
+    if pooled:
+        ok = ok | ((c1 - c2 < cal.margin) & (c1 + c2 >= cal.threshold))
+    return ok
+
+
 def outcome(top: np.ndarray, c1: np.ndarray, c2: np.ndarray, gold: np.ndarray,
-            oos_c1: np.ndarray, oos_c2: np.ndarray, cal: Calibration) -> Outcome:
-    """Vectorised :func:`decide` over in-scope rows (with gold labels) and out-of-scope rows."""
-    routed = (c1 >= cal.threshold) & (c1 - c2 >= cal.margin)
-    amb = (c1 >= cal.threshold) & (c1 - c2 < cal.margin)
-    o_refused = oos_c1 < cal.threshold
-    o_amb = (oos_c1 >= cal.threshold) & (oos_c1 - oos_c2 < cal.margin)
+            oos_c1: np.ndarray, oos_c2: np.ndarray, cal: Calibration, *,
+            pooled: bool = False) -> Outcome:
+    """Vectorised :func:`decide` over in-scope rows (with gold labels) and out-of-scope rows.
+
+    ``pooled``: the classifier's rule, where a close pair is refused only if
+    their probabilities *together* stay under the threshold.
+    """
+    ans = _answered(c1, c2, cal, pooled)
+    routed = ans & (c1 - c2 >= cal.margin)
+    amb = ans & (c1 - c2 < cal.margin)
+    o_ans = _answered(oos_c1, oos_c2, cal, pooled)
     n = max(len(c1), 1)
     m = max(len(oos_c1), 1)
     return Outcome(
         top1=float((routed & (top == gold)).sum() / n),
         misrouted=float((routed & (top != gold)).sum() / n),
         ambiguous=float(amb.sum() / n),
-        refused_in=float((c1 < cal.threshold).sum() / n),
-        oos_refused=float(o_refused.sum() / m),
-        oos_ambiguous=float(o_amb.sum() / m),
+        refused_in=float((~ans).sum() / n),
+        oos_refused=float((~o_ans).sum() / m),
+        oos_ambiguous=float((o_ans & (oos_c1 - oos_c2 < cal.margin)).sum() / m),
     )
 
 
@@ -195,7 +208,8 @@ def top_two(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def fit(in_z: Sequence[np.ndarray], gold: np.ndarray, oos_z: Sequence[np.ndarray],
         weights: Sequence[float], *, max_misrouted: float = 0.05,
-        min_oos_refused: float = 0.85) -> tuple[Calibration, Outcome]:
+        min_oos_refused: float = 0.85, pooled: bool = False,
+        clarify_value: float = 0.0) -> tuple[Calibration, Outcome]:
     """Choose ``(threshold, margin, w)`` on validation data.
 
     ``in_z[i]`` / ``oos_z[i]`` are calibrated score matrices computed with
@@ -203,7 +217,10 @@ def fit(in_z: Sequence[np.ndarray], gold: np.ndarray, oos_z: Sequence[np.ndarray
     at or below ``max_misrouted`` and refuse at least ``min_oos_refused`` of
     the out-of-scope rows, the one with the best top-1 wins; if none does,
     the one with the best ``top1 + oos_refused - 2 * misrouted`` (misrouting
-    costs twice what a refusal does).
+    costs twice what a refusal does).  ``clarify_value`` counts an in-scope
+    clarification as that fraction of a right route (the sender answers one
+    question, and usually the right skill is among those offered), so that
+    of two settings with about the same top-1 the one that asks wins.
     """
     best: tuple[tuple[int, float], Calibration, Outcome] | None = None
     for w, zi, zo in zip(weights, in_z, oos_z, strict=True):
@@ -212,9 +229,10 @@ def fit(in_z: Sequence[np.ndarray], gold: np.ndarray, oos_z: Sequence[np.ndarray
         for t in np.round(np.arange(0.0, 1.501, 0.025), 3):
             for mg in np.round(np.arange(0.0, 0.601, 0.01), 3):
                 cal = Calibration(float(t), float(mg), float(w))
-                o = outcome(top, c1, c2, gold, o1, o2, cal)
+                o = outcome(top, c1, c2, gold, o1, o2, cal, pooled=pooled)
                 ok = o.misrouted <= max_misrouted and o.oos_refused >= min_oos_refused
-                key = (1, o.top1) if ok else (0, o.top1 + o.oos_refused - 2 * o.misrouted)
+                won = o.top1 + clarify_value * o.ambiguous
+                key = (1, won) if ok else (0, won + o.oos_refused - 2 * o.misrouted)
                 if best is None or key > best[0]:
                     best = (key, cal, o)
     assert best is not None

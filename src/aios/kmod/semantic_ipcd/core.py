@@ -14,7 +14,14 @@ kernel lets send).  The description and each example are embedded once at
 registration into one row each of a matrix; routing costs one embedding of
 the intent (cached for repeated intents) plus one matrix-vector product.
 
-**Scoring.**  A skill's score is *calibrated*
+**Scoring.**  By default a skill's score is a *probability* from a
+classifier trained on the registry (:mod:`~aios.kmod.semantic_ipcd.classifier`):
+softmax regression over the skill names plus a "none" class learnt from
+generic utterances, refit (lazily, at the next route) whenever a skill
+comes or goes.  Scores of different skills then compete: what one gains
+another loses, and what none can claim goes to "none".  The earlier
+scorer (``scorer="centroid"``), still used for broadcasts and for skill
+hygiene, works skill by skill: a skill's score is *calibrated*
 (:mod:`~aios.kmod.semantic_ipcd.calibration`): the cosine with the
 skill's centroid plus a weighted TF-IDF cosine
 (:mod:`~aios.kmod.semantic_ipcd.lexical`), placed on a scale where 0 is
@@ -26,9 +33,11 @@ Many intents can be scored at once (:meth:`SemanticRouter.route_many`): one
 embedding batch and one matrix product for all of them.
 
 **Decision.**  Registrations are grouped by skill *name*: agents that
-register the same name are *equivalent*.  In the default mode the best
-skill wins when its score clears ``threshold`` *and* beats the best
-*different* skill by ``margin`` (equivalent agents never cost margin);
+register the same name are *equivalent* (one class of the classifier).
+In the default mode the best skill wins when its score clears
+``threshold`` *and* beats the best *different* skill by ``margin``
+(equivalent agents never cost margin; with the classifier, a close pair is
+refused only if their probabilities together stay under ``threshold``);
 among its agents the least loaded one (loads come from the kernel, e.g.
 mailbox depth) receives the message, ties going to the higher score, then
 the smaller agent id.  Within the margin, an optional re-ranker
@@ -56,19 +65,25 @@ from typing import Any
 import numpy as np
 
 from aios.abi.errors import InvalidArgument, NoSuchObject
-from aios.kmod.semantic_ipcd import calibration
+from aios.kmod.semantic_ipcd import calibration, classifier
 from aios.kmod.semantic_ipcd.background import BACKGROUND
 from aios.kmod.semantic_ipcd.calibration import Calibration, Verdict
+from aios.kmod.semantic_ipcd.classifier import ClassifierCalibration, SoftmaxModel
 from aios.kmod.semantic_ipcd.lexical import LexicalIndex
 from aios.kmod.semantic_ipcd.rerank import RerankCandidate, Reranker
 from aios.kmod.semantic_ipcd.slots import extract_slots
 from aios.lib.vectors.embedding import Embedder
 
-DEFAULT_THRESHOLD = calibration.DEFAULT.threshold
-DEFAULT_MARGIN = calibration.DEFAULT.margin
+DEFAULT_THRESHOLD = classifier.DEFAULT.threshold
+DEFAULT_MARGIN = classifier.DEFAULT.margin
 MAX_INTENT = 4096
 MAX_EXAMPLES = 64
 NEAREST_SHOWN = 3
+
+
+class Scorer(StrEnum):
+    CLASSIFIER = "classifier"  # softmax regression with a none class (classifier.py)
+    CENTROID = "centroid"  # calibrated centroid + TF-IDF cosine (calibration.py)
 
 
 class RouteMode(StrEnum):
@@ -158,15 +173,31 @@ class SemanticRouter:
                  margin: float | None = None, lexical_weight: float | None = None,
                  calibration_: Calibration | None = None,
                  background: tuple[str, ...] = BACKGROUND,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None,
+                 scorer: Scorer | str = Scorer.CLASSIFIER,
+                 classifier_calibration: ClassifierCalibration | None = None) -> None:
+        try:
+            self.scorer = Scorer(scorer)
+        except ValueError:
+            raise InvalidArgument(f"unknown scorer {scorer!r}") from None
         base = calibration_ or calibration.DEFAULT
-        cal = Calibration(base.threshold if threshold is None else threshold,
-                          base.margin if margin is None else margin,
+        cbase = classifier_calibration or classifier.DEFAULT
+        centroid = self.scorer is Scorer.CENTROID
+        cal = Calibration(base.threshold if threshold is None or not centroid else threshold,
+                          base.margin if margin is None or not centroid else margin,
                           base.lexical_weight if lexical_weight is None else lexical_weight)
-        if cal.margin < 0 or cal.lexical_weight < 0:
-            raise InvalidArgument("margin and lexical_weight must be >= 0")
+        ccal = ClassifierCalibration(
+            cbase.threshold if threshold is None or centroid else threshold,
+            cbase.margin if margin is None or centroid else margin, cbase.blend)
+        if cal.margin < 0 or cal.lexical_weight < 0 or ccal.margin < 0 or ccal.blend < 0:
+            raise InvalidArgument("margin, lexical_weight and blend must be >= 0")
         self.embedder = embedder
         self.calibration = cal
+        self.classifier_calibration = ccal
+        self._model: SoftmaxModel | None = None
+        self._features = classifier.Features()
+        self._cls_of = np.zeros(0, dtype=np.int64)  # registration -> class of its name
+        self._cls_first = np.zeros(0, dtype=np.int64)  # class -> its first registration
         self.reranker = reranker
         self._background_texts = tuple(background)
         self._bg_vecs: np.ndarray | None = None
@@ -181,18 +212,45 @@ class SemanticRouter:
         self._mu = np.zeros(0, dtype=np.float32)
         self._sd = np.ones(0, dtype=np.float32)
         self._stale = False
+        self._restricted = False  # does any skill restrict its senders? (set by _refresh)
+
+    @property
+    def active_scorer(self) -> Scorer:
+        """The scorer in use: the classifier falls back to the centroid scorer above
+        :data:`classifier.MAX_SKILLS` names (its training cost grows with their square)."""
+        if self.scorer is Scorer.CLASSIFIER:
+            self._refresh()
+            if self._model is not None or not self._skills:
+                return Scorer.CLASSIFIER
+        return Scorer.CENTROID
 
     @property
     def threshold(self) -> float:
+        if self.active_scorer is Scorer.CLASSIFIER:
+            return self.classifier_calibration.threshold
         return self.calibration.threshold
 
     @property
     def margin(self) -> float:
+        if self.active_scorer is Scorer.CLASSIFIER:
+            return self.classifier_calibration.margin
         return self.calibration.margin
 
-    def set_calibration(self, cal: Calibration) -> None:
+    def set_calibration(self, cal: Calibration | ClassifierCalibration) -> None:
+        """Replace the centroid scorer's or the classifier's decision settings."""
+        if isinstance(cal, ClassifierCalibration):
+            self.classifier_calibration = cal
+            return
+        if cal.lexical_weight != self.calibration.lexical_weight:
+            self._stale = True
         self.calibration = cal
         self._stale = True
+
+    @property
+    def model(self) -> SoftmaxModel | None:
+        """The trained classifier (None until the first route, or with the centroid scorer)."""
+        self._refresh()
+        return self._model
 
     # -- registry ------------------------------------------------------------
 
@@ -257,6 +315,7 @@ class SemanticRouter:
         if not self._stale:
             return
         self._order = sorted(self._skills)
+        self._restricted = any(s.allowed_senders is not None for s in self._skills.values())
         self._names = [k[1] for k in self._order]
         self._by_name = {}
         for i, k in enumerate(self._order):
@@ -278,7 +337,29 @@ class SemanticRouter:
         exp = [calibration.expected(self._vecs[k], self._lex.self_scores(k), w)
                for k in self._order]
         self._sd = calibration.scales(self._mu, exp, sd)
+        self._model = None
+        if self.scorer is Scorer.CLASSIFIER and len(self._by_name) <= classifier.MAX_SKILLS:
+            claimed = (calibration.calibrate(bg_raw, self._mu, self._sd).max(axis=1)
+                       >= classifier.CLAIMED if self._order else
+                       np.zeros(len(self._background_texts), dtype=bool))
+            self._fit_classifier(~claimed)
         self._stale = False
+
+    def _fit_classifier(self, generic: np.ndarray) -> None:
+        """Refit the softmax over skill names (+ none from the ``generic`` background rows)."""
+        names = sorted(self._by_name)
+        index = {n: i for i, n in enumerate(names)}
+        rows = []
+        for n in names:
+            keys = [self._order[i] for i in self._by_name[n]]
+            texts = [t for k in keys for t in self._texts(k)]
+            rows.append(self._features(np.concatenate([self._vecs[k] for k in keys]), texts))
+        assert self._bg_vecs is not None
+        texts = [t for t, keep in zip(self._background_texts, generic, strict=True) if keep]
+        bg = self._features(self._bg_vecs[generic], texts)
+        self._model = classifier.fit(names, rows, bg)
+        self._cls_of = np.asarray([index[k[1]] for k in self._order], dtype=np.int64)
+        self._cls_first = np.asarray([self._by_name[n][0] for n in names], dtype=np.int64)
 
     # -- scoring ---------------------------------------------------------------
 
@@ -289,15 +370,33 @@ class SemanticRouter:
             dense = dense + w * self._lex.scores(texts)
         return dense
 
-    def score_matrix(self, texts: list[str], vecs: np.ndarray | None = None
-                     ) -> tuple[list[_Key], np.ndarray]:
-        """Calibrated scores ``(len(texts), registrations)`` and the registration order."""
+    def score_matrix(self, texts: list[str], vecs: np.ndarray | None = None, *,
+                     scorer: Scorer | None = None) -> tuple[list[_Key], np.ndarray]:
+        """Scores ``(len(texts), registrations)`` and the registration order.
+
+        Classifier probabilities or calibrated centroid scores, by ``scorer``
+        (default: the router's own).
+        """
         self._refresh()
         if not self._order or not texts:
             return list(self._order), np.zeros((len(texts), len(self._order)), dtype=np.float32)
         q = self.embedder.embed(texts) if vecs is None else vecs
+        if (scorer or self.active_scorer) is Scorer.CLASSIFIER:
+            return list(self._order), self._probabilities(q, texts)[:, self._cls_of]
         z = calibration.calibrate(self._raw(q, texts), self._mu, self._sd)
         return list(self._order), z
+
+    def _probabilities(self, q: np.ndarray, texts: list[str]) -> np.ndarray:
+        """``(len(texts), names + 1)`` classifier probabilities, the none class last."""
+        assert self._model is not None
+        blend = self.classifier_calibration.blend
+        raw = self._raw(q, texts)[:, self._cls_first] if blend else None
+        return classifier.probabilities(self._model, self._features(q, texts), raw, blend)
+
+    def _texts(self, key: _Key) -> list[str]:
+        """A registration's texts in the order of its vectors (description, then examples)."""
+        s = self._skills[key]
+        return [s.description, *s.examples]
 
     def raw_matrix(self, texts: list[str]) -> tuple[list[_Key], np.ndarray]:
         """Uncalibrated scores (dense + weighted lexical), for diagnostics and tests."""
@@ -344,25 +443,41 @@ class SemanticRouter:
         """
         for _, intent, payload in items:
             self._check(intent, payload)
-        order, z = self.score_matrix([it[1] for it in items])
-        vecs = self.embedder.embed([it[1] for it in items]) if self.reranker else None
+        # a broadcast asks every skill on its own whether it matches: the centroid scorer's
+        # per-skill calibrated scores, not probabilities that all skills share
+        scorer = Scorer.CENTROID if broadcast else self.active_scorer
+        texts = [it[1] for it in items]
+        order, z = self.score_matrix(texts, scorer=scorer)
+        gated = scorer is Scorer.CLASSIFIER and classifier.GATE > 0 and bool(order)
+        vecs = self.embedder.embed(texts) if self.reranker or gated else None
+        # the classifier's choice must also resemble the skill on its own (centroid) scale
+        own = (self._raw(vecs, texts) - self._mu) / self._sd if gated and vecs is not None \
+            else None
         return [self._decide(sender, intent, payload, order, z[i] if order else None,
-                             None if vecs is None else vecs[i], broadcast, explain, loads or {})
+                             None if vecs is None else vecs[i], broadcast, explain, loads or {},
+                             None if own is None else own[i])
                 for i, (sender, intent, payload) in enumerate(items)]
 
     def _decide(self, sender: str, intent: str, payload: Any, order: list[_Key],
                 z: np.ndarray | None, vec: np.ndarray | None, broadcast: bool, explain: bool,
-                loads: Mapping[str, int]) -> RouteDecision:
+                loads: Mapping[str, int], own: np.ndarray | None = None) -> RouteDecision:
         cands: list[Candidate] = []
+        threshold = self.calibration.threshold if broadcast else self.threshold
         if z is not None:
-            z = self._rescale_for(sender, order, z)
+            z = self._rescale_for(sender, order, z,
+                                  Scorer.CENTROID if broadcast else self.active_scorer)
             # Candidates are built for the best few visible registrations only (all of them
             # above the threshold in broadcast mode), plus every equivalent of the best.
             first: str | None = None
             taken: set[int] = set()
-            for i in np.argsort(-z, kind="stable"):
+            if broadcast or self._restricted or len(z) <= _CANDIDATES:
+                ranked = np.argsort(-z, kind="stable")
+            else:  # everyone visible: only the best few need sorting
+                part = np.argpartition(-z, _CANDIDATES - 1)[:_CANDIDATES]
+                ranked = part[np.lexsort((part, -z[part]))]
+            for i in ranked:
                 k = order[i]
-                if len(cands) >= _CANDIDATES and not (broadcast and z[i] >= self.threshold):
+                if len(cands) >= _CANDIDATES and not (broadcast and z[i] >= threshold):
                     break
                 if self._may_reach(sender, k):
                     first = first or k[1]
@@ -376,9 +491,11 @@ class SemanticRouter:
         mode = RouteMode.BROADCAST if broadcast else RouteMode.BEST
         ambiguous: tuple[Candidate, ...] = ()
         if broadcast:
-            targets, reason = self._broadcast(cands)
+            targets, reason = self._broadcast(cands, threshold)
         else:
-            targets, reason, ambiguous = self._best(intent, vec, cands)
+            own_top = (float(own[order.index((cands[0].agent, cands[0].skill))])
+                       if own is not None and cands else None)
+            targets, reason, ambiguous = self._best(intent, vec, cands, own_top)
         slots = extract_slots(intent)
         error: str | None = None
         if not targets and not ambiguous:
@@ -387,7 +504,7 @@ class SemanticRouter:
         elif targets:
             error = self._validate(targets, payload)
         decision = RouteDecision(sender, intent, mode, targets, nearest, slots, payload,
-                                 self.threshold, self.margin, explain, reason, error,
+                                 threshold, self.margin, explain, reason, error,
                                  ambiguous=ambiguous)
         if error is not None and not explain:
             if not targets:
@@ -395,7 +512,8 @@ class SemanticRouter:
             raise InvalidArgument(error)
         return decision
 
-    def _rescale_for(self, sender: str, order: list[_Key], z: np.ndarray) -> np.ndarray:
+    def _rescale_for(self, sender: str, order: list[_Key], z: np.ndarray,
+                     scorer: Scorer) -> np.ndarray:
         """Put a row on the scale of the best skill *this sender can see*.
 
         Rows come calibrated on the best skill overall; if that one is
@@ -403,10 +521,21 @@ class SemanticRouter:
         a hidden skill shift the sender's verdicts (a side channel on its
         existence), so the row is moved to the best visible skill's scale.
         """
-        if not any(s.allowed_senders is not None for s in self._skills.values()):
+        if not self._restricted:
             return z
         visible = np.fromiter((self._may_reach(sender, k) for k in order), dtype=bool,
                               count=len(order))
+        if scorer is Scorer.CLASSIFIER:
+            # the probability of names this sender cannot reach at all is taken out and
+            # the rest renormalised (the none class keeps its share)
+            seen = np.zeros(len(self._cls_first), dtype=bool)
+            seen[self._cls_of[visible]] = True
+            hidden = float(z[self._cls_first[~seen]].sum())
+            if hidden <= 0.0:
+                return z
+            scaled: np.ndarray = np.where(seen[self._cls_of], z / max(1.0 - hidden, 1e-12),
+                                          0.0).astype(np.float32)
+            return scaled
         t = int(np.argmax(z))
         if visible[t] or not visible.any():
             return z
@@ -423,16 +552,25 @@ class SemanticRouter:
         equivalent = [c for c in cands if c.skill == skill]
         return min(equivalent, key=lambda c: (c.load, -c.score, c.agent)), len(equivalent)
 
-    def _best(self, intent: str, vec: np.ndarray | None, cands: list[Candidate]
+    def _best(self, intent: str, vec: np.ndarray | None, cands: list[Candidate],
+              own_top: float | None = None
               ) -> tuple[tuple[Candidate, ...], str, tuple[Candidate, ...]]:
         if not cands:
             return (), "no skills registered", ()
         top = cands[0]
-        if top.score < self.threshold:
-            return (), f"best score {top.score:.2f} is below the threshold {self.threshold:.2f}", ()
         rival = next((c for c in cands if c.skill != top.skill), None)
+        close_call = rival is not None and top.score - rival.score < self.margin
+        # probabilities: two close skills split one belief, so a close call is judged on their
+        # pooled share (asking beats refusing when the request is surely for one of them)
+        pooled = top.score + (rival.score if close_call and rival is not None and
+                              self.active_scorer is Scorer.CLASSIFIER else 0.0)
+        if pooled < self.threshold:
+            return (), f"best score {top.score:.2f} is below the threshold {self.threshold:.2f}", ()
+        if own_top is not None and own_top < classifier.GATE:
+            return (), (f"best match {top.skill} {top.score:.2f} scores {own_top:.2f} on its own "
+                        f"scale, under {classifier.GATE:.2f}"), ()
         why = ""
-        if rival is not None and top.score - rival.score < self.margin:
+        if close_call:
             close = self._close(cands, top.score)
             reranked = self._rerank(intent, vec, close)
             if reranked is None:
@@ -476,17 +614,18 @@ class SemanticRouter:
         return (c1, c2, f"re-ranked by {self.reranker.name}: {c1.skill} over {c2.skill} "
                         f"(first stage {c1.score:.2f} vs {c2.score:.2f})")
 
-    def _broadcast(self, cands: list[Candidate]) -> tuple[tuple[Candidate, ...], str]:
+    def _broadcast(self, cands: list[Candidate], threshold: float
+                   ) -> tuple[tuple[Candidate, ...], str]:
         seen: set[str] = set()
         out: list[Candidate] = []
         for c in cands:
-            if c.score >= self.threshold and c.agent not in seen:
+            if c.score >= threshold and c.agent not in seen:
                 seen.add(c.agent)
                 out.append(c)
         if not out:
             top = f"best score {cands[0].score:.2f}" if cands else "no skills registered"
-            return (), f"{top}; nothing above the threshold {self.threshold:.2f}"
-        return tuple(out), f"{len(out)} agents above the threshold {self.threshold:.2f}"
+            return (), f"{top}; nothing above the threshold {threshold:.2f}"
+        return tuple(out), f"{len(out)} agents above the threshold {threshold:.2f}"
 
     def _validate(self, targets: tuple[Candidate, ...], payload: Any) -> str | None:
         from jsonschema.exceptions import best_match

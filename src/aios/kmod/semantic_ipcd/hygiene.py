@@ -98,7 +98,7 @@ def report(router: SemanticRouter, agent: str, name: str, k: int = 3) -> SkillRe
         for j in np.argsort(-z[i]):
             if order[j][1] == name:
                 continue
-            if z[i, j] >= own[i] - router.margin:
+            if z[i, j] >= own[i] - router.calibration.margin:
                 confusions.append(Confusion(t, float(own[i]), order[j][1], float(z[i, j])))
             break
     order_all = order
@@ -122,7 +122,7 @@ def collisions(router: SemanticRouter, agent: str, name: str,
     for j, other in enumerate(order):
         if other[1] == name:
             continue
-        hit = int(np.sum(z[:, j] >= own - router.margin))
+        hit = int(np.sum(z[:, j] >= own - router.calibration.margin))
         if hit:
             counts[other] = counts.get(other, 0) + hit
             totals[other] = len(texts)
@@ -132,7 +132,7 @@ def collisions(router: SemanticRouter, agent: str, name: str,
         if not o_texts:
             continue
         me = o_order.index((agent, name))
-        counts[other] += int(np.sum(o_z[:, me] >= o_own - router.margin))
+        counts[other] += int(np.sum(o_z[:, me] >= o_own - router.calibration.margin))
         totals[other] += len(o_texts)
     out = [Collision(name, agent, o[1], o[0], counts[o] / totals[o]) for o in counts
            if counts[o] / totals[o] >= share]

@@ -145,24 +145,39 @@ class LexicalIndex:
         return self._self[key]
 
     def scores(self, texts: list[str]) -> np.ndarray:
-        """``(len(texts), keys)`` cosines of each text's TF-IDF vector with each centroid."""
-        out = np.zeros((len(texts), len(self._order)), dtype=np.float32)
+        """``(len(texts), keys)`` cosines of each text's TF-IDF vector with each centroid.
+
+        One pass of Python per text (its terms); the postings of all texts'
+        terms are then gathered and summed in a few numpy calls.
+        """
+        n_keys = len(self._order)
         n_idf = len(self._idf)
+        rows: list[int] = []
+        ids: list[int] = []
+        tfs: list[float] = []
         for r, t in enumerate(texts):
-            counts = Counter(terms(t))
-            hits = [(self._ids[x], c) for x, c in counts.items()
-                    if x in self._ids and self._ids[x] < n_idf]
-            if not hits:
-                continue
-            ids = np.fromiter((h[0] for h in hits), dtype=np.int64, count=len(hits))
-            tf = np.fromiter((h[1] for h in hits), dtype=np.float32, count=len(hits))
-            w = (1.0 + np.log(tf)) * self._idf[ids]
-            nrm = float(np.linalg.norm(w))
-            if nrm == 0:
-                continue
-            w /= nrm
-            for j, wj in zip(ids, w, strict=True):
-                a, b = self._indptr[j], self._indptr[j + 1]
-                if b > a:
-                    out[r, self._post_key[a:b]] += wj * self._post_val[a:b]  # keys unique per term
-        return out
+            for x, c in Counter(terms(t)).items():
+                j = self._ids.get(x)
+                if j is not None and j < n_idf:
+                    rows.append(r)
+                    ids.append(j)
+                    tfs.append(c)
+        if not rows or not n_keys:
+            return np.zeros((len(texts), n_keys), dtype=np.float32)
+        row = np.asarray(rows, dtype=np.int64)
+        term = np.asarray(ids, dtype=np.int64)
+        w = (1.0 + np.log(np.asarray(tfs, dtype=np.float32))) * self._idf[term]
+        norms = np.sqrt(np.bincount(row, w * w, minlength=len(texts)))
+        w = w / np.where(norms > 0, norms, 1.0)[row]
+        start = self._indptr[term]
+        lens = self._indptr[term + 1] - start
+        total = int(lens.sum())
+        if total == 0:
+            return np.zeros((len(texts), n_keys), dtype=np.float32)
+        # positions of every posting of every (text, term) pair, flattened
+        first = np.repeat(start - (np.cumsum(lens) - lens), lens)
+        pos = np.arange(total, dtype=np.int64) + first
+        flat = np.repeat(row, lens) * n_keys + self._post_key[pos]
+        vals = np.repeat(w, lens) * self._post_val[pos]
+        out = np.bincount(flat, vals, minlength=len(texts) * n_keys)
+        return out.reshape(len(texts), n_keys).astype(np.float32)

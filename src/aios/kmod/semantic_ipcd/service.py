@@ -347,9 +347,13 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             loads[str(aid)] = len(ag.mailbox)
     op = k.new_async(a)
     sender = a.aid
+    probe = k.registry.ipc_probe
+    route = probe.route(a, text) if probe is not None else None
 
     def decided(d: Any, err: AIOSError | None) -> None:
         if err is not None:
+            if probe is not None:
+                probe.routed(route, "error", 0)
             k.complete_async(op, error=err)
             return
         if choose is not None:
@@ -357,6 +361,8 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             if learnt:
                 k.publish("semantic.feedback", sender, agent=sender, intent=text, skill=choose,
                           learnt=[int(x) for x in learnt])
+        if probe is not None:
+            probe.routed(route, route_outcome(d, explain), len(d.targets))
         delivering = d.error is None and not explain and bool(d.targets)
         k.publish("semantic.route", sender, agent=sender, delivered=delivering,
                   chosen=choose is not None, **d.event())
@@ -373,7 +379,7 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
             else:
                 k.complete_async(op, error=InvalidArgument(d.error))
         else:
-            _deliver(k, a, d, view, timeout, lambda v, e: k.complete_async(op, v, e))
+            _deliver(k, a, d, view, timeout, lambda v, e: k.complete_async(op, v, e), route)
 
     try:
         nbytes = len(text) + len(json.dumps(payload))
@@ -401,8 +407,21 @@ def send_intent(k: Kernel, a: Agent, svc_slot: Any, intent: Any, payload: Any, o
                 raise
     except AIOSError:
         k.drop_async(op.handle)
+        if probe is not None:
+            probe.routed(route, "refused", 0)
         raise
     return op.handle
+
+
+def route_outcome(d: Any, explain: bool) -> str:
+    """One word for how a routing decision ended (the ``outcome`` label of route metrics)."""
+    if explain:
+        return "explained"
+    if d.ambiguous:
+        return "ambiguous"
+    if d.error is not None:
+        return "no_match" if not d.targets else "refused"
+    return "delivered"
 
 
 class _IntentBatch:
@@ -486,7 +505,7 @@ def _batch(fab: Any) -> _IntentBatch:
 
 
 def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeout: Any,
-             done: Callable[[Any, AIOSError | None], None]) -> None:
+             done: Callable[[Any, AIOSError | None], None], route: Any = None) -> None:
     """Put one call per target in its mailbox; ``done`` gets the reply (broadcast: all)."""
     from aios.kernel.sys_ipc import hand_off
 
@@ -523,6 +542,9 @@ def _deliver(k: Kernel, a: Agent, d: RouteDecision, view: dict[str, Any], timeou
         w = Wait(_ReplySink(reply), None, ("call", cid))
         k.calls[cid] = (w, 0)
         k.call_received(cid, aid)  # its death fails the call
+        probe = k.registry.ipc_probe
+        if probe is not None:
+            probe.call(a, cid, aid, len(body), route)
         if deadline is not None:
             w.timer = k.call_at(deadline, k.time_out, w)
         refused: AIOSError = Busy(f"mailbox of agent {aid} is full")

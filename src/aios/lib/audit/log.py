@@ -464,8 +464,10 @@ class LogReader:
         until_ns: int | None = None,
         limit: int = 100,
         start: int = 0,
+        newest_first: bool = False,
     ) -> Iterator[Entry]:
-        """Entries matching every given filter (``kind`` may end in ``*`` as a prefix match)."""
+        """Entries matching every given filter (``kind`` may end in ``*`` as a prefix match),
+        in log order or, ``newest_first``, the latest ``limit`` of them latest first."""
         where: list[str] = ["idx >= ?"]
         args: list[object] = [start]
         if agent is not None:
@@ -484,7 +486,7 @@ class LogReader:
         if until_ns is not None:
             where.append("ts_ns < ?")
             args.append(until_ns)
-        sql = f"SELECT idx, ts_ns, agent, kind, data FROM leaves WHERE {' AND '.join(where)} ORDER BY idx LIMIT ?"
+        sql = f"SELECT idx, ts_ns, agent, kind, data FROM leaves WHERE {' AND '.join(where)} ORDER BY idx{' DESC' if newest_first else ''} LIMIT ?"
         with storage_edge(self.path or "?", "the audit log", RECOVERY):
             rows = self.conn.execute(sql, (*args, limit)).fetchall()
         for row in rows:

@@ -6,7 +6,7 @@ real system, plus the cheap change detector the kernel polls.
 
 * Shipped defaults: ``aios/lib/policy/policies/*.cedar`` inside the package.
 * Operator policies: ``$AIOS_HOME/policy/*.cedar`` (``$AIOS_HOME`` defaults to
-  ``./.aios``).  An operator file with the name of a shipped one *replaces*
+  ``~/.local/state/aios``).  An operator file with the name of a shipped one *replaces*
   it; any other name adds to the set.  A shipped default is switched off by
   an empty operator file of the same name.
 

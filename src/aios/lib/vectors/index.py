@@ -18,32 +18,21 @@ the row dead in a *live bitmap* and searches pass that bitmap to faiss as an
 Update is delete plus add (a new row).  When dead rows exceed
 ``compact_ratio`` of all rows the matrix is compacted and the graph rebuilt.
 
-**Filters.**  ``filters`` is a dict of metadata conditions, all of which must
-hold: ``{"kind": "note"}`` (equal), ``{"tag": ["a", "b"]}`` (any of), or
-``{"t": {"$gte": 10, "$lt": 20}}`` (range, also ``$gt``, ``$lte``, ``$ne``).
-Equalities are answered from an inverted index of (key, value) -> rows.  A
-query whose allowed set is small is answered exactly over just those rows
-(a graph search restricted to a few rows can strand itself); a large allowed
-set goes to HNSW with a row selector, and falls back to exact if the graph
-returns fewer than ``k`` hits.
+**Filters.**  ``filters`` is a dict of metadata conditions (the language is
+in :mod:`aios.lib.vectors.filters`).  Equalities are answered from an
+inverted index of (key, value) -> rows.  A query whose allowed set is small
+is answered exactly over just those rows (a graph search restricted to a few
+rows can strand itself); a large allowed set goes to HNSW with a row
+selector, and falls back to exact if the graph returns fewer than ``k`` hits.
 
-**Persistence and corruption.**  With a ``directory`` the vectors and their
-metadata are the source of truth in SQLite (``vectors.sqlite``, WAL); the
-HNSW graph is a derived file (``hnsw.faiss`` plus ``hnsw.rows.npy`` mapping
-rows to ids) whose SHA-256 is recorded in SQLite when it is written by
-:meth:`save`.  On open, a graph file whose checksum does not match, that
-faiss cannot read, or that disagrees with the stored vectors is discarded
-and rebuilt from SQLite; :attr:`recovery` then says what happened and why
-(and the same line is logged at WARNING), so corruption costs a rebuild,
-never a wrong answer.
+**Persistence.**  With a ``directory`` the vectors and their metadata are
+written to SQLite as they change and the graph is saved with a checksum
+(:mod:`aios.lib.vectors.store`); on open a graph that cannot be trusted is
+rebuilt from the stored vectors, and :attr:`VectorIndex.recovery` says why.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +41,9 @@ from typing import Any
 import numpy as np
 
 from aios.abi.errors import InvalidArgument, NoSuchObject
+from aios.lib.vectors.filters import Meta, Postings, check_meta, range_ok, split_filters
+from aios.lib.vectors.store import VectorStore
 
-log = logging.getLogger("aios.lib.vectors.index")
-
-Meta = dict[str, Any]
-_RANGE_OPS = {"$gt", "$gte", "$lt", "$lte", "$ne"}
 _SMALL_SET = 4096  # allowed rows at or below this are searched exactly
 
 
@@ -75,55 +62,6 @@ class IndexStats:
     dim: int
     mode: str  # "exact" or "hnsw"
     memory_bytes: int
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _check_meta(meta: Mapping[str, Any] | None) -> Meta:
-    if meta is None:
-        return {}
-    if not isinstance(meta, Mapping):
-        raise InvalidArgument("metadata must be a dict")
-    out = dict(meta)
-    for k in out:
-        if not isinstance(k, str):
-            raise InvalidArgument("metadata keys must be strings")
-    try:
-        json.dumps(out)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"metadata is not JSON-serialisable: {exc}") from exc
-    return out
-
-
-def _range_ok(value: Any, cond: Mapping[str, Any]) -> bool:
-    for op, bound in cond.items():
-        if op == "$ne":
-            if value == bound:
-                return False
-            continue
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
-            return False
-        try:
-            if op == "$gt" and not value > bound:
-                return False
-            if op == "$gte" and not value >= bound:
-                return False
-            if op == "$lt" and not value < bound:
-                return False
-            if op == "$lte" and not value <= bound:
-                return False
-        except TypeError:
-            return False
-    return True
-
-
-def _file_digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 class VectorIndex:
@@ -148,13 +86,11 @@ class VectorIndex:
         self._live = np.zeros(0, dtype=bool)
         self._id_row: dict[int, int] = {}
         self._meta: dict[int, Meta] = {}
-        self._postings: dict[tuple[str, str], set[int]] = {}
+        self._postings = Postings()
         self._hnsw: Any = None
-        self._dir = Path(directory) if directory is not None else None
-        self._db: sqlite3.Connection | None = None
-        self._saved = False
-        if self._dir is not None:
-            self._open_dir(self._dir)
+        self._store: VectorStore | None = None
+        if directory is not None:
+            self._open(VectorStore(Path(directory), dim))
 
     # -- public API ----------------------------------------------------------
 
@@ -173,7 +109,7 @@ class VectorIndex:
         """Insert new vectors; an id already present is :class:`InvalidArgument` (use update)."""
         id_list = [int(i) for i in ids]
         vecs = self._check_vectors(vectors, len(id_list))
-        meta_list = [_check_meta(m) for m in metas] if metas is not None else [{}] * len(id_list)
+        meta_list = [check_meta(m) for m in metas] if metas is not None else [{}] * len(id_list)
         if len(meta_list) != len(id_list):
             raise InvalidArgument("ids and metadata differ in length")
         if len(set(id_list)) != len(id_list):
@@ -181,7 +117,8 @@ class VectorIndex:
         present = [i for i in id_list if i in self._id_row]
         if present:
             raise InvalidArgument(f"ids already in the index: {present[:5]}")
-        self._persist_add(id_list, vecs, meta_list)
+        if self._store is not None:
+            self._store.add(id_list, vecs, meta_list)
         self._append(id_list, vecs, meta_list)
 
     def upsert(self, ids: Iterable[int], vectors: np.ndarray,
@@ -202,7 +139,7 @@ class VectorIndex:
         row = self._id_row[id_]
         vec = self._vecs[row].copy() if vector is None else self._check_vectors(
             np.asarray(vector).reshape(1, -1), 1)[0]
-        new_meta = self._meta[id_] if meta is None else _check_meta(meta)
+        new_meta = self._meta[id_] if meta is None else check_meta(meta)
         self.upsert([id_], vec.reshape(1, -1).copy(), [new_meta])
 
     def delete(self, ids: Iterable[int]) -> int:
@@ -210,16 +147,13 @@ class VectorIndex:
         gone = [int(i) for i in ids if int(i) in self._id_row]
         if not gone:
             return 0
-        if self._db is not None:
-            self._mark_stale()
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in gone])
+        if self._store is not None:
+            self._store.delete(gone)
         for i in gone:
             row = self._id_row.pop(i)
             self._live[row] = False
             for key in self._meta.pop(i).items():
-                self._unpost(key, row)
+                self._postings.unpost(key, row)
         if self._n and (self._n - len(self._id_row)) > self.compact_ratio * self._n:
             self._compact()
         return len(gone)
@@ -279,41 +213,16 @@ class VectorIndex:
 
     def save(self) -> None:
         """Write the graph file and its checksum (vectors are already durable)."""
-        if self._db is None or self._dir is None:
+        if self._store is None:
             return
-        graph, rows = self._dir / "hnsw.faiss", self._dir / "hnsw.rows.npy"
-        if self._hnsw is None:
-            for p in (graph, rows):
-                p.unlink(missing_ok=True)
-            with self._db:
-                self._db.execute("DELETE FROM info WHERE key = 'hnsw_sha256'")
-            return
-        import faiss
-
-        tmp_g, tmp_r = graph.with_suffix(".tmp"), self._dir / "hnsw.rows.tmp.npy"
-        faiss.write_index(self._hnsw, str(tmp_g))
         ids = np.where(self._live[: self._n], self._row_id[: self._n], -1)
-        np.save(tmp_r, ids)
-        for p in (tmp_g, tmp_r):
-            p.chmod(0o600)  # memory is private (see aios.lib.paths)
-        digest = _file_digest(tmp_g, tmp_r)
-        tmp_g.replace(graph)
-        tmp_r.replace(rows)
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO info VALUES ('hnsw_sha256', ?)", (digest,))
-        self._saved = True
-
-    def _mark_stale(self) -> None:
-        # the first change after a save makes the graph file out of date
-        if self._saved and self._db is not None:
-            self._db.execute("UPDATE info SET value = 'stale' WHERE key = 'hnsw_sha256'")
-            self._saved = False
+        self._store.save_graph(self._hnsw, ids)
 
     def close(self) -> None:
-        if self._db is not None:
+        if self._store is not None:
             self.save()
-            self._db.close()
-            self._db = None
+            self._store.close()
+            self._store = None
 
     def __enter__(self) -> VectorIndex:
         return self
@@ -362,7 +271,7 @@ class VectorIndex:
             self._id_row[i] = row
             self._meta[i] = meta
             for item in meta.items():
-                self._post(item, row)
+                self._postings.post(item, row)
         if self._hnsw is not None:
             self._hnsw.add(vecs)
             self._vecs = self._graph_view()
@@ -380,17 +289,6 @@ class VectorIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         view: np.ndarray = faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
         return view
-
-    def _post(self, item: tuple[str, Any], row: int) -> None:
-        self._postings.setdefault((item[0], _canon(item[1])), set()).add(row)
-
-    def _unpost(self, item: tuple[str, Any], row: int) -> None:
-        key = (item[0], _canon(item[1]))
-        rows = self._postings.get(key)
-        if rows is not None:
-            rows.discard(row)
-            if not rows:
-                del self._postings[key]
 
     def _build_graph(self) -> None:
         import faiss
@@ -412,7 +310,7 @@ class VectorIndex:
         self._row_id = np.zeros(0, dtype=np.int64)
         self._live = np.zeros(0, dtype=bool)
         self._n = 0
-        self._id_row, self._meta, self._postings = {}, {}, {}
+        self._id_row, self._meta, self._postings = {}, {}, Postings()
         self._hnsw = None
         self._append(ids, vecs, metas)  # builds the graph once, if big enough
 
@@ -423,17 +321,9 @@ class VectorIndex:
         rows: set[int] | None = None
         if restrict is not None:
             rows = {self._id_row[int(i)] for i in restrict if int(i) in self._id_row}
-        ranges: list[tuple[str, Mapping[str, Any]]] = []
-        for key, cond in (filters or {}).items():
-            if isinstance(cond, Mapping):
-                if not cond or set(cond) - _RANGE_OPS:
-                    raise InvalidArgument(f"filter on {key!r}: operators are {sorted(_RANGE_OPS)}")
-                ranges.append((key, cond))
-                continue
-            values = cond if isinstance(cond, list | tuple | set | frozenset) else [cond]
-            match: set[int] = set()
-            for v in values:
-                match |= self._postings.get((key, _canon(v)), set())
+        equal, ranges = split_filters(filters)
+        for key, values in equal:
+            match = self._postings.rows(key, values)
             rows = match if rows is None else rows & match
         if ranges:
             if rows is None:
@@ -441,7 +331,7 @@ class VectorIndex:
             keep: set[int] = set()
             for row in rows:
                 meta = self._meta[int(self._row_id[row])]
-                if all(_range_ok(meta.get(key), cond) for key, cond in ranges):
+                if all(range_ok(meta.get(key), cond) for key, cond in ranges):
                     keep.add(row)
             rows = keep
         if rows is None:
@@ -494,83 +384,20 @@ class VectorIndex:
 
     # -- persistence ---------------------------------------------------------
 
-    def _open_dir(self, d: Path) -> None:
-        from aios.lib.paths import private_dir, private_file
-
-        private_dir(d)
-        db_path = private_file(d / "vectors.sqlite")
-        db = sqlite3.connect(str(db_path), isolation_level=None,
-                             check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        private_file(db_path)
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        db.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, "
-                   "meta TEXT NOT NULL, vec BLOB NOT NULL)")
-        row = db.execute("SELECT value FROM info WHERE key = 'dim'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO info VALUES ('dim', ?)", (str(self.dim),))
-        elif int(row[0]) != self.dim:
-            db.close()
-            raise InvalidArgument(f"index at {d} holds {row[0]}-d vectors, not {self.dim}-d")
-        self._db = db
-        ids: list[int] = []
-        metas: list[Meta] = []
-        blobs: list[bytes] = []
-        for i, meta, vec in db.execute("SELECT id, meta, vec FROM items ORDER BY id"):
-            ids.append(int(i))
-            metas.append(json.loads(meta))
-            blobs.append(vec)
-        vecs = (np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, self.dim)
-                if blobs else np.zeros((0, self.dim), dtype=np.float32))
-        if vecs.shape[0] != len(ids):
-            raise InvalidArgument(f"index at {d}: stored vectors have the wrong size")
-        graph = self._load_graph(d, ids)
+    def _open(self, store: VectorStore) -> None:
+        try:
+            ids, metas, vecs = store.load()
+        except BaseException:
+            store.close()
+            raise
+        self._store = store
+        graph = store.load_graph(ids)
+        self.recovery = store.recovery
         if graph is not None:
             g, row_ids = graph
             self._adopt_graph(g, row_ids, ids, vecs, metas)
-            self._saved = True
         else:
             self._append(ids, vecs, metas)
-
-    def _load_graph(self, d: Path, ids: list[int]) -> tuple[Any, np.ndarray] | None:
-        graph, rows = d / "hnsw.faiss", d / "hnsw.rows.npy"
-        assert self._db is not None
-        rec = self._db.execute("SELECT value FROM info WHERE key = 'hnsw_sha256'").fetchone()
-        if rec is None and not graph.exists():
-            return None
-        why: str | None = None
-        if rec is None:
-            why = "graph file present but no checksum recorded"
-        elif rec[0] == "stale":
-            why = "graph file older than the stored vectors (not saved after the last change)"
-        elif not graph.exists() or not rows.exists():
-            why = "graph file missing"
-        elif _file_digest(graph, rows) != rec[0]:
-            why = "checksum mismatch (file corrupted or modified)"
-        if why is None:
-            import faiss
-
-            try:
-                g = faiss.read_index(str(graph))
-                row_ids = np.load(rows)
-            except (RuntimeError, ValueError, OSError) as exc:
-                why = f"unreadable graph file ({exc.__class__.__name__})"
-            else:
-                if g.ntotal != row_ids.shape[0] or g.d != self.dim:
-                    why = "graph does not match its row map"
-                elif not set(row_ids[row_ids >= 0].tolist()) <= set(ids):
-                    why = "graph names vectors that are not stored"
-                else:
-                    return g, row_ids
-        self.recovery = (f"vector index at {d}: {why}; rebuilt the graph from "
-                         f"{len(ids)} stored vectors")
-        log.warning("%s", self.recovery)
-        for p in (graph, rows):
-            p.unlink(missing_ok=True)
-        with self._db:
-            self._db.execute("DELETE FROM info WHERE key = 'hnsw_sha256'")
-        return None
 
     def _adopt_graph(self, g: Any, row_ids: np.ndarray, ids: list[int], vecs: np.ndarray,
                      metas: list[Meta]) -> None:
@@ -587,21 +414,10 @@ class VectorIndex:
                 self._id_row[i] = r
                 self._meta[i] = metas[by_id[i]]
                 for item in metas[by_id[i]].items():
-                    self._post(item, r)
+                    self._postings.post(item, r)
         g.hnsw.efSearch = self.ef_search
         self._hnsw = g
         self._vecs = self._graph_view()
         rest = [j for j, i in enumerate(ids) if i not in self._id_row]
         if rest:
             self._append([ids[j] for j in rest], vecs[rest], [metas[j] for j in rest])
-
-    def _persist_add(self, ids: list[int], vecs: np.ndarray, metas: list[Meta]) -> None:
-        if self._db is None:
-            return
-        self._mark_stale()
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO items (id, meta, vec) VALUES (?, ?, ?)",
-                [(i, json.dumps(m), v.tobytes()) for i, m, v in zip(ids, metas, vecs, strict=True)],
-            )

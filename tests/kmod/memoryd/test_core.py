@@ -248,7 +248,7 @@ def test_persistence_and_self_healing(tmp_path: Path, clock: FakeClock) -> None:
     assert m2.recall_search("alice/notes", RO, "hello")[0].text == "hello there"
     # a record that reached SQLite but not the vector index (crash between writes)
     b = m2.put("alice/notes", ALL, "written just before a crash")
-    m2._vectors("alice/notes").delete([b.id])
+    m2._archive.get("alice/notes").delete([b.id])
     m2.close()
     m3 = MemoryCore(tmp_path, HashingEmbedder(), clock=clock)
     assert m3.search({"alice/notes": RO}, "written just before a crash")[0].record.id == b.id

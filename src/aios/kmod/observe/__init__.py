@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics read from kernel state, OpenTelemetry traces of IPC."""
