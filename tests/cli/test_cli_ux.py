@@ -77,7 +77,9 @@ def test_version_help_and_completion(tmp_path: Path) -> None:
     done = aios(tmp_path, env={"_AIOS_COMPLETE": "complete_bash", "COMP_WORDS": "aios ca",
                                "COMP_CWORD": "1"}).stdout
     assert done.split() == ["call"]
-    script = aios(tmp_path, "--show-completion", "bash").stdout
+    # typer detects the user's shell from the process tree (sh under make); name it instead
+    script = aios(tmp_path, "--show-completion", "bash",
+                  env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}).stdout
     assert "_AIOS_COMPLETE=complete_bash" in script
 
 
