@@ -81,6 +81,14 @@ def test_version_help_and_completion(tmp_path: Path) -> None:
     assert "_AIOS_COMPLETE=complete_bash" in script
 
 
+def test_bench_help_lists_the_benchmark_options(tmp_path: Path) -> None:
+    own = aios(tmp_path, "bench", "syscall", "--help").stdout
+    assert "aios bench syscall" in own and "--batches" in own and "--no-xproc" in own
+    assert "--senders" in aios(tmp_path, "bench", "ipc", "-h").stdout
+    top = aios(tmp_path, "bench", "--help").stdout
+    assert "Usage: aios bench" in top and "syscall" in top and "NAME --help" in top
+
+
 def test_values_are_positional(daemon: Path) -> None:
     proof = json.loads(aios(daemon, "audit", "prove", "1", "-o", "json").stdout)
     assert proof["entry"] == 1 and proof["verified"] is True
