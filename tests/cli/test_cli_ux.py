@@ -89,6 +89,35 @@ def test_bench_help_lists_the_benchmark_options(tmp_path: Path) -> None:
     assert "Usage: aios bench" in top and "syscall" in top and "NAME --help" in top
 
 
+def test_policy_reload_reports_what_changed(daemon: Path) -> None:
+    # The kernel's file watcher may apply an edit before the command does; either
+    # way the command reports the change that made the generation in force.
+    extra = daemon / "policy" / "extra.cedar"
+    extra.parent.mkdir(exist_ok=True)
+
+    def write(text: str) -> None:  # atomically, so the watcher never sees half a file
+        tmp = extra.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, extra)
+
+    a = '@id("a")\npermit(principal, action == Action::"spawn", resource);\n'
+    b = '@id("b")\npermit(principal, action == Action::"grant", resource);\n'
+    write(a + b)
+    first = json.loads(aios(daemon, "policy", "reload", "-o", "json").stdout)
+    assert first["added"] == ["extra.cedar:a", "extra.cedar:b"]
+    assert first["removed"] == [] and first["modified"] == []
+    write(a.replace("spawn", "net_connect") + '@id("c")\n' + b.split("\n", 1)[1])
+    table = " ".join(aios(daemon, "policy", "reload").stdout.split())
+    assert f"generation {first['generation'] + 1}" in table and "1 added, 1 removed, 1 changed" in table
+    assert all(s in table for s in ("added │ extra.cedar:c", "removed │ extra.cedar:b",
+                                    "changed │ extra.cedar:a"))
+    again = json.loads(aios(daemon, "policy", "reload", "-o", "json").stdout)
+    assert again["changed"] is False and again["generation"] == first["generation"] + 1
+    extra.unlink()
+    last = json.loads(aios(daemon, "policy", "reload", "-o", "json").stdout)
+    assert last["removed"] == ["extra.cedar:a", "extra.cedar:c"] and last["added"] == []
+
+
 def test_values_are_positional(daemon: Path) -> None:
     proof = json.loads(aios(daemon, "audit", "prove", "1", "-o", "json").stdout)
     assert proof["entry"] == 1 and proof["verified"] is True
