@@ -118,6 +118,34 @@ def test_policy_reload_reports_what_changed(daemon: Path) -> None:
     assert last["removed"] == ["extra.cedar:a", "extra.cedar:c"] and last["added"] == []
 
 
+def test_sched_and_image_take_wide_and_json(daemon: Path, tmp_path: Path) -> None:
+    spawn_echo(daemon, "sched-echo")
+    rows = json.loads(aios(daemon, "sched", "-o", "json").stdout)
+    assert any(r.get("name") == "sched-echo" for r in rows) and all("class" in r for r in rows)
+    narrow, wide = aios(daemon, "sched").stdout, aios(daemon, "sched", "-o", "wide").stdout
+    assert "sched-echo" in narrow and "throttles" not in narrow and max(map(len, narrow.splitlines())) <= 80
+    assert "throttles" in wide and "vruntime" in wide
+    bad = aios(daemon, "sched", "-o", "yaml", check=False)
+    assert bad.returncode == 1 and "EINVAL" in bad.stderr and "table, wide, json" in bad.stderr
+
+    home = tmp_path / "imghome"
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / "agent.toml").write_text('name="a"\nversion="1"\nentry="x.wat"\nexecutor="wasm"\n')
+    (img / "x.wat").write_text("(module)")
+    aios(home, "keys", "create", "acme")
+    aios(home, "image", "build", str(img))
+    aios(home, "image", "sign", str(img), "--key", "acme")
+    meta = json.loads(aios(home, "image", "inspect", str(img), "-o", "json").stdout)
+    assert meta["ok"] is True and meta["signed_by"] == "acme"
+    digests = [v for v in meta.values() if isinstance(v, str) and len(v) >= 64]
+    assert digests
+    wide_img = aios(home, "image", "inspect", str(img), "-o", "wide").stdout
+    assert all(d in wide_img for d in digests)  # whole, on one line, ready to copy
+    assert "signed_by" in aios(home, "image", "inspect", str(img)).stdout
+    assert aios(home, "image", "inspect", str(img), "-o", "xml", check=False).returncode == 1
+
+
 def test_values_are_positional(daemon: Path) -> None:
     proof = json.loads(aios(daemon, "audit", "prove", "1", "-o", "json").stdout)
     assert proof["entry"] == 1 and proof["verified"] is True
