@@ -146,6 +146,30 @@ def test_sched_and_image_take_wide_and_json(daemon: Path, tmp_path: Path) -> Non
     assert aios(home, "image", "inspect", str(img), "-o", "xml", check=False).returncode == 1
 
 
+def test_ask_on_a_fresh_daemon_says_how_to_start_a_skill_and_the_recipe_works(tmp_path: Path) -> None:
+    import shlex
+    import time
+
+    home = tmp_path / "fresh"
+    aios(home, "up", "-d")
+    try:
+        first = aios(home, "ask", "Will it rain in Lyon tomorrow?", check=False)
+        assert first.returncode == 1 and "ENOENT" in first.stderr and "No skill agent is running" in first.stderr
+        recipe = [ln.strip() for ln in first.stderr.splitlines() if ln.strip().startswith("aios ")]
+        assert len(recipe) == 2
+        for line in recipe:  # the hint's commands, run as printed
+            for cmd in line.split("&&"):
+                aios(home, *shlex.split(cmd)[1:])
+        deadline = time.monotonic() + 60
+        while not json.loads(aios(home, "skills", "ls", "-o", "json").stdout)["skills"]:
+            assert time.monotonic() < deadline, "the forecaster never registered its skill"
+            time.sleep(0.2)
+        out = aios(home, "ask", "Will it rain in Lyon tomorrow?").stdout
+        assert "skill weather" in out and "reply:" in out and "Lyon" in out
+    finally:
+        aios(home, "down", check=False)
+
+
 def test_values_are_positional(daemon: Path) -> None:
     proof = json.loads(aios(daemon, "audit", "prove", "1", "-o", "json").stdout)
     assert proof["entry"] == 1 and proof["verified"] is True
