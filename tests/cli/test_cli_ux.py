@@ -170,6 +170,19 @@ def test_ask_on_a_fresh_daemon_says_how_to_start_a_skill_and_the_recipe_works(tm
         aios(home, "down", check=False)
 
 
+def test_slow_work_shows_progress_on_stderr_and_quiet_silences_it(daemon: Path) -> None:
+    loud = aios(daemon, "spawn", "aios.demos.remote_agents:echo", "-o", "json")
+    assert "spawning aios.demos.remote_agents:echo" in loud.stderr and ": done in " in loud.stderr
+    assert json.loads(loud.stdout)["aid"] > 0  # stdout stays the result alone
+    hush = aios(daemon, "-q", "spawn", "aios.demos.remote_agents:echo", "-o", "json")
+    assert hush.stderr == "" and json.loads(hush.stdout)["aid"] > 0
+    env_hush = aios(daemon, "spawn", "aios.demos.remote_agents:echo", env={"AIOS_QUIET": "1"})
+    assert env_hush.stderr == ""
+    bench = aios(daemon, "bench", "sched", "--json", "--cycles", "200", "--rounds", "1", "--sizes", "100")
+    assert "bench sched: measuring" in bench.stderr and isinstance(json.loads(bench.stdout), dict)
+    assert aios(daemon, "--quiet", "bench", "sched", "--json", "--sizes", "100", "--rounds", "1").stderr == ""
+
+
 def test_values_are_positional(daemon: Path) -> None:
     proof = json.loads(aios(daemon, "audit", "prove", "1", "-o", "json").stdout)
     assert proof["entry"] == 1 and proof["verified"] is True

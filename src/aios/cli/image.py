@@ -107,7 +107,10 @@ def install_cmd(image: str, output: str = OUT) -> None:
     from aios.kmod.images.store import install_verified
 
     def go() -> dict[str, object]:
-        v, _root = install_verified(image, aios_home().resolve())
+        from aios.cli.output import progress
+
+        with progress(f"installing {image} (verifying its signature)"):
+            v, _root = install_verified(image, aios_home().resolve())
         return {"name": v.manifest.name, "version": v.manifest.version, "publisher": v.publisher,
                 "digest": v.digest, "ref": f"image:sha256:{v.digest}"}
 

@@ -300,8 +300,11 @@ def register(app: typer.Typer) -> None:
             if executor:
                 opts["executor"] = executor
         c = _connect()
-        handle = _call(c, "AGENT_SPAWN", 2, entry, opts or None)
-        aid, _ctl, _ep = _call(c, "GET_ASYNC_RESULT", handle, 60.0)
+        from aios.cli.output import progress
+
+        with progress(f"spawning {image} (the kernel loads and verifies it)"):
+            handle = _call(c, "AGENT_SPAWN", 2, entry, opts or None)
+            aid, _ctl, _ep = _call(c, "GET_ASYNC_RESULT", handle, 60.0)
         _emit({"aid": aid, "entry": entry}, output, title="spawned")
 
     @app.command("kill")

@@ -53,8 +53,13 @@ def _print_version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
                                  help="print the version and exit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines on stderr (also AIOS_QUIET=1)"),
 ) -> None:
     """AIOS: an operating system for AI agents.  --debug (anywhere) shows tracebacks."""
+    if quiet:
+        from aios.cli import output
+
+        output.quiet = True
 
 
 def _mount_groups() -> None:
@@ -106,7 +111,10 @@ def bench_cmd(
         except SystemExit as e:
             raise typer.Exit(e.code if isinstance(e.code, int) else 0) from None
         return
-    result = fn(list(ctx.args))
+    from aios.cli.output import progress
+
+    with progress(f"bench {name}: measuring against a baseline in the same run"):
+        result = fn(list(ctx.args))
     if as_json:
         typer.echo(json.dumps(result))
     else:
