@@ -83,6 +83,108 @@ def test_version_help_and_completion(tmp_path: Path) -> None:
     assert "_AIOS_COMPLETE=complete_bash" in script
 
 
+def test_bench_help_lists_the_benchmark_options(tmp_path: Path) -> None:
+    own = aios(tmp_path, "bench", "syscall", "--help").stdout
+    assert "aios bench syscall" in own and "--batches" in own and "--no-xproc" in own
+    assert "--senders" in aios(tmp_path, "bench", "ipc", "-h").stdout
+    top = aios(tmp_path, "bench", "--help").stdout
+    assert "Usage: aios bench" in top and "syscall" in top and "NAME --help" in top
+
+
+def test_policy_reload_reports_what_changed(daemon: Path) -> None:
+    # The kernel's file watcher may apply an edit before the command does; either
+    # way the command reports the change that made the generation in force.
+    extra = daemon / "policy" / "extra.cedar"
+    extra.parent.mkdir(exist_ok=True)
+
+    def write(text: str) -> None:  # atomically, so the watcher never sees half a file
+        tmp = extra.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, extra)
+
+    a = '@id("a")\npermit(principal, action == Action::"spawn", resource);\n'
+    b = '@id("b")\npermit(principal, action == Action::"grant", resource);\n'
+    write(a + b)
+    first = json.loads(aios(daemon, "policy", "reload", "-o", "json").stdout)
+    assert first["added"] == ["extra.cedar:a", "extra.cedar:b"]
+    assert first["removed"] == [] and first["modified"] == []
+    write(a.replace("spawn", "net_connect") + '@id("c")\n' + b.split("\n", 1)[1])
+    table = " ".join(aios(daemon, "policy", "reload").stdout.split())
+    assert f"generation {first['generation'] + 1}" in table and "1 added, 1 removed, 1 changed" in table
+    assert all(s in table for s in ("added │ extra.cedar:c", "removed │ extra.cedar:b",
+                                    "changed │ extra.cedar:a"))
+    again = json.loads(aios(daemon, "policy", "reload", "-o", "json").stdout)
+    assert again["changed"] is False and again["generation"] == first["generation"] + 1
+    extra.unlink()
+    last = json.loads(aios(daemon, "policy", "reload", "-o", "json").stdout)
+    assert last["removed"] == ["extra.cedar:a", "extra.cedar:c"] and last["added"] == []
+
+
+def test_sched_and_image_take_wide_and_json(daemon: Path, tmp_path: Path) -> None:
+    spawn_echo(daemon, "sched-echo")
+    rows = json.loads(aios(daemon, "sched", "-o", "json").stdout)
+    assert any(r.get("name") == "sched-echo" for r in rows) and all("class" in r for r in rows)
+    narrow, wide = aios(daemon, "sched").stdout, aios(daemon, "sched", "-o", "wide").stdout
+    assert "sched-echo" in narrow and "throttles" not in narrow and max(map(len, narrow.splitlines())) <= 80
+    assert "throttles" in wide and "vruntime" in wide
+    bad = aios(daemon, "sched", "-o", "yaml", check=False)
+    assert bad.returncode == 1 and "EINVAL" in bad.stderr and "table, wide, json" in bad.stderr
+
+    home = tmp_path / "imghome"
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / "agent.toml").write_text('name="a"\nversion="1"\nentry="x.wat"\nexecutor="wasm"\n')
+    (img / "x.wat").write_text("(module)")
+    aios(home, "keys", "create", "acme")
+    aios(home, "image", "build", str(img))
+    aios(home, "image", "sign", str(img), "--key", "acme")
+    meta = json.loads(aios(home, "image", "inspect", str(img), "-o", "json").stdout)
+    assert meta["ok"] is True and meta["signed_by"] == "acme"
+    digests = [v for v in meta.values() if isinstance(v, str) and len(v) >= 64]
+    assert digests
+    wide_img = aios(home, "image", "inspect", str(img), "-o", "wide").stdout
+    assert all(d in wide_img for d in digests)  # whole, on one line, ready to copy
+    assert "signed_by" in aios(home, "image", "inspect", str(img)).stdout
+    assert aios(home, "image", "inspect", str(img), "-o", "xml", check=False).returncode == 1
+
+
+def test_ask_on_a_fresh_daemon_says_how_to_start_a_skill_and_the_recipe_works(tmp_path: Path) -> None:
+    import shlex
+    import time
+
+    home = tmp_path / "fresh"
+    aios(home, "up", "-d")
+    try:
+        first = aios(home, "ask", "Will it rain in Lyon tomorrow?", check=False)
+        assert first.returncode == 1 and "ENOENT" in first.stderr and "No skill agent is running" in first.stderr
+        recipe = [ln.strip() for ln in first.stderr.splitlines() if ln.strip().startswith("aios ")]
+        assert len(recipe) == 2
+        for line in recipe:  # the hint's commands, run as printed
+            for cmd in line.split("&&"):
+                aios(home, *shlex.split(cmd)[1:])
+        deadline = time.monotonic() + 60
+        while not json.loads(aios(home, "skills", "ls", "-o", "json").stdout)["skills"]:
+            assert time.monotonic() < deadline, "the forecaster never registered its skill"
+            time.sleep(0.2)
+        out = aios(home, "ask", "Will it rain in Lyon tomorrow?").stdout
+        assert "skill weather" in out and "reply:" in out and "Lyon" in out
+    finally:
+        aios(home, "down", check=False)
+
+
+def test_slow_work_shows_progress_on_stderr_and_quiet_silences_it(daemon: Path) -> None:
+    loud = aios(daemon, "spawn", "aios.demos.remote_agents:echo", "-o", "json")
+    assert "spawning aios.demos.remote_agents:echo" in loud.stderr and ": done in " in loud.stderr
+    assert json.loads(loud.stdout)["aid"] > 0  # stdout stays the result alone
+    hush = aios(daemon, "-q", "spawn", "aios.demos.remote_agents:echo", "-o", "json")
+    assert hush.stderr == "" and json.loads(hush.stdout)["aid"] > 0
+    env_hush = aios(daemon, "spawn", "aios.demos.remote_agents:echo", env={"AIOS_QUIET": "1"})
+    assert env_hush.stderr == ""
+    bench = aios(daemon, "bench", "sched", "--json", "--cycles", "200", "--rounds", "1", "--sizes", "100")
+    assert "bench sched: measuring" in bench.stderr and isinstance(json.loads(bench.stdout), dict)
+    assert aios(daemon, "--quiet", "bench", "sched", "--json", "--sizes", "100", "--rounds", "1").stderr == ""
+
+
 def test_values_are_positional(daemon: Path) -> None:
     proof = json.loads(aios(daemon, "audit", "prove", "1", "-o", "json").stdout)
     assert proof["entry"] == 1 and proof["verified"] is True

@@ -41,6 +41,7 @@ def test_trust_store_is_private_and_install_fills_the_verified_store(
 
     home = tmp_path / "home"
     monkeypatch.setenv("AIOS_HOME", str(home))
+    monkeypatch.setenv("AIOS_QUIET", "1")  # CliRunner mixes stderr's progress into the JSON output
     r = CliRunner()
     assert r.invoke(keys_cli.app, ["create", "acme"]).exit_code == 0
     assert r.invoke(keys_cli.app, ["trust", "acme"]).exit_code == 0

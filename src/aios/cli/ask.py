@@ -7,6 +7,18 @@ from typing import Any
 
 import typer
 
+from aios.abi.errors import AIOSError, NoSuchObject
+from aios.abi.sysno import Sys
+
+# What a user on a fresh daemon is told: ``aios ask`` routes to skill agents,
+# and none ship running.  The recipe is the one tests/cli/test_mem_cli.py runs.
+START_HINT = (
+    "No skill agent is running on this kernel yet; start one, e.g. the demo forecaster:\n"
+    "  aios mem put notes hello && aios spawn aios.demos.team:Forecaster --name wx -o json\n"
+    "  aios mem share notes wx --rights READ,WRITE && aios send wx start\n"
+    "or your own SkillAgent subclass with `aios spawn FILE.py:Class` (docs/memory.md); "
+    "`aios skills ls` lists what is registered"
+)
 
 def _plain(v: Any) -> Any:
     from aios.sdk.semantic import decode
@@ -27,7 +39,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Route TEXT by meaning to the agent whose skill it matches; print the route and the reply."""
         from aios.cli.kernel_cmds import _call, _connect
-        from aios.cli.mem import acall
 
         data = None
         if payload:
@@ -44,7 +55,14 @@ def register(app: typer.Typer) -> None:
             opts["explain"] = True
         if choose:
             opts["choose"] = choose
-        r = acall(c, "INTENT_SEND", svc, text, data, opts, timeout=timeout + 60)
+        try:
+            handle = c.call(int(Sys.INTENT_SEND), (svc, text, data, opts))
+            r = c.call(int(Sys.GET_ASYNC_RESULT), (handle, timeout + 60))
+        except AIOSError as e:
+            typer.echo(f"error: {e}", err=True)
+            if isinstance(e, NoSuchObject) and "no skills registered" in e.message:
+                typer.echo(START_HINT, err=True)
+            raise typer.Exit(1) from None
         if "reply" in r:
             r["reply"] = _plain(r["reply"])
         for row in r.get("replies", []):

@@ -14,12 +14,14 @@ app = typer.Typer(
     help="Agent images: build, sign (ML-DSA-65), verify, inspect.", no_args_is_help=True
 )
 
-OUT = typer.Option("table", "-o", "--output", help="table | json")
+OUT = typer.Option("table", "-o", "--output", help="table, wide (digests unwrapped) or json")
 
 
 def _run(fn, output: str, title: str):  # type: ignore[no-untyped-def]
     from aios.abi.errors import AIOSError
+    from aios.cli.output import check_format, emit
 
+    check_format(output)
     try:
         result = fn()
     except AIOSError as exc:
@@ -32,18 +34,7 @@ def _run(fn, output: str, title: str):  # type: ignore[no-untyped-def]
         else:
             typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(1) from None
-    if output == "json":
-        typer.echo(json.dumps({"ok": True, **result}))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        table.add_column("field")
-        table.add_column("value")
-        for k, v in result.items():
-            table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-        Console().print(table)
+    emit({"ok": True, **result} if output == "json" else result, output, title=title)
 
 
 @app.command("build")
@@ -116,7 +107,10 @@ def install_cmd(image: str, output: str = OUT) -> None:
     from aios.kmod.images.store import install_verified
 
     def go() -> dict[str, object]:
-        v, _root = install_verified(image, aios_home().resolve())
+        from aios.cli.output import progress
+
+        with progress(f"installing {image} (verifying its signature)"):
+            v, _root = install_verified(image, aios_home().resolve())
         return {"name": v.manifest.name, "version": v.manifest.version, "publisher": v.publisher,
                 "digest": v.digest, "ref": f"image:sha256:{v.digest}"}
 

@@ -300,8 +300,11 @@ def register(app: typer.Typer) -> None:
             if executor:
                 opts["executor"] = executor
         c = _connect()
-        handle = _call(c, "AGENT_SPAWN", 2, entry, opts or None)
-        aid, _ctl, _ep = _call(c, "GET_ASYNC_RESULT", handle, 60.0)
+        from aios.cli.output import progress
+
+        with progress(f"spawning {image} (the kernel loads and verifies it)"):
+            handle = _call(c, "AGENT_SPAWN", 2, entry, opts or None)
+            aid, _ctl, _ep = _call(c, "GET_ASYNC_RESULT", handle, 60.0)
         _emit({"aid": aid, "entry": entry}, output, title="spawned")
 
     @app.command("kill")
@@ -398,17 +401,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sched")
     def sched(output: str = OutputOpt) -> None:
-        """Scheduling statistics of every agent."""
-        from rich.console import Console
+        """Scheduling statistics of every agent (-o wide adds slice, vruntime and waits)."""
+        from aios.cli.output import check_format
+        from aios.cli.sched import print_sched
 
-        from aios.cli.sched import render_sched_table
-
+        check_format(output)
         c = _connect()
-        rows = _call(c, "SCHED_STATS", None)
-        if output == "json":
-            typer.echo(json.dumps(rows))
-            return
-        Console().print(render_sched_table(rows))
+        print_sched(_call(c, "SCHED_STATS", None), output)
 
 
 def _print_event(ev: dict[str, Any], output: str) -> None:

@@ -53,8 +53,13 @@ def _print_version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
                                  help="print the version and exit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines on stderr (also AIOS_QUIET=1)"),
 ) -> None:
     """AIOS: an operating system for AI agents.  --debug (anywhere) shows tracebacks."""
+    if quiet:
+        from aios.cli import output
+
+        output.quiet = True
 
 
 def _mount_groups() -> None:
@@ -73,15 +78,24 @@ def _mount_groups() -> None:
 
 @app.command(
     "bench",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
 )
 def bench_cmd(
     ctx: typer.Context,
     name: str = typer.Argument("", help="benchmark name (see --list)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     list_: bool = typer.Option(False, "--list", help="list the benchmarks"),
+    help_: bool = typer.Option(False, "--help", "-h",
+                               help="show this message, or with NAME the benchmark's own options"),
 ) -> None:
-    """Run a benchmark; it measures against a baseline in the same run."""
+    """Run a benchmark; it measures against a baseline in the same run.
+
+    `aios bench NAME --help` lists that benchmark's options.
+    """
+    if help_ and not name:
+        typer.echo(ctx.get_help())
+        typer.echo("\nbenchmarks: " + ", ".join(_bench.names()))
+        return
     if list_ or not name:
         for n in _bench.names():
             typer.echo(n)
@@ -91,7 +105,16 @@ def bench_cmd(
     except KeyError:
         typer.echo(f"no such benchmark: {name} (have: {', '.join(_bench.names())})", err=True)
         raise typer.Exit(2) from None
-    result = fn(list(ctx.args))
+    if help_:  # each benchmark parses its own options: its argparse prints them and exits 0
+        try:
+            fn(["--help"])
+        except SystemExit as e:
+            raise typer.Exit(e.code if isinstance(e.code, int) else 0) from None
+        return
+    from aios.cli.output import progress
+
+    with progress(f"bench {name}: measuring against a baseline in the same run"):
+        result = fn(list(ctx.args))
     if as_json:
         typer.echo(json.dumps(result))
     else:

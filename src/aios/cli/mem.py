@@ -104,18 +104,19 @@ def search(
 @app.command("share")
 def share(
     ns: str = typer.Argument(...),
-    aid: int = typer.Argument(..., help="the agent to share with"),
+    agent: str = typer.Argument(..., metavar="ID|NAME", help="the agent to share with"),
     rights: str = typer.Option("READ", "--rights", help="comma-separated: READ, WRITE, GRANT"),
 ) -> None:
-    """Give agent AID a capability for NS (it arrives as a message carrying the slot).
+    """Give AGENT (an id or a registered name) a capability for NS (it arrives as a message carrying the slot).
 
     The console is gone when this command returns, so the agent's capability is installed by
     the kernel (MEMD_OPEN with an endpoint) rather than derived from the console's own.
     """
-    from aios.cli.kernel_cmds import _call
+    from aios.cli.kernel_cmds import _call, agent_id
 
     c = _client()
     _open(c, ns)  # a clear error if the namespace does not exist
+    aid = agent_id(c, agent)
     _ctl, ep = _call(c, "AGENT_CONTROL", 2, aid)
     names = [r.strip().upper() for r in rights.split(",") if r.strip()]
     peer = acall(c, "MEMD_OPEN", 2, ns, names, ep)

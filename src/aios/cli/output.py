@@ -10,8 +10,11 @@ copied.  Times are shown as local ISO 8601 to the millisecond.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,3 +104,27 @@ def event_line(ev: dict[str, Any], wide: bool = False) -> str:
     if not wide:
         when = when[11:23]  # the time of day: history is recent
     return f"{ev['seq']:>7} {when} {ev['topic']:<28} agent={ev['source']} {json.dumps(ev['data'], default=str)}"
+
+
+# -- progress ----------------------------------------------------------------------
+# Slow work (a benchmark, an image install, a spawn waiting for the daemon) says
+# what it is doing on stderr, so stdout stays the result (JSON pipes cleanly);
+# ``aios -q`` / ``--quiet`` or ``AIOS_QUIET=1`` silences it.
+
+quiet = False  # set by ``aios -q``
+
+
+@contextmanager
+def progress(what: str) -> Iterator[None]:
+    """``what...`` on stderr before the work, ``what: done in N s`` (or ``failed``) after."""
+    if quiet or os.environ.get("AIOS_QUIET", "") not in ("", "0"):
+        yield
+        return
+    typer.echo(f"{what}...", err=True)
+    t0 = time.monotonic()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        typer.echo(f"{what}: {'done' if ok else 'failed'} in {time.monotonic() - t0:.1f} s", err=True)

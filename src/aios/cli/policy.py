@@ -243,6 +243,32 @@ def test(
         raise typer.Exit(1)
 
 
+def _reload_title(r: dict[str, Any]) -> str:
+    if not r.get("ok", False):
+        return "policy reload: REJECTED (previous policy stays in force)"
+    if "generation" not in r:
+        return "policy reload"
+    n = {k: len(r.get(k, ())) for k in ("added", "removed", "modified")}
+    what = f"{n['added']} added, {n['removed']} removed, {n['modified']} changed"
+    if r.get("changed"):
+        return f"policy reload: {what} (generation {r['generation']})"
+    if any(n.values()):  # the file watcher applied the edit first: say what it did
+        return f"policy reload: already in force (generation {r['generation']}: {what})"
+    return f"policy reload: no change (generation {r['generation']})"
+
+
+def _reload_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """One row per policy that a reload added, removed or changed; then the totals."""
+    rows = [(what, pid) for key, what in (("added", "added"), ("removed", "removed"),
+                                          ("modified", "changed")) for pid in r.get(key, ())]
+    rows += [(k, str(v)) for k, v in r.items()
+             if k not in ("added", "removed", "modified", "files", "changed", "errors")]
+    rows += [("error", e) for e in r.get("errors", ())]
+    if "files" in r:
+        rows.append(("files", str(len(r["files"]))))
+    return rows
+
+
 @app.command("reload")
 def reload(output: str = OutOpt) -> None:
     """Validate $AIOS_HOME/policy and ask the running kernel to reload it.
@@ -267,7 +293,7 @@ def reload(output: str = OutOpt) -> None:
         raise typer.Exit(1) from None
     if reload_via is not None:
         result = reload_via()
-        _print(result, output, "policy reload", [(k, str(v)) for k, v in result.items()])
+        _print(result, output, _reload_title(result), _reload_rows(result))
         if not result.get("ok", False):
             raise typer.Exit(1)
         return

@@ -62,6 +62,26 @@ def _cell(row: Mapping[str, Any], key: str, kind: str) -> str:
     return str(v)
 
 
+# Left out of the 80-column table; ``-o wide`` shows them.
+WIDE: tuple[str, ...] = ("slice", "vruntime", "waits", "wait", "throttles")
+
+
+def sched_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The table's cells, one dict per agent keyed by column header, sorted by class then key."""
+    return [{header: _cell(row, key, kind) for header, key, kind in _COLUMNS}
+            for row in sorted(rows, key=lambda r: (str(r.get("class", "")), r.get("key", 0)))]
+
+
+def print_sched(rows: Sequence[Mapping[str, Any]], output: str) -> None:
+    """``aios sched -o table|wide|json``: JSON is the kernel's rows as they came."""
+    from aios.cli.output import emit
+
+    if output == "json":
+        emit(list(rows), output)
+        return
+    emit(sched_rows(rows), output, [h for h, _, _ in _COLUMNS], "scheduler", wide=WIDE)
+
+
 def render_sched_table(rows: Sequence[Mapping[str, Any]], title: str = "scheduler") -> Table:
     """One row per agent; missing fields print as ``-``."""
     from rich.table import Table  # heavy: imported when rendering, not at CLI start

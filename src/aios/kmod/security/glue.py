@@ -203,4 +203,7 @@ def reload_policy(k: Kernel) -> dict[str, Any]:
         "files": list(r.files),
         "policies": r.policies,
         "errors": list(r.errors),
+        "added": list(r.added),
+        "removed": list(r.removed),
+        "modified": list(r.modified),
     }

@@ -321,6 +321,22 @@ class ReloadResult:
     files: tuple[str, ...]
     policies: int
     errors: tuple[str, ...] = ()
+    # What the change that made ``generation`` did, by policy id: new ids, ids
+    # gone, and ids whose text, effect, scope or annotations differ.  When this
+    # reload changed nothing (the file watcher got there first, or nothing was
+    # edited) they still describe the set in force; empty at the first generation.
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+
+
+def diff_policies(old: Mapping[str, PolicyInfo], new: Mapping[str, PolicyInfo]
+                  ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(added, removed, modified)`` policy ids between two compiled sets, each sorted."""
+    added = tuple(sorted(new.keys() - old.keys()))
+    removed = tuple(sorted(old.keys() - new.keys()))
+    modified = tuple(sorted(i for i in old.keys() & new.keys() if old[i] != new[i]))
+    return added, removed, modified
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +552,7 @@ class PolicyEngine:
         self._entity_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._compiled = compile_policies(loader())
         self._generation = 1
+        self._last_diff: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
 
     @classmethod
     def from_sources(cls, sources: Mapping[str, str], *, emit: Emit | None = None) -> PolicyEngine:
@@ -573,6 +590,7 @@ class PolicyEngine:
             return self._reload_result(ok=False, changed=False, errors=(f"read error: {exc}",))
         changed = compiled.digest != self._compiled.digest
         if changed:
+            self._last_diff = diff_policies(self._compiled.by_id, compiled.by_id)
             self._compiled = compiled
             self._generation += 1
             self._entity_cache.clear()
@@ -582,7 +600,8 @@ class PolicyEngine:
         self, *, ok: bool, changed: bool, errors: tuple[str, ...] = ()
     ) -> ReloadResult:
         c = self._compiled
-        result = ReloadResult(ok, changed, self._generation, c.files, len(c.infos), errors)
+        result = ReloadResult(ok, changed, self._generation, c.files, len(c.infos), errors,
+                              *self._last_diff)
         if self._emit is not None and (changed or not ok):
             self._emit(
                 DECISION_TOPIC,
