@@ -30,8 +30,7 @@ def check(out: dict[str, object]) -> None:
 def test_soak_smoke() -> None:
     assert "soak" in names()
     check(load("soak")(["--agents", "120", "--per-cell", "40", "--duration", "6", "--warmup", "2",
-                        "--baseline", "1", "--period", "0.5", "--hostile", "0.05", "--settle", "2",
-                        "--settle-window", "1"]))
+                        "--baseline", "1", "--period", "0.5", "--hostile", "0.05"]))
 
 
 @pytest.mark.slow

@@ -54,7 +54,6 @@ EVENT_HISTORY_DEPTH: Final = 4096  # recent events a daemon keeps for `aios even
 # -- scheduling --------------------------------------------------------------
 SLICE_NS: Final = 750_000  # base time slice (Linux's sysctl_sched_base_slice)
 LOOP_BATCH: Final = 256  # agent dispatches between polls of the I/O loop
-DOOM_BATCH: Final = 32  # agents a revoke kills per kernel step (kernel/doom.py)
 
 # -- time --------------------------------------------------------------------
 MAX_TIMEOUT_S: Final = 7 * 24 * 3600.0  # longest timeout a blocking call may ask for

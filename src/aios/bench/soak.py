@@ -21,13 +21,7 @@ backpressure, policy, real clock; the behavior monitor only with
 Measured (top-level keys):
 
 * ``rss_growth_mb``: the kernel process's RSS at the end of the soak minus at
-  its start, the start being steady state: after ``--warmup`` seconds (the
-  colony at full size) the bounded buffers (caches, queues up to their quotas)
-  are still filling, so RSS is sampled every second until it has grown less
-  than ``--settle-mb`` over ``--settle-window`` seconds, for at most
-  ``--settle`` seconds (``settle_s`` says how long it took; ``rss_fill_mb`` is
-  what filled meanwhile).  The soak then runs ``--duration`` seconds more.
-  Goal <= 10.
+  its start (after ``--warmup`` seconds, the colony at full size).  Goal <= 10.
 * ``bystander_p99_us``: p99 of the bystander's call latency during the soak;
   ``baseline_bystander_p99_us`` is the same bystander on the idle kernel in the
   same run, before the colony starts, and ``bystander_p99_ratio`` the ratio.
@@ -153,8 +147,6 @@ async def cell(ctx: Context) -> int:
             msg = await ctx.recv(timeout=0.5)
             if msg.call:
                 await ctx.reply(msg, b"pong")
-            elif msg.payload == b"stop":  # the conductor ends the soak before until_ns
-                break
         except TimedOut:
             pass
         except AIOSError:
@@ -244,11 +236,6 @@ async def bystander(ctx: Context) -> list[int]:
     until = ctx.spec["until_ns"]
     lat: list[int] = []
     while await ctx.now_ns() < until:
-        try:
-            if (await ctx.recv(timeout=0)).payload == b"stop":
-                break
-        except (WouldBlock, TimedOut):
-            pass
         t0 = time.perf_counter_ns()
         try:
             await ctx.call(e.ep, b"x", timeout=30)
@@ -273,10 +260,6 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds before RSS is first read")
     ap.add_argument("--period", type=float, default=20.0, help="seconds between a worker's rounds")
     ap.add_argument("--hostile", type=float, default=0.01, help="hostile agents, as a fraction of the colony")
-    ap.add_argument("--settle", type=float, default=60.0,
-                    help="at most this many seconds after the warm-up for RSS to reach steady state")
-    ap.add_argument("--settle-window", type=float, default=10.0, help="seconds RSS must stay flat")
-    ap.add_argument("--settle-mb", type=float, default=2.0, help="growth (MB) that still counts as flat")
     ap.add_argument("--baseline", type=float, default=3.0, help="seconds of bystander on the idle kernel")
     ap.add_argument("--behavior", action="store_true",
                     help="run the behavior monitor too (it may suspend busy cells: false positives)")
@@ -299,9 +282,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
         start = await ctx.now_ns()
         first_id = k.agents.next_id
-        # the colony lives through the warm-up, the longest settling and the soak;
-        # the conductor ends the soak early (stop_ns) when RSS settles sooner
-        until = start + int((a.warmup + a.settle + a.duration) * 1e9)
+        until = start + int((a.warmup + a.duration) * 1e9)
         cells, per = max(1, a.agents // a.per_cell), a.per_cell
         handles = []
         for i in range(cells):
@@ -316,27 +297,12 @@ def run(argv: list[str]) -> dict[str, Any]:
                 "child_quota": {"memory": 16 << 20, "agents": 4}}))
         by = await ctx.spawn(bystander, spec={"until_ns": until})
         await ctx.sleep(a.warmup)
-        out["rss_warm_kb"] = rss_kb()
-        samples: list[tuple[int, int]] = []  # (kernel ns, RSS kB), once a second
-        settle_until = await ctx.now_ns() + int(a.settle * 1e9)
-        window = int(a.settle_window * 1e9)
-        while True:
-            now = await ctx.now_ns()
-            samples.append((now, rss_kb()))
-            old = [kb for t, kb in samples if t <= now - window]
-            if now >= settle_until or (old and samples[-1][1] - old[-1] < a.settle_mb * 1024):
-                break
-            await ctx.sleep(1.0)
-        out["settle_s"] = round((now - start) / 1e9 - a.warmup, 1)
         out["rss_start_kb"] = rss_kb()
         out["agents_at_start"] = k.agents.live
-        stop = now + int(a.duration * 1e9)
         peak_agents = 0
-        while await ctx.now_ns() < stop:
+        while await ctx.now_ns() < until:
             await ctx.sleep(1.0)
             peak_agents = max(peak_agents, k.agents.live)
-        for h in [by, *handles]:
-            await ctx.send(h.ep, b"stop")
         out["rss_end_kb"] = rss_kb()
         out["agents_peak"] = peak_agents
         _, st = await ctx.wait(by.aid, timeout=600)
@@ -387,8 +353,6 @@ def run(argv: list[str]) -> dict[str, Any]:
         "baseline_bystander_p99_us": round(base_p99, 1),
         "bystander_p99_ratio": round(soak_p99 / base_p99, 2) if base_p99 else 0.0,
         "rss_start_mb": round(out.get("rss_start_kb", 0) / 1024, 1),
-        "rss_fill_mb": round((out.get("rss_start_kb", 0) - out.get("rss_warm_kb", 0)) / 1024, 2),
-        "settle_s": out.get("settle_s", 0.0),
         "rss_end_mb": round(out.get("rss_end_kb", 0) / 1024, 1),
         "agents": a.agents,
         "agents_peak": out.get("agents_peak", 0),

@@ -77,7 +77,6 @@ from aios.kernel.arena import Arena, PageTable, Pool, Region
 from aios.kernel.asyncops import AsyncOp, AsyncOps
 from aios.kernel.capabilities import Capability, CapabilityDerivationTree, CapabilitySpace, KObject
 from aios.kernel.clock import Clock, MonotonicClock
-from aios.kernel.doom import DoomQueue
 from aios.kernel.events import EventBus, Subscription
 from aios.kernel.quotas import Charge, Quota, Resource
 from aios.kernel.registry import ERRNO_SHIFT, SUPERVISOR, Extensions, Registry
@@ -150,7 +149,6 @@ class Kernel:
         self.throttled: set[int] = set()
         self._holders: dict[int, set[str]] = {}  # throttled agent -> who holds it
         self.holding = 0
-        self.doomed = DoomQueue()  # agents a revoke sentenced, killed DOOM_BATCH per step
         self.current: Agent | None = None
         self.stopping = False
         self._wakeup: asyncio.Event | None = None
@@ -359,7 +357,7 @@ class Kernel:
                     what.destroyed = True
                     self._region_destroyed(what)
             elif isinstance(what, Agent) and what.alive:
-                self.doom(what, "authority revoked")
+                self.kill(what, reason="authority revoked")
 
     # -- time and timers -------------------------------------------------------
 
@@ -750,9 +748,6 @@ class Kernel:
         if self._posted:
             self._run_posted()
         self._fire_timers()
-        doomed = self.doomed
-        if doomed:
-            self.kill_doomed()
         pick = self.sched.pick
         n = 0
         while n < budget:
@@ -763,13 +758,8 @@ class Kernel:
             if a.status is not AgentState.READY:
                 self.sched.block(ent)  # stale: it stopped being runnable another way
                 continue
-            if doomed and a.aid in doomed:
-                self.kill(a, doomed.reason(a.aid))  # sentenced: it does not run again
-                continue
             self._run_agent(a)
             n += 1
-            if doomed:
-                self.kill_doomed()  # one slice between dispatches
             if self.timers.heap and self.timers.due(self.now()):
                 self._fire_timers()
         return n
@@ -786,9 +776,6 @@ class Kernel:
                     continue
                 nxt = self.next_timer_ns()
                 outside = self.external + self.executors.busy() + self.holding
-                if self.doomed:
-                    await asyncio.sleep(0)
-                    continue  # sentences left to carry out
                 if until_idle and nxt is None and outside == 0 and len(self.sched) == 0:
                     await asyncio.sleep(0)
                     if len(self.sched) == 0 and self.external + self.executors.busy() + self.holding == 0:
@@ -838,26 +825,6 @@ class Kernel:
 
     # -- exits, faults, kills ----------------------------------------------------
 
-    def doom(self, a: Agent, reason: str) -> None:
-        """Sentence ``a`` to be killed within a few kernel steps; from now on it cannot act
-        (see :mod:`aios.kernel.doom`).  The current agent is killed at once."""
-        if not a.alive:
-            return
-        if a is self.current:
-            self.kill(a, reason)
-            return
-        if self.doomed.sentence(a, reason) and len(self.doomed) == 1:
-            self.kick()  # run() may be parked with nothing runnable
-
-    def kill_doomed(self, n: int = limits.DOOM_BATCH) -> int:
-        """Kill one slice (up to ``n``) of the sentenced agents; returns how many died."""
-        done = 0
-        for a, reason in self.doomed.take(n):
-            if a.alive:
-                self.kill(a, reason)
-                done += 1
-        return done
-
     def exit(self, a: Agent, status: Any) -> None:
         a.exit_status = status
         self.terminate(a, "exited")
@@ -886,8 +853,6 @@ class Kernel:
             return
         a.how = how
         self.throttled.discard(a.aid)
-        if self.doomed:
-            self.doomed.discard(a.aid)
         self._holders.pop(a.aid, None)
         if a.wait is not None:
             w = a.wait
@@ -1077,7 +1042,6 @@ class Kernel:
             "throttled": len(self.throttled),
             "held": self.holding,
             "posted": len(self._posted),
-            "doomed": len(self.doomed),
             "accounts": len(self.ledger.accounts),
         }
 

@@ -226,10 +226,6 @@ def spawn(
         chg.what = a
         if not remote:
             a.sched = k.sched.new_entity(a.aid, a, weight=plan.weight)
-            if parent.sched is not None and (op != "spawn" or "quota" not in plan.opts):
-                # clones, and children spawned inside their parent's quota, share the
-                # parent's CPU share; a child given its own quota gets its own share
-                k.sched.join_group(a.sched, parent.sched)
             k.start_coroutine(a, k.boot_info(a))
         ctl = k.cdt.root(parent.cspace, k.agent_object(a), PARENT_CONTROL)
         ep = k.cdt.derive(k.cap_of(a, 1), parent.cspace, Rights.WRITE | Rights.GRANT, badge=parent.aid)

@@ -71,7 +71,6 @@ def sys_cap_grant(k: Kernel, a: Agent, slot: Any, ep_slot: Any, rights: Any = No
 def sys_cap_revoke(k: Kernel, a: Agent, slot: Any) -> int:
     cap = a.cspace.get(slot)
     n = k.cdt.revoke(cap)
-    k.kill_doomed()  # the first slice; the rest between the next dispatches
     k.publish("cap.revoked", a.aid, agent=a.aid, kind=cap.obj.kind.name, object=cap.obj.oid, invalidated=n)
     return n
 
@@ -81,7 +80,6 @@ def sys_cap_delete(k: Kernel, a: Agent, slot: Any) -> None:
     if cap.obj.kind in (ObjKind.MEMORY, ObjKind.POOL):
         a.pt.unmap_cap(cap)
     k.cdt.delete(cap)
-    k.kill_doomed()  # deleting a root revokes its subtree: the first slice of it
 
 
 def sys_cap_inspect(k: Kernel, a: Agent, slot: Any) -> dict[str, Any]:

@@ -33,23 +33,6 @@ preserved by Linux's reweight rule (Linux itself does not boost fair weights;
 we do, so a heavy agent waiting on a light one's lock is not slowed to the
 light one's share).
 
-Group scheduling (Linux's ``CONFIG_FAIR_GROUP_SCHED``, one level deep).  An
-agent's clones share one share of the CPU: the first clone makes a *group*, a
-fair entity in the root queue with the cloner's weight and its own fair queue,
-and moves the cloner into it; the clones (and their clones) join it.  The root
-queue picks among groups and ungrouped agents by EEVDF; a picked group picks
-among its members by EEVDF.  Every ns a member runs is charged to it in the
-group's queue and to the group in the root queue, so a family of hundreds of
-runnable clones gets what one agent of that weight gets, and a bystander
-waits behind one group, not behind hundreds.  The group's lag is the family's:
-a clone placed fresh (zero lag) in its group gains nothing in the root queue,
-so forking fresh agents is no way around the lag clamp.  A group is runnable
-while any member is, running while a member runs, and leaves the root queue
-(its lag stored, like any sleeper's) when its last member sleeps; it is freed
-with its last member.  Only fair-class members are counted in a group: one
-moved to the deadline class (or boosted into it) leaves its group's queue and
-comes back when it returns to the fair class.
-
 Preemption in-process happens only at traps: ``charge`` returns True and the
 kernel switches at that trap.  A coroutine that never traps cannot be
 preempted; untrusted code belongs in the isolated or Wasm executors.
@@ -115,8 +98,8 @@ class SchedEntity:
     __slots__ = (
         "_dkey", "_dl_token", "_eclass", "_enq_ts", "_ew", "_h", "_l", "_minv", "_p",
         "_pi", "_r", "_thr_token", "_throttled", "_vrem", "_vslice", "batch", "deadline",
-        "dl_abs", "dl_deadline", "dl_left", "dl_period", "dl_runtime", "fq", "group", "key",
-        "nr", "owner", "picks", "policy", "runtime_ns", "slice_left", "slice_ns", "state", "throttles",
+        "dl_abs", "dl_deadline", "dl_left", "dl_period", "dl_runtime", "key", "owner",
+        "picks", "policy", "runtime_ns", "slice_left", "slice_ns", "state", "throttles",
         "vlag", "vruntime", "wait_ns", "waits", "weight",
     )  # fmt: skip
 
@@ -128,11 +111,6 @@ class SchedEntity:
         self.weight = weight
         self.slice_ns = SLICE_NS
         self.batch = False
-        # groups: ``group`` is the group a member belongs to; a group has ``fq``,
-        # the fair queue of its members, and ``nr``, its members counted there
-        self.group: SchedEntity | None = None
-        self.fq: FairQueue | None = None
-        self.nr = 0
         # fair
         self.vruntime = 0
         self.deadline = 0
@@ -184,7 +162,6 @@ class Scheduler:
         self._fair = FairQueue()
         self._dl = DeadlineQueue()
         self._check_preempt = False
-        self._nq = 0  # fair agents queued in a tree (a group's own node not counted)
 
     # -- entities -------------------------------------------------------------
 
@@ -198,109 +175,7 @@ class Scheduler:
 
     def __len__(self) -> int:
         """Runnable entities waiting in a queue (not running, not throttled)."""
-        return self._nq + self._dl.nr
-
-    # -- groups -------------------------------------------------------------------
-
-    def join_group(self, child: SchedEntity, parent: SchedEntity) -> None:
-        """``child`` (new, not yet woken) shares ``parent``'s group, made now if
-        ``parent`` has none.  A parent outside the fair class, or boosted, makes no
-        group (the child stays on its own)."""
-        if child.state is not _SLEEPING or child.group is not None:
-            raise IllegalTransition("only a new entity joins a group", key=child.key)
-        g = parent.group
-        if g is None:
-            if parent._eclass is not _FAIR or parent._pi is not None or parent.state is _GONE:
-                return
-            g = self._make_group(parent)
-        child.group = g
-
-    def _make_group(self, ent: SchedEntity) -> SchedEntity:
-        """A group for ``ent``'s family with ``ent``'s weight and lag; ``ent`` moves in."""
-        g = SchedEntity(-ent.key, None, ent.weight)
-        g.fq = FairQueue()
-        set_slice(g, self.base_slice_ns)
-        root = self._fair
-        st = ent.state
-        if st is _SLEEPING:
-            g.vlag = ent.vlag
-            ent.group = g
-            return g
-        in_tree = st is _RUNNABLE
-        if in_tree:
-            root.tree.remove(ent)
-            self._nq -= 1
-        root.leave(ent)
-        g.vlag = ent.vlag  # the family starts owed (or owing) what its founder was
-        root.enter(g)
-        g.slice_left = ent.slice_left
-        ent.vlag = 0
-        ent.group = g
-        g.fq.enter(ent)
-        g.nr = 1
-        if in_tree:
-            g.fq.tree.insert(ent)
-            self._nq += 1
-            g.state = _RUNNABLE
-            root.tree.insert(g)
-        else:
-            g.state = _RUNNING
-        return g
-
-    def _fq(self, ent: SchedEntity) -> FairQueue:
-        """The fair queue ``ent`` is counted in: its group's, or the root."""
-        g = ent.group
-        return self._fair if g is None else g.fq  # type: ignore[return-value]
-
-    def _fair_in(self, ent: SchedEntity) -> None:
-        """Count the fair ``ent`` (state already RUNNABLE or RUNNING) in its queue,
-        and its group in the root queue."""
-        g = ent.group
-        q = self._fair if g is None else g.fq
-        assert q is not None
-        q.enter(ent)
-        if ent.state is _RUNNABLE:
-            q.tree.insert(ent)
-            self._nq += 1
-        if g is None:
-            return
-        g.nr += 1
-        root = self._fair
-        if ent.state is _RUNNING:
-            if g.state is _RUNNABLE:
-                root.tree.remove(g)
-            elif g.state is _SLEEPING:
-                root.enter(g)
-            g.state = _RUNNING
-        elif g.state is _SLEEPING:
-            root.enter(g)
-            root.tree.insert(g)
-            g.state = _RUNNABLE
-
-    def _fair_out(self, ent: SchedEntity) -> None:
-        """Stop counting the fair ``ent`` (RUNNABLE or RUNNING); its group follows."""
-        g = ent.group
-        q = self._fair if g is None else g.fq
-        assert q is not None
-        if ent.state is _RUNNABLE:
-            q.tree.remove(ent)
-            self._nq -= 1
-        q.leave(ent)
-        if g is None:
-            return
-        g.nr -= 1
-        root = self._fair
-        if ent.state is _RUNNING:  # the group was running through it
-            if g.nr:
-                g.state = _RUNNABLE
-                root.tree.insert(g)
-            else:
-                root.leave(g)
-                g.state = _SLEEPING
-        elif g.nr == 0 and g.state is _RUNNABLE:
-            root.tree.remove(g)
-            root.leave(g)
-            g.state = _SLEEPING
+        return self._fair.tree.n + self._dl.nr
 
     # -- the fair class's view ---------------------------------------------------------
 
@@ -311,10 +186,10 @@ class Scheduler:
     def lag_ns(self, ent: SchedEntity) -> int:
         """Service owed to ``ent`` in real ns (stored lag while it sleeps)."""
         counted = ent._eclass is _FAIR and ent.state in (_RUNNABLE, _RUNNING)
-        return self._fq(ent).lag_ns(ent, counted)
+        return self._fair.lag_ns(ent, counted)
 
     def eligible(self, ent: SchedEntity) -> bool:
-        return self._fq(ent).eligible(ent)
+        return self._fair.eligible(ent)
 
     # -- the deadline class's timer --------------------------------------------------
 
@@ -350,7 +225,7 @@ class Scheduler:
             ew = -pi[1]
         if counted and ew != ent._ew and ent._eclass is _FAIR and ent.state in (_RUNNABLE, _RUNNING):
             in_tree = ent.state is _RUNNABLE
-            fair = self._fq(ent)
+            fair = self._fair
             if in_tree:
                 fair.tree.remove(ent)
             fair.reweight(ent, ew)
@@ -364,7 +239,9 @@ class Scheduler:
         """Take a runnable or running ``ent`` out of its class's accounting."""
         st = ent.state
         if ent._eclass is _FAIR:
-            self._fair_out(ent)
+            if st is _RUNNABLE:
+                self._fair.tree.remove(ent)
+            self._fair.leave(ent)
         elif st is _RUNNABLE and not ent._throttled:
             self._dl.drop(ent)
 
@@ -382,7 +259,9 @@ class Scheduler:
         if not active:
             return
         if ent._eclass is _FAIR:
-            self._fair_in(ent)
+            self._fair.enter(ent)
+            if st is _RUNNABLE:
+                self._fair.tree.insert(ent)
         elif st is _RUNNABLE and not ent._throttled:
             self._dl.push(ent)
         self._check_preempt = True
@@ -401,7 +280,8 @@ class Scheduler:
         ent.state = _RUNNABLE
         ent._enq_ts = now
         if ent._eclass is _FAIR:
-            self._fair_in(ent)
+            self._fair.enter(ent)
+            self._fair.tree.insert(ent)
             if not ent.batch:
                 self._check_preempt = True
         else:
@@ -442,13 +322,6 @@ class Scheduler:
             ent = self._fair.pick()
             if ent is None:
                 return None
-            if ent.fq is not None:  # a group: it runs through the member it picks
-                ent.state = _RUNNING
-                ent.picks += 1
-                ent = ent.fq.pick()
-                if ent is None:
-                    raise IllegalTransition("a runnable group with no runnable member")
-            self._nq -= 1
         ent.state = _RUNNING
         ent.picks += 1
         ent.waits += 1
@@ -478,30 +351,14 @@ class Scheduler:
             top = dlq.top()
             return top is not None and top._dkey < ent._dkey
         fair = self._fair
-        g = ent.group
-        if g is None:
-            fair.update_curr(ent, delta_ns)
-            if dlq.nr:
-                return True  # real-time beats fair
-            if fair.slice_used(ent, delta_ns):
-                return True
-            if self._check_preempt:
-                self._check_preempt = False
-                return fair.wakeup_preempts(ent)
-            return False
-        gq = g.fq
-        assert gq is not None
-        gq.update_curr(ent, delta_ns)  # the member, among its family
-        fair.update_curr(g, delta_ns)  # the family, among everyone
-        g.runtime_ns += delta_ns
+        fair.update_curr(ent, delta_ns)
         if dlq.nr:
-            return True
-        used = fair.slice_used(g, delta_ns)
-        if gq.slice_used(ent, delta_ns) or used:
+            return True  # real-time beats fair
+        if fair.slice_used(ent, delta_ns):
             return True
         if self._check_preempt:
             self._check_preempt = False
-            return fair.wakeup_preempts(g) or gq.wakeup_preempts(ent)
+            return fair.wakeup_preempts(ent)
         return False
 
     def put_prev(self, ent: SchedEntity) -> None:
@@ -511,15 +368,7 @@ class Scheduler:
         ent.state = _RUNNABLE
         ent._enq_ts = self._clock.now_ns()
         if ent._eclass is _FAIR:
-            g = ent.group
-            if g is None:
-                self._fair.tree.insert(ent)
-            else:
-                g.fq.tree.insert(ent)  # type: ignore[union-attr]
-                if g.state is _RUNNING:
-                    g.state = _RUNNABLE
-                    self._fair.tree.insert(g)
-            self._nq += 1
+            self._fair.tree.insert(ent)
         elif not ent._throttled:
             self._dl.push(ent)
 
@@ -676,8 +525,6 @@ class Scheduler:
             "throttled": int(ent._throttled),
             "boosted": int(ent._pi is not None),
         }
-        if ent.group is not None:
-            out["group"] = ent.group.key
         nice = nice_of_weight(ent.weight)
         if nice is not None:
             out["nice"] = nice

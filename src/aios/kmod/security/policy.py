@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -226,33 +225,17 @@ class PolicyGate:
         self._reloaded(res)
         return res
 
-    def _shape(self, *infos: AgentInfo) -> tuple[Any, ...]:
-        """The cache key of ``infos``: what a policy can see of them.  Unless some
-        policy names an agent, that is their attributes and which of them are the
-        same agent (``principal == resource``), not their ids, so the decision for
-        a clone is the decision for its siblings: a clone loop does not fill the
-        cache with one entry per clone."""
-        if self.engine.compiled.names_agents:
-            return infos
-        ids: dict[int, int] = {}
-        return tuple((ids.setdefault(i.key, len(ids)), i.type, i.publisher, i.image, i.trust, i.name)
-                     for i in infos)
-
-    def _decide(self, key: tuple[Any, ...], compute: Callable[[], Decision],
-                who: AgentInfo, resource: str | None = None) -> Decision:
-        """A cached decision (same generation, same entities as far as policies can tell,
-        same context), audited every time under the real ``who`` (and ``resource``)."""
+    def _decide(self, key: tuple[Any, ...], compute: Callable[[], Decision]) -> Decision:
+        """A cached decision (same generation, same entities, same context), audited every time."""
         key = (self.engine.generation, *key)
         d = self._decisions.get(key)
         if d is None:
             d = compute()  # the engine emits the policy.decision record itself
             if len(self._decisions) >= DECISION_CACHE:
-                del self._decisions[next(iter(self._decisions))]  # the oldest entry
+                self._decisions.clear()
             self._decisions[key] = d
         else:
             self.cache_hits += 1
-            if d.principal != who.key or (resource is not None and d.resource != resource):
-                d = replace(d, principal=who.key, resource=d.resource if resource is None else resource)
             self.k.publish("policy.decision", 0, **d.record(), cached=True)
         if not d.allowed:
             self.denied += 1
@@ -275,10 +258,9 @@ class PolicyGate:
         image = ImageRef(child.image or "?", publisher=child.publisher, signed=True)
         rights = tuple(_policy_rights(info.get("rights", 0)))
         d = self._decide(
-            ("spawn", *self._shape(parent), image, child.type, child.publisher, rights),
+            ("spawn", parent, image, child.type, child.publisher, rights),
             lambda: self.engine.check_spawn(parent, image, child_type=child.type,
                                             child_publisher=child.publisher, rights=rights),
-            parent,
         )
         d.enforce()
 
@@ -298,8 +280,7 @@ class PolicyGate:
             return
         self.maybe_poll()
         by, target = self.info(info["by"]), self.info(info["agent"])
-        d = self._decide(("kill", *self._shape(by, target)), lambda: self.engine.decide(by, "kill", target),
-                         by, f'Agent::"{target.key}"')
+        d = self._decide(("kill", by, target), lambda: self.engine.decide(by, "kill", target))
         d.enforce()
 
     def guard_grant(self, k: Kernel, action: str, a: Agent, **info: Any) -> None:
@@ -311,7 +292,7 @@ class PolicyGate:
         self.maybe_poll()
         me, to, obj = self.info(a.aid), self.info(info["to"]), str(info.get("kind", ""))
         d = self._decide(("grant", me, to, tuple(names), obj),
-                         lambda: self.engine.check_grant(me, to, names, obj=obj), me)
+                         lambda: self.engine.check_grant(me, to, names, obj=obj))
         d.enforce()
 
     def guard_mem_share(self, k: Kernel, action: str, a: Agent, **info: Any) -> None:
@@ -321,7 +302,7 @@ class PolicyGate:
         writable = bool(info.get("rights", 0) & Rights.WRITE)
         me, to = self.info(a.aid), self.info(info["to"])
         d = self._decide(("mem_share", me, to, writable),
-                         lambda: self.engine.check_mem_share(me, to, 0, writable=writable), me)
+                         lambda: self.engine.check_mem_share(me, to, 0, writable=writable))
         d.enforce()
 
     # -- settings ------------------------------------------------------------------

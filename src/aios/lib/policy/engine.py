@@ -349,20 +349,6 @@ class CompiledPolicies:
     files: tuple[str, ...]
     digest: str
     by_id: Mapping[str, PolicyInfo] = field(default_factory=dict)
-    # some policy names one agent (an ``Agent::"<key>"`` literal): decisions then
-    # depend on agent ids, not only on attributes (see :func:`names_agents`)
-    names_agents: bool = False
-
-
-def names_agents(est: Any) -> bool:
-    """Does this parsed (JSON) policy text contain an ``Agent`` entity literal?"""
-    if isinstance(est, dict):
-        if est.get("type") == "Agent" and "id" in est:
-            return True
-        return any(names_agents(v) for v in est.values())
-    if isinstance(est, list):
-        return any(names_agents(v) for v in est)
-    return False
 
 
 # -- settings annotations --------------------------------------------------------
@@ -447,7 +433,6 @@ def compile_policies(sources: Mapping[str, str]) -> CompiledPolicies:
     errors: list[str] = []
     static: dict[str, Any] = {}
     infos: list[PolicyInfo] = []
-    by_agent = False
     for fname in sorted(sources):
         text = sources[fname]
         try:
@@ -455,7 +440,6 @@ def compile_policies(sources: Mapping[str, str]) -> CompiledPolicies:
         except ValueError as exc:
             errors.append(f"{fname}: parse error: {exc}")
             continue
-        by_agent = by_agent or names_agents(est)
         if est.get("templates"):
             errors.append(f"{fname}: templates (?principal/?resource slots) are not supported")
         schema_check = cedarpy.validate_policies(text, SCHEMA)
@@ -521,7 +505,6 @@ def compile_policies(sources: Mapping[str, str]) -> CompiledPolicies:
         files=tuple(sorted(sources)),
         digest=digest,
         by_id={p.id: p for p in infos},
-        names_agents=by_agent,
     )
 
 
